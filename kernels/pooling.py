@@ -1,0 +1,142 @@
+"""Span pooling over token states.
+
+All spans of a document pool in one pass: the distinct span boundaries cut the token axis into segments,
+`np.add.reduceat` sums every segment in a single read of the states, and a span's sum is the difference of
+two prefix sums over those segments. Spans are half-open `[start, end)` token indices; they may overlap, be
+unsorted or empty (an empty span pools to a zero vector).
+"""
+
+import numpy as np
+
+
+def _check_spans(spans: np.ndarray, n_tokens: int) -> np.ndarray:
+    spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    if spans.size and (spans.min() < 0 or spans.max() > n_tokens or np.any(spans[:, 0] > spans[:, 1])):
+        raise ValueError(f"spans must satisfy 0 <= start <= end <= {n_tokens}")
+    return spans
+
+
+def prefix_sums(states: np.ndarray) -> np.ndarray:
+    """P with P[i] = sum of states[:i] (float64, shape [n + 1, d])."""
+    out = np.zeros((states.shape[0] + 1, states.shape[1]), dtype=np.float64)
+    np.cumsum(states, axis=0, dtype=np.float64, out=out[1:])
+    return out
+
+
+def span_sums_from_prefix(prefix: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    spans = _check_spans(spans, prefix.shape[0] - 1)
+    return prefix[spans[:, 1]] - prefix[spans[:, 0]]
+
+
+def _segments(states: np.ndarray, spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cut points (sorted, unique, starting at 0, ending at n) and the index of every span edge in them."""
+    n = states.shape[0]
+    cuts = np.unique(np.concatenate(([0, n], spans.ravel())))
+    edge_index = np.searchsorted(cuts, spans)
+    return cuts, edge_index
+
+
+def span_mean(states: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Mean of states over each span, float32 [n_spans, d]; float16 input is accumulated in float32."""
+    spans = _check_spans(spans, states.shape[0])
+    d = states.shape[1]
+    if spans.shape[0] == 0:
+        return np.zeros((0, d), dtype=np.float32)
+    if states.shape[0] == 0:
+        return np.zeros((spans.shape[0], d), dtype=np.float32)
+    cuts, edge = _segments(states, spans)
+    seg = np.add.reduceat(states, cuts[:-1], axis=0, dtype=np.float32)
+    prefix = np.zeros((seg.shape[0] + 1, d), dtype=np.float64)
+    np.cumsum(seg, axis=0, dtype=np.float64, out=prefix[1:])
+    sums = prefix[edge[:, 1]] - prefix[edge[:, 0]]
+    counts = (spans[:, 1] - spans[:, 0]).astype(np.float64)
+    return (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+
+
+def span_max(states: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Element-wise max over each span (a zero vector for an empty span).
+
+    Segment maxima come from one `np.maximum.reduceat`; a span covers a run of segments, answered by a sparse
+    table (range-maximum query in O(1) per span after O(m log m) set-up over m segments).
+    """
+    spans = _check_spans(spans, states.shape[0])
+    d = states.shape[1]
+    out = np.zeros((spans.shape[0], d), dtype=np.float32)
+    if spans.shape[0] == 0 or states.shape[0] == 0:
+        return out
+    cuts, edge = _segments(states, spans)
+    seg = np.maximum.reduceat(states, cuts[:-1], axis=0).astype(np.float32)
+    table = [seg]
+    while 2 ** len(table) <= seg.shape[0]:
+        prev, half = table[-1], 2 ** (len(table) - 1)
+        table.append(np.maximum(prev[:-half], prev[half:]))
+    lo, hi = edge[:, 0], edge[:, 1]
+    nonempty = hi > lo
+    lo, hi = lo[nonempty], hi[nonempty]
+    level = np.floor(np.log2(np.maximum(hi - lo, 1))).astype(np.int64)
+    width = 2**level
+    result = np.empty((lo.shape[0], d), dtype=np.float32)
+    for k in np.unique(level):  # at most log2(m) levels, not one iteration per span
+        rows = level == k
+        result[rows] = np.maximum(table[k][lo[rows]], table[k][hi[rows] - width[rows]])
+    out[nonempty] = result
+    return out
+
+
+def span_first(states: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """The state of each span's first token (a zero vector for an empty span)."""
+    spans = _check_spans(spans, states.shape[0])
+    out = np.zeros((spans.shape[0], states.shape[1]), dtype=np.float32)
+    nonempty = spans[:, 1] > spans[:, 0]
+    out[nonempty] = states[spans[nonempty, 0]]
+    return out
+
+
+class PrefixAccumulator:
+    """Span sums over a token sequence that arrives in consecutive blocks, without holding the sequence.
+
+    The boundaries to report are fixed up front; each block contributes its segment sums to a running
+    float64 total, and only the prefix values at the boundaries are kept (memory O(boundaries x d)).
+    """
+
+    def __init__(self, boundaries: np.ndarray, dim: int) -> None:
+        self._cuts = np.unique(np.asarray(boundaries, dtype=np.int64))
+        self._prefix = np.zeros((self._cuts.shape[0], dim), dtype=np.float64)
+        self._running = np.zeros(dim, dtype=np.float64)
+        self._position = 0
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def add(self, block: np.ndarray) -> None:
+        """Append the states of tokens [position, position + len(block))."""
+        start, stop = self._position, self._position + block.shape[0]
+        if stop == start:
+            return
+        lo, hi = np.searchsorted(self._cuts, [start, stop], side="right")
+        inner = self._cuts[lo:hi] - start  # boundaries in (start, stop], as block offsets
+        local = np.concatenate(([0], inner[inner < block.shape[0]]))
+        seg = np.add.reduceat(block, local, axis=0, dtype=np.float32)
+        totals = self._running + np.cumsum(seg, axis=0, dtype=np.float64)
+        # totals[i] is the prefix just before local[i + 1] (or at stop for the last segment)
+        ends = np.concatenate((local[1:], [block.shape[0]])) + start
+        hit = np.searchsorted(self._cuts, ends)
+        valid = (hit < self._cuts.shape[0]) & (self._cuts[np.minimum(hit, self._cuts.shape[0] - 1)] == ends)
+        self._prefix[hit[valid]] = totals[valid]
+        self._running = totals[-1]
+        self._position = stop
+
+    def span_sums(self, spans: np.ndarray) -> np.ndarray:
+        spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        if spans.size and spans.max() > self._position:
+            raise ValueError(f"span ends past the {self._position} tokens seen so far")
+        idx = np.searchsorted(self._cuts, spans)
+        if not np.array_equal(self._cuts[np.minimum(idx, self._cuts.shape[0] - 1)], spans):
+            raise ValueError("span edge was not declared as a boundary")
+        return self._prefix[idx[:, 1]] - self._prefix[idx[:, 0]]
+
+    def span_means(self, spans: np.ndarray) -> np.ndarray:
+        spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        counts = np.maximum(spans[:, 1] - spans[:, 0], 1).astype(np.float64)
+        return (self.span_sums(spans) / counts[:, None]).astype(np.float32)

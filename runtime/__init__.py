@@ -1,0 +1,30 @@
+"""longvec runtime: load a bundle and embed texts of any length. Needs numpy, onnxruntime and tokenizers only."""
+
+from longvec.runtime.embedder import DocumentResult, Embedder
+from longvec.runtime.errors import (
+    BackendUnavailable,
+    BundleError,
+    BundleNotFound,
+    ChecksumMismatch,
+    InputError,
+    LongvecError,
+    ManifestError,
+    SchemaVersionError,
+    UnsafePath,
+    VariantNotFound,
+)
+
+__all__ = [
+    "BackendUnavailable",
+    "BundleError",
+    "BundleNotFound",
+    "ChecksumMismatch",
+    "DocumentResult",
+    "Embedder",
+    "InputError",
+    "LongvecError",
+    "ManifestError",
+    "SchemaVersionError",
+    "UnsafePath",
+    "VariantNotFound",
+]

@@ -1,0 +1,28 @@
+"""A deterministic fake encoder in NumPy, shipped so tests of everything above the backend need no model.
+
+A token's state mixes its own embedding, its position and the mean of its window, so states depend on
+context the way a real encoder's do: a different window gives a different state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class FakeBackend:
+    def __init__(self, vocab_size: int = 32000, hidden_size: int = 16, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self._table = rng.standard_normal((vocab_size, hidden_size)).astype(np.float32)
+        self.hidden_size = hidden_size
+        self.calls: list[tuple[int, int]] = []  # (batch, seq) of every run, for batching tests
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        self.calls.append(input_ids.shape)
+        own = self._table[input_ids % self._table.shape[0]]
+        mask = attention_mask[..., None].astype(np.float32)
+        context = (own * mask).sum(axis=1, keepdims=True) / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+        position = np.sin(np.arange(input_ids.shape[1], dtype=np.float32) / 7.0)[None, :, None]
+        return (own + 0.5 * context + 0.1 * position).astype(np.float32)
+
+    def close(self) -> None:
+        pass

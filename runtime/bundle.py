@@ -1,0 +1,61 @@
+"""Reading a bundle directory: the manifest, its checksums, and the paths of the files it names."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from longvec.runtime.errors import BundleNotFound, ChecksumMismatch, UnsafePath, VariantNotFound
+from longvec.runtime.manifest import MANIFEST_NAME, Manifest, Variant
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    root: Path
+    manifest: Manifest
+
+    @classmethod
+    def open(cls, root: str | Path, verify: bool = True) -> Bundle:
+        """Read manifest.json; with `verify`, check that every listed file exists and matches its sha256."""
+        root = Path(root)
+        manifest_path = root / MANIFEST_NAME
+        if not root.is_dir():
+            raise BundleNotFound(root, "bundle directory does not exist")
+        if not manifest_path.is_file():
+            raise BundleNotFound(manifest_path, "missing; is this a longvec bundle (made by `longvec export`)?")
+        manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"), manifest_path)
+        bundle = cls(root, manifest)
+        for name in (manifest.tokenizer_file, *(v.file for v in manifest.variants)):
+            if name not in manifest.files:
+                raise UnsafePath(manifest_path, f"{name!r} is used but has no checksum in 'files'")
+        if verify:
+            for name, expected in manifest.files.items():
+                path = bundle.path(name)
+                if sha256_file(path) != expected:
+                    raise ChecksumMismatch(path, "sha256 differs from manifest.json (truncated or modified)")
+        return bundle
+
+    def path(self, name: str) -> Path:
+        """Absolute path of a file the manifest names; never outside the bundle, and it must exist."""
+        resolved = (self.root / name).resolve()
+        if not resolved.is_relative_to(self.root.resolve()):
+            raise UnsafePath(self.root / MANIFEST_NAME, f"{name!r} resolves outside the bundle")
+        if not resolved.is_file():
+            raise BundleNotFound(self.root / name, "listed in manifest.json but missing")
+        return resolved
+
+    def variant(self, name: str) -> Variant:
+        variant = self.manifest.variant(name)
+        if variant is None:
+            have = ", ".join(v.name for v in self.manifest.variants)
+            raise VariantNotFound(self.root / MANIFEST_NAME, f"no variant {name!r} (this bundle has: {have})")
+        return variant

@@ -1,0 +1,214 @@
+"""The public entry point: `Embedder.load(bundle)`, then `embed` or `embed_documents`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from longvec.kernels import l2_normalize
+from longvec.runtime.backends import Backend, open_backend
+from longvec.runtime.bundle import Bundle
+from longvec.runtime.chunking import CHUNKINGS, Chunks, make_chunks
+from longvec.runtime.errors import InputError
+from longvec.runtime.manifest import Manifest
+from longvec.runtime.pipeline import Batching, Encoded, Job, Pipeline
+from longvec.runtime.stitch import Stitch
+from longvec.runtime.text import TextTokenizer, Tokens, validate_texts
+from longvec.runtime.windows import WindowPlan
+
+Mode = Literal["late", "naive", "window_mean", "truncate", "blend"]
+MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
+DEFAULT_MODE: Mode = "late"
+DEFAULT_CHUNK_TOKENS = 128
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    vector: np.ndarray  # [dim]
+    chunk_vectors: np.ndarray  # [n_chunks, dim]
+    chunk_spans: np.ndarray  # [n_chunks, 2] half-open character offsets into the input text
+    chunk_token_spans: np.ndarray  # [n_chunks, 2] half-open content-token offsets
+    n_tokens: int  # content tokens in the text
+    n_tokens_embedded: int  # content tokens that reached the encoder (less than n_tokens only for "truncate")
+    n_windows: int  # encoder windows for the document pass
+    mode: str
+    chunk_sparse: list[Any] | None = None  # one sparse vector per chunk when asked for
+
+
+class Embedder:
+    def __init__(
+        self,
+        backend: Backend,
+        tokenizer: TextTokenizer,
+        manifest: Manifest,
+        window: int | None = None,
+        batching: Batching = Batching(),
+    ) -> None:
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.manifest = manifest
+        self.window = window or manifest.default_window or min(manifest.max_positions, manifest.trained_max_tokens)
+        self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
+        self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
+        WindowPlan.make(self.window, None, self._overhead, manifest.max_positions)  # fail early on a bad window
+
+    @classmethod
+    def load(
+        cls,
+        bundle_dir: str | Path,
+        variant: str = "optimized",
+        threads: int | None = None,
+        window: int | None = None,
+        max_batch_tokens: int = Batching.max_tokens,
+        verify: bool = True,
+    ) -> Embedder:
+        bundle = Bundle.open(bundle_dir, verify=verify)
+        chosen = bundle.variant(variant)
+        backend = open_backend(chosen.engine, bundle.path(chosen.file), bundle.manifest.hidden_size, threads)
+        tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
+        return cls(backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens))
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.hidden_size
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Embedder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(t) for t in self.tokenizer.encode(validate_texts(texts, allow_blank=True))]
+
+    def plan(self, window: int | None = None, stride: int | None = None, prompt: str | None = None) -> WindowPlan:
+        overhead = self._overhead + len(self._prompt_ids(prompt))
+        return WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
+
+    def _prompt_ids(self, prompt: str | None) -> tuple[int, ...]:
+        if prompt is None:
+            return ()
+        return self.tokenizer.ids(self.manifest.prompts.get(prompt, prompt))
+
+    def _finish(self, x: np.ndarray) -> np.ndarray:
+        return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        prompt: str | None = None,
+        window: int | None = None,
+        stride: int | None = None,
+    ) -> np.ndarray:
+        """One vector per text, float32 [n, dim]. A text longer than one window is embedded whole (windows,
+        stitched, pooled), never truncated. `prompt` is a prompt name from the bundle or literal text."""
+        texts = validate_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        plan = self.plan(window, stride, prompt)
+        jobs = [Job(t.ids) for t in self.tokenizer_checked(texts)]
+        encoded = self._pipeline.run(jobs, plan, self._prompt_ids(prompt))
+        return self._finish(np.stack([e.pooled for e in encoded]))
+
+    def tokenizer_checked(self, texts: list[str]) -> list[Tokens]:
+        tokens = self.tokenizer.encode(texts)
+        for i, t in enumerate(tokens):
+            if len(t) == 0:
+                raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")
+        return tokens
+
+    def embed_documents(
+        self,
+        texts: Sequence[str],
+        chunking: str = "tokens",
+        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        window: int | None = None,
+        stride: int | None = None,
+        mode: str = DEFAULT_MODE,
+        spans: Sequence[Sequence[Sequence[int]]] | None = None,
+        prompt: str | None = None,
+        stitch: Stitch = "center",
+    ) -> list[DocumentResult]:
+        """A document vector plus chunk vectors with character spans, for texts of any length."""
+        texts = validate_texts(texts)
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+        if chunking not in CHUNKINGS:
+            raise InputError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
+        if spans is not None:
+            chunking = "spans"
+            if len(spans) != len(texts):
+                raise InputError(f"spans has {len(spans)} entries for {len(texts)} texts")
+        if not isinstance(chunk_tokens, int) or chunk_tokens < 1:
+            raise InputError(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
+        if stitch not in ("center", "weighted"):
+            raise InputError(f"stitch must be 'center' or 'weighted', got {stitch!r}")
+        plan = self.plan(window, stride, prompt)
+        prompt_ids = self._prompt_ids(prompt)
+        tokens = self.tokenizer_checked(texts)
+        chunks = [
+            make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i])
+            for i, (text, tok) in enumerate(zip(texts, tokens))
+        ]
+        doc_jobs = [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
+        chunk_jobs = (
+            [Job(tok.ids[s:e]) for tok, ch in zip(tokens, chunks) for s, e in ch.token_spans.tolist()]
+            if mode in ("naive", "blend")
+            else []
+        )
+        encoded = self._pipeline.run(doc_jobs + chunk_jobs, plan, prompt_ids, stitch)
+        docs, alone = encoded[: len(doc_jobs)], encoded[len(doc_jobs) :]
+        results = []
+        offset = 0
+        for tok, ch, doc in zip(tokens, chunks, docs):
+            own = alone[offset : offset + len(ch)] if alone else []
+            offset += len(own)
+            results.append(self._result(tok, ch, doc, own, plan, mode))
+        return results
+
+    @staticmethod
+    def _doc_job(tok: Tokens, ch: Chunks, plan: WindowPlan, mode: str) -> Job:
+        if mode == "truncate":
+            head = min(len(tok), plan.content)
+            inside = ch.token_spans[ch.token_spans[:, 1] <= head]
+            return Job(tok.ids[:head], inside)
+        return Job(tok.ids, ch.token_spans)
+
+    def _result(
+        self, tok: Tokens, ch: Chunks, doc: Encoded, alone: Sequence[Encoded], plan: WindowPlan, mode: str
+    ) -> DocumentResult:
+        char_spans, token_spans = ch.char_spans, ch.token_spans
+        n_embedded = len(tok)
+        late = self._finish(doc.span_means)
+        if mode in ("naive", "blend"):
+            naive = self._finish(np.stack([a.pooled for a in alone]))
+        if mode == "late":
+            vector, chunk_vectors = doc.pooled, late
+        elif mode == "naive":
+            vector, chunk_vectors = l2_normalize(naive).mean(axis=0), naive
+        elif mode == "window_mean":
+            vector, chunk_vectors = self._finish(doc.window_pooled).mean(axis=0), late
+        elif mode == "blend":
+            vector, chunk_vectors = doc.pooled, l2_normalize(l2_normalize(naive) + l2_normalize(late))
+        else:  # truncate: only the head was encoded; chunks past it are not returned
+            n_embedded = min(len(tok), plan.content)
+            keep = token_spans[:, 1] <= n_embedded
+            vector, chunk_vectors = doc.pooled, late
+            char_spans, token_spans = char_spans[keep], token_spans[keep]
+        return DocumentResult(
+            vector=self._finish(vector),
+            chunk_vectors=chunk_vectors.astype(np.float32, copy=False),
+            chunk_spans=char_spans,
+            chunk_token_spans=token_spans,
+            n_tokens=len(tok),
+            n_tokens_embedded=n_embedded,
+            n_windows=doc.n_windows,
+            mode=mode,
+        )

@@ -1,0 +1,74 @@
+"""The one exception tree of longvec.
+
+    LongvecError
+    ├── BundleError                  a bundle on disk is unusable; the message names the file (and field)
+    │   ├── BundleNotFound           the directory, manifest.json or a listed file is missing
+    │   ├── ManifestError            manifest.json is not valid JSON or a field is missing / wrong
+    │   ├── SchemaVersionError       written by a newer longvec than this one
+    │   ├── UnsafePath               a path in the manifest leaves the bundle directory
+    │   ├── ChecksumMismatch         a file's sha256 differs from the manifest (truncated, edited)
+    │   └── VariantNotFound          the asked-for variant is not in this bundle
+    ├── BackendUnavailable           the engine for a variant is not installed or cannot load the graph
+    ├── InputError (ValueError)      a text or option the caller passed cannot be embedded as asked
+    ├── ExportError                  the export stage could not read or convert a model
+    │   └── ParityError              an exported graph disagrees with torch (or fp32) beyond tolerance
+    └── OverloadedError              the server's queue is full; retry later
+
+`TypeError` is raised, not wrapped, for arguments of the wrong Python type.
+"""
+
+from pathlib import Path
+
+
+class LongvecError(Exception):
+    """Base of every error longvec raises on purpose."""
+
+
+class BundleError(LongvecError):
+    def __init__(self, path: Path | str, message: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class BundleNotFound(BundleError):
+    pass
+
+
+class ManifestError(BundleError):
+    pass
+
+
+class SchemaVersionError(BundleError):
+    pass
+
+
+class UnsafePath(BundleError):
+    pass
+
+
+class ChecksumMismatch(BundleError):
+    pass
+
+
+class VariantNotFound(BundleError):
+    pass
+
+
+class BackendUnavailable(LongvecError):
+    pass
+
+
+class InputError(LongvecError, ValueError):
+    pass
+
+
+class ExportError(LongvecError):
+    pass
+
+
+class ParityError(ExportError):
+    pass
+
+
+class OverloadedError(LongvecError):
+    pass

@@ -1,0 +1,156 @@
+"""manifest.json: the one contract between the export stage and the runtime.
+
+Frozen dataclasses that validate themselves; `Manifest.from_json` names the file and the field in every error,
+and `to_json` is what the exporter writes, so both sides share one definition.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, get_args
+
+from longvec.runtime.errors import ManifestError, SchemaVersionError, UnsafePath
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+Pooling = Literal["mean", "cls", "last"]
+Precision = Literal["fp32", "fp16", "int8"]
+Engine = Literal["onnxruntime", "tensorrt"]
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    name: str
+    revision: str  # sha256 of the weights file(s) when the directory carries no git revision
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How the tokenizer's post-processor frames one sequence: prefix + content + suffix."""
+
+    prefix_ids: tuple[int, ...]
+    suffix_ids: tuple[int, ...]
+    pad_id: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix_ids", tuple(self.prefix_ids))
+        object.__setattr__(self, "suffix_ids", tuple(self.suffix_ids))
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    mode: Pooling
+    normalize: bool
+    include_prompt: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(Pooling):
+            raise ValueError(f"pooling.mode must be one of {get_args(Pooling)}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Agreement of a variant with its reference on real text, measured at export."""
+
+    reference: str  # "torch" or the name of the variant compared against
+    max_abs_diff: float  # over token states
+    min_cosine: float  # over pooled sentence vectors
+    mean_cosine: float
+    n_texts: int
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    file: str
+    engine: Engine
+    precision: Precision
+    parity: Parity
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.parity, Mapping):
+            object.__setattr__(self, "parity", Parity(**self.parity))
+        check_relative(self.file)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: SourceModel
+    architecture: str
+    hidden_size: int
+    max_positions: int  # the encoder's window limit, framing and prompt included
+    trained_max_tokens: int  # sentence-transformers' max_seq_length: what it would truncate to
+    input_names: tuple[str, ...]
+    framing: Framing
+    pooling: PoolingConfig
+    variants: tuple[Variant, ...]
+    files: Mapping[str, str]  # relative path -> sha256
+    tokenizer_file: str = "tokenizer.json"
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    default_prompt: str | None = None
+    default_window: int | None = None  # None: the runtime's own default, capped at max_positions
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_names", tuple(self.input_names))
+        object.__setattr__(self, "variants", tuple(self.variants))
+        for path in (self.tokenizer_file, *self.files):
+            check_relative(path)
+        if self.hidden_size <= 0 or self.max_positions <= len(self.framing.prefix_ids) + len(self.framing.suffix_ids):
+            raise ValueError("hidden_size and max_positions must leave room for content")
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> Manifest:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ManifestError(path, f"not valid JSON ({e})") from e
+        if not isinstance(raw, dict):
+            raise ManifestError(path, "top level must be an object")
+        version = raw.get("schema_version")
+        if not isinstance(version, int):
+            raise ManifestError(path, "field 'schema_version' must be an integer")
+        if version > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                path, f"schema_version {version} is newer than this longvec reads ({SCHEMA_VERSION}); upgrade"
+            )
+        try:
+            return cls(
+                source=SourceModel(**_field(raw, "source", path)),
+                framing=Framing(**_field(raw, "framing", path)),
+                pooling=PoolingConfig(**_field(raw, "pooling", path)),
+                variants=tuple(Variant(**v) for v in _field(raw, "variants", path)),
+                **{
+                    f.name: raw[f.name]
+                    for f in fields(cls)
+                    if f.name not in ("source", "framing", "pooling", "variants") and f.name in raw
+                },
+            )
+        except UnsafePath as e:
+            raise UnsafePath(path, str(e)) from e
+        except (TypeError, ValueError) as e:
+            raise ManifestError(path, f"invalid field: {e}") from e
+
+
+def _field(raw: dict[str, Any], name: str, path: Path) -> Any:
+    if name not in raw:
+        raise ManifestError(path, f"missing field {name!r}")
+    return raw[name]
+
+
+def check_relative(path: str) -> None:
+    """Reject absolute paths and any '..': a manifest may only name files inside its bundle."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts or "\\" in path or not p.parts:
+        raise UnsafePath(path, "path leaves the bundle directory")
