@@ -91,6 +91,7 @@ def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("query")
     p.add_argument("--top", type=int, default=3)
     p.add_argument("--chunk-tokens", type=int, default=128)
+    p.add_argument("--chunking", default="sentences", help="tokens, sentences or paragraphs")
     p.add_argument("--mode", default=None, help="late, naive, blend, window_mean, truncate")
     p.add_argument("--variant", default="optimized")
 
@@ -103,7 +104,9 @@ def _search(args: argparse.Namespace) -> int:
 
     text = args.file.read_text(encoding="utf-8")
     with Embedder.load(args.bundle_dir, variant=args.variant) as emb:
-        doc = emb.embed_documents([text], chunk_tokens=args.chunk_tokens, mode=args.mode or DEFAULT_MODE)[0]
+        doc = emb.embed_documents(
+            [text], chunking=args.chunking, chunk_tokens=args.chunk_tokens, mode=args.mode or DEFAULT_MODE
+        )[0]
         query = emb.embed([args.query])[0]
     scores = doc.chunk_vectors @ query
     print(
