@@ -10,6 +10,7 @@
     │   └── VariantNotFound          the asked-for variant is not in this bundle
     ├── BackendUnavailable           the engine for a variant is not installed or cannot load the graph
     ├── InputError (ValueError)      a text or option the caller passed cannot be embedded as asked
+    │   └── LimitExceeded            a request is larger than a limit the server was started with
     ├── ExportError                  the export stage could not read or convert a model
     │   └── ParityError              an exported graph disagrees with torch (or fp32) beyond tolerance
     └── OverloadedError              the server's queue is full; retry later
@@ -59,6 +60,10 @@ class BackendUnavailable(LongvecError):
 
 
 class InputError(LongvecError, ValueError):
+    pass
+
+
+class LimitExceeded(InputError):
     pass
 
 
