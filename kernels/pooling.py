@@ -118,21 +118,23 @@ class PrefixAccumulator:
         inner = self._cuts[lo:hi] - start  # boundaries in (start, stop], as block offsets
         local = np.concatenate(([0], inner[inner < block.shape[0]]))
         seg = np.add.reduceat(block, local, axis=0, dtype=np.float32)
+        # totals[k] is the prefix at the end of segment k, i.e. at boundary lo + k (the last one at `stop`,
+        # which is a boundary only when inner ends with the block length)
         totals = self._running + np.cumsum(seg, axis=0, dtype=np.float64)
-        # totals[i] is the prefix just before local[i + 1] (or at stop for the last segment)
-        ends = np.concatenate((local[1:], [block.shape[0]])) + start
-        hit = np.searchsorted(self._cuts, ends)
-        valid = (hit < self._cuts.shape[0]) & (self._cuts[np.minimum(hit, self._cuts.shape[0] - 1)] == ends)
-        self._prefix[hit[valid]] = totals[valid]
+        self._prefix[lo:hi] = totals[: hi - lo]
         self._running = totals[-1]
         self._position = stop
 
     def span_sums(self, spans: np.ndarray) -> np.ndarray:
         spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        if spans.size and (spans.min() < 0 or np.any(spans[:, 0] > spans[:, 1])):
+            raise ValueError("spans must satisfy 0 <= start <= end")
         if spans.size and spans.max() > self._position:
             raise ValueError(f"span ends past the {self._position} tokens seen so far")
         idx = np.searchsorted(self._cuts, spans)
-        if not np.array_equal(self._cuts[np.minimum(idx, self._cuts.shape[0] - 1)], spans):
+        if spans.size and (
+            self._cuts.size == 0 or not np.array_equal(self._cuts[np.minimum(idx, self._cuts.shape[0] - 1)], spans)
+        ):
             raise ValueError("span edge was not declared as a boundary")
         return self._prefix[idx[:, 1]] - self._prefix[idx[:, 0]]
 
