@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from longvec.runtime.chunking import CHUNKINGS, Chunks, make_chunks
 from longvec.runtime.errors import InputError
 from longvec.runtime.manifest import Manifest
 from longvec.runtime.pipeline import Batching, Encoded, Job, Pipeline
+from longvec.runtime.sparse import SparseEncoder, SparseVector, require_stemmer
 from longvec.runtime.stitch import Stitch
 from longvec.runtime.text import TextTokenizer, Tokens, validate_texts
 from longvec.runtime.windows import WindowPlan
@@ -36,7 +37,7 @@ class DocumentResult:
     n_tokens_embedded: int  # content tokens that reached the encoder (less than n_tokens only for "truncate")
     n_windows: int  # encoder windows for the document pass
     mode: str
-    chunk_sparse: list[Any] | None = None  # one sparse vector per chunk when asked for
+    chunk_sparse: list[SparseVector] | None = None  # one per chunk, from text[start:end], when sparse=True
 
 
 class Embedder:
@@ -54,6 +55,7 @@ class Embedder:
         self.window = window or manifest.default_window or min(manifest.max_positions, manifest.trained_max_tokens)
         self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
+        self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
         WindowPlan.make(self.window, None, self._overhead, manifest.max_positions)  # fail early on a bad window
 
     @classmethod
@@ -135,8 +137,10 @@ class Embedder:
         spans: Sequence[Sequence[Sequence[int]]] | None = None,
         prompt: str | None = None,
         stitch: Stitch = "center",
+        sparse: bool = False,
     ) -> list[DocumentResult]:
-        """A document vector plus chunk vectors with character spans, for texts of any length."""
+        """A document vector plus chunk vectors with character spans, for texts of any length. `sparse=True`
+        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.sparse)."""
         texts = validate_texts(texts)
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
@@ -150,6 +154,8 @@ class Embedder:
             raise InputError(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
         if stitch not in ("center", "weighted"):
             raise InputError(f"stitch must be 'center' or 'weighted', got {stitch!r}")
+        if sparse:
+            require_stemmer()  # before any encoding, not after
         plan = self.plan(window, stride, prompt)
         prompt_ids = self._prompt_ids(prompt)
         tokens = self.tokenizer_checked(texts)
@@ -171,7 +177,16 @@ class Embedder:
             own = alone[offset : offset + len(ch)] if alone else []
             offset += len(own)
             results.append(self._result(tok, ch, doc, own, plan, mode))
+        if sparse:
+            results = [
+                replace(r, chunk_sparse=self.sparse.documents([text[s:e] for s, e in r.chunk_spans.tolist()]))
+                for text, r in zip(texts, results)
+            ]
         return results
+
+    def embed_sparse_queries(self, texts: Sequence[str]) -> list[SparseVector]:
+        """Query-side sparse vectors (weight 1 per distinct term) matching `embed_documents(sparse=True)`."""
+        return self.sparse.queries(validate_texts(texts, allow_blank=True))
 
     @staticmethod
     def _doc_job(tok: Tokens, ch: Chunks, plan: WindowPlan, mode: str) -> Job:
