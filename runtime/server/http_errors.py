@@ -1,0 +1,120 @@
+"""Every error the server answers with, in one table: exception class -> HTTP status, OpenAI error type, code.
+
+Bodies are OpenAI-style: {"error": {"message", "type", "param", "code"}}. An exception not in the table is a bug:
+it is logged with its traceback and the client gets a 500 with a generic message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from longvec.runtime.errors import (
+    BackendUnavailable,
+    BundleError,
+    InputError,
+    LimitExceeded,
+    LongvecError,
+    OverloadedError,
+)
+
+log = logging.getLogger("longvec.server")
+
+RETRY_AFTER_SECONDS = 1
+
+
+class Unauthorized(LongvecError):
+    """Missing or wrong API key."""
+
+
+class NotReady(LongvecError):
+    """The model is still loading (or failed to load)."""
+
+
+class NotFound(LongvecError):
+    """No such route."""
+
+
+class MethodNotAllowed(LongvecError):
+    pass
+
+
+# first match wins, so subclasses come before their bases
+ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
+    (Unauthorized, 401, "authentication_error", "invalid_api_key"),
+    (NotFound, 404, "invalid_request_error", "not_found"),
+    (MethodNotAllowed, 405, "invalid_request_error", "method_not_allowed"),
+    (LimitExceeded, 413, "invalid_request_error", "request_too_large"),
+    (InputError, 422, "invalid_request_error", "invalid_input"),
+    (TypeError, 422, "invalid_request_error", "invalid_type"),
+    (OverloadedError, 429, "rate_limit_error", "overloaded"),
+    (NotReady, 503, "server_error", "not_ready"),
+    (BundleError, 503, "server_error", "model_unavailable"),
+    (BackendUnavailable, 503, "server_error", "model_unavailable"),
+)
+INTERNAL = (500, "server_error", "internal_error")
+
+
+def classify(exc: BaseException) -> tuple[int, str, str]:
+    return next(((s, t, c) for cls, s, t, c in ERROR_TABLE if isinstance(exc, cls)), INTERNAL)
+
+
+def with_param(exc: LongvecError, param: str) -> LongvecError:
+    """Name the offending request field in the error body (OpenAI's `param`)."""
+    exc.param = param
+    return exc
+
+
+def error_payload(exc: BaseException, param: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, body, headers) for an exception."""
+    status, kind, code = classify(exc)
+    param = param or getattr(exc, "param", None)
+    if status == 500:
+        log.error("unhandled error", exc_info=exc)
+        message = "internal server error; the server log has the details"
+    else:
+        message = str(exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return status, body, headers
+
+
+def error_bytes(exc: BaseException, param: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+    status, body, headers = error_payload(exc, param)
+    return status, json.dumps(body).encode(), headers
+
+
+def validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """A pydantic error list as one readable sentence, plus the first offending parameter."""
+    parts: list[str] = []
+    first = None
+    for err in errors[:3]:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        where = _dotted(loc) or "body"
+        if err.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})")
+            continue
+        first = first or where
+        if err.get("type") == "missing":
+            parts.append(f"{where} is required")
+        elif parts and parts[-1].startswith(f"{where}: "):  # the other member of a union
+            parts[-1] += f", or {err.get('msg', 'invalid').replace('Input should be ', '')}"
+        else:
+            parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more, first
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "none"}
+
+
+def _dotted(loc: list[str]) -> str:
+    out = ""
+    for part in loc:
+        if part in _UNION_TAGS or "[" in part:  # pydantic names the union member it tried; not a field
+            continue
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out

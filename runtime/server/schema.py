@@ -1,0 +1,122 @@
+"""Request and response bodies of the HTTP API; they are also its OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EncodingFormat = Literal["float", "base64"]
+Vector = list[float] | str  # floats, or base64 of little-endian float32 (encoding_format="base64")
+
+
+class _Strict(BaseModel):
+    # strict: "5" is not an int and 1 is not a string; forbid: a misspelt option is an error, not ignored
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class EmbeddingRequest(_Strict):
+    input: str | list[str] = Field(
+        description="A text or a list of texts. Texts longer than the model's window are embedded whole "
+        "(windows, stitched, pooled), never truncated. Token arrays are not accepted."
+    )
+    model: str | None = Field(None, description="Accepted for OpenAI compatibility; the server serves one model.")
+    encoding_format: EncodingFormat = Field("float", description="float, or base64 of little-endian float32")
+    dimensions: int | None = Field(
+        None, ge=1, description="Matryoshka truncation: keep the first N components, then renormalize."
+    )
+    user: str | None = Field(None, description="Accepted for OpenAI compatibility and ignored.")
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: Vector
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+class DocumentIn(_Strict):
+    id: str = Field(description="The caller's identifier, echoed back.")
+    text: str
+    spans: list[tuple[int, int]] | None = Field(
+        None, description="Character spans [start, end) to use as chunks; only with chunking='spans'."
+    )
+
+
+class DocumentsRequest(_Strict):
+    documents: list[DocumentIn]
+    chunking: Literal["tokens", "sentences", "paragraphs", "spans"] = "tokens"
+    chunk_tokens: int = Field(128, ge=1, description="Maximum tokens per chunk (tokens, sentences, paragraphs).")
+    mode: Literal["late", "naive", "window_mean", "truncate", "blend"] = Field(
+        "late",
+        description="late: chunk vectors pooled from the whole document's contextual states; naive: each chunk "
+        "encoded alone; blend: both, normalized and summed; window_mean: document vector as the mean of its "
+        "windows; truncate: only the first window (the response says how many tokens were embedded).",
+    )
+    window: int | None = Field(None, ge=1, description="Encoder window in positions (default: the server's).")
+    stride: int | None = Field(None, ge=1, description="Window stride in tokens (default: half a window).")
+    sparse: bool = Field(False, description="Also return a sparse lexical vector per chunk, if the server has them.")
+    encoding_format: EncodingFormat = "float"
+    dimensions: int | None = Field(None, ge=1, description="Matryoshka truncation of every returned vector.")
+
+
+class SparseVector(BaseModel):
+    indices: list[int]
+    values: list[float]
+
+
+class ChunkOut(BaseModel):
+    index: int
+    start: int = Field(description="First character of the chunk in the document text.")
+    end: int = Field(description="One past the last character (half-open).")
+    token_start: int
+    token_end: int
+    embedding: Vector
+    sparse: SparseVector | None = None
+
+
+class DocumentOut(BaseModel):
+    object: Literal["document"] = "document"
+    index: int
+    id: str
+    embedding: Vector
+    n_tokens: int = Field(description="Content tokens in the text.")
+    n_tokens_embedded: int = Field(description="Tokens that reached the encoder (fewer only for mode=truncate).")
+    n_windows: int
+    mode: str
+    chunks: list[ChunkOut]
+
+
+class DocumentsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DocumentOut]
+    model: str
+    usage: Usage
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: Literal["ok", "loading", "failed"]
+    model: str
+    dimensions: int | None = None
