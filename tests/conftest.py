@@ -3,9 +3,12 @@ exported here into a temporary directory."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -64,3 +67,45 @@ def fake_embedder(
 @pytest.fixture
 def fake() -> Embedder:
     return fake_embedder()
+
+
+def _load_tiny_models() -> ModuleType:
+    """tests/tiny_models.py, loaded by path: tests/ is not a package under --import-mode=importlib."""
+    name = "longvec_tests_tiny_models"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_models.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the file executes
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> ModuleType:
+    return _load_tiny_models()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path]]:
+    """`tiny_export(arch)` -> (model dir, bundle dir) of a tiny random encoder, built and exported once per session."""
+    tiny = _load_tiny_models()
+    root = tmp_path_factory.mktemp("tiny")
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def get(arch: str) -> tuple[Path, Path]:
+        if arch not in done:
+            from longvec.export import export_bundle
+
+            model_dir = tiny.build_model_dir(arch, root / arch)
+            export_bundle(model_dir, root / f"{arch}-bundle", ("optimized",))
+            done[arch] = (model_dir, root / f"{arch}-bundle")
+        return done[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_export: Callable[[str], tuple[Path, Path]]) -> Path:
+    """A tiny BERT bundle (fp32 + optimized, a few hundred KB): copy it to corrupt it."""
+    return tiny_export("bert")[1]

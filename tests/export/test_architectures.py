@@ -1,0 +1,188 @@
+"""Export -> bundle -> runtime parity with torch for tiny random encoders of every supported architecture.
+
+The reference is the transformers model run in torch on each text alone (no padding), framed by the tokenizer's
+own post-processor; the runtime side is `Embedder.load` on the exported bundle, texts batched with padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer
+
+from longvec.runtime import Embedder, InputError
+from longvec.runtime.bundle import Bundle
+
+ARCH_NAMES = ("bert", "roberta", "xlm-roberta", "mpnet", "modernbert")
+MEAN_POOLED = ("bert", "roberta", "mpnet", "modernbert")
+TinyExport = Callable[[str], tuple[Path, Path]]
+
+
+class TorchReference:
+    def __init__(self, model_dir: Path) -> None:
+        from transformers import AutoModel
+
+        self.model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+        self.tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        self._memo: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def framed(self, text: str) -> tuple[list[int], list[int], list[int]]:
+        """(prefix, content, suffix) ids as the tokenizer's post-processor frames `text`."""
+        full = self.tok.encode(text).ids
+        content = self.tok.encode(text, add_special_tokens=False).ids
+        assert full[1:-1] == content, "tiny tokenizers frame one token on each side"
+        return full[:1], content, full[-1:]
+
+    def states(self, ids: list[int]) -> np.ndarray:
+        key = tuple(ids)
+        if key not in self._memo:
+            mask = torch.ones(1, len(ids), dtype=torch.long)
+            with torch.no_grad():
+                self._memo[key] = self.model(input_ids=torch.tensor([ids]), attention_mask=mask).last_hidden_state[0]
+        return self._memo[key].numpy()
+
+
+def _pool(states: np.ndarray, mode: str) -> np.ndarray:
+    v = states[0] if mode == "cls" else states.mean(axis=0)
+    return v / np.linalg.norm(v)
+
+
+def _pooling_mode(tiny: ModuleType, arch: str) -> str:
+    return tiny.ARCHS[arch].pooling or "mean"  # a plain HF directory gets normalized mean pooling
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_export: TinyExport) -> Callable[[str], TorchReference]:
+    cache: dict[str, TorchReference] = {}
+
+    def get(arch: str) -> TorchReference:
+        if arch not in cache:
+            cache[arch] = TorchReference(tiny_export(arch)[0])
+        return cache[arch]
+
+    return get
+
+
+def _fitting_texts(tiny: ModuleType, ref: TorchReference, limit: int) -> list[str]:
+    """Varied texts whose framed length fits the encoder, longest one first trimmed to exactly fill it."""
+    texts = [t for t in tiny.texts(24, seed=1, max_words=40) if len(ref.framed(t)[1]) + 2 <= limit]
+    words = tiny.texts(1, seed=2, max_words=200)[0].split()
+    while len(ref.framed(" ".join(words))[1]) + 2 > limit:
+        words.pop()
+    for filler in ("a", ".", "a", ".", "a"):  # top up to the last position
+        if len(ref.framed(" ".join([*words, filler]))[1]) + 2 <= limit:
+            words.append(filler)
+    return [" ".join(words), *texts, "?!", "a", "东京 🚀 café"]
+
+
+@pytest.mark.parametrize("variant", ["fp32", "optimized"])
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_runtime_matches_torch(
+    arch: str,
+    variant: str,
+    tiny_export: TinyExport,
+    reference: Callable[[str], TorchReference],
+    tiny_models: ModuleType,
+) -> None:
+    ref = reference(arch)
+    bundle_dir = tiny_export(arch)[1]
+    with Embedder.load(bundle_dir, variant=variant, threads=1) as emb:
+        texts = _fitting_texts(tiny_models, ref, emb.manifest.max_positions)
+        assert len(ref.framed(texts[0])[1]) + 2 >= emb.manifest.max_positions - 1  # the full window is exercised
+        got = emb.embed(texts)
+        # Token states from the backend on one right-padded batch vs torch on each text alone.
+        seqs = [[*p, *c, *s] for p, c, s in map(ref.framed, texts)]
+        width = max(map(len, seqs))
+        ids = np.full((len(seqs), width), emb.manifest.framing.pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)], mask[r, : len(s)] = s, 1
+        states = emb.backend.run(ids, mask)
+    mode = _pooling_mode(tiny_models, arch)
+    want = np.stack([_pool(ref.states(s), mode) for s in seqs])
+    cos = np.einsum("nd,nd->n", got, want)
+    assert cos.min() >= 0.9999, f"{arch}/{variant}: min cosine {cos.min():.6f} at {texts[int(cos.argmin())]!r}"
+    worst = max(float(np.abs(states[r, : len(s)] - ref.states(s)).max()) for r, s in enumerate(seqs))
+    assert worst < 1e-4, f"{arch}/{variant}: token states differ by {worst:.2e}"
+
+
+@pytest.mark.parametrize("arch", ARCH_NAMES)
+def test_manifest_describes_the_model(arch: str, tiny_export: TinyExport, tiny_models: ModuleType) -> None:
+    model_dir, bundle_dir = tiny_export(arch)
+    m = Bundle.open(bundle_dir).manifest
+    spec = tiny_models.ARCHS[arch]
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    framed = tok.encode("hello").ids
+    assert m.architecture == spec.model_type
+    # RoBERTa-likes and MPNet store pad_id + 1 extra learned positions that a window cannot use.
+    assert m.max_positions == tiny_models.POSITIONS
+    assert (m.framing.prefix_ids, m.framing.suffix_ids) == ((framed[0],), (framed[-1],))
+    assert m.pooling.mode == _pooling_mode(tiny_models, arch) and m.pooling.normalize
+    has_types = spec.model_type in ("bert", "roberta", "xlm-roberta")
+    assert ("token_type_ids" in m.input_names) == has_types
+    assert {v.name for v in m.variants} == {"fp32", "optimized"}
+    for v in m.variants:
+        assert v.parity.min_cosine >= 0.9999 and v.parity.max_abs_diff < 1e-3, (v.name, v.parity)
+
+
+@pytest.mark.parametrize("arch", ["roberta", "mpnet"])
+def test_window_past_usable_positions_is_refused(arch: str, tiny_export: TinyExport, tiny_models: ModuleType) -> None:
+    with pytest.raises(InputError, match="exceeds"):
+        Embedder.load(tiny_export(arch)[1], window=tiny_models.POSITIONS + 1)
+
+
+def _windows(n: int, content: int) -> list[int]:
+    """Half-overlapping window starts, the last aligned to the end (written out here, not taken from runtime)."""
+    if n <= content:
+        return [0]
+    stride = content // 2
+    return [*range(0, n - content, stride), n - content]
+
+
+def _stitched_reference(ref: TorchReference, text: str, window: int, mode: str) -> tuple[np.ndarray, int]:
+    """Torch on every window (each fits the encoder), tokens taken from the window where they are most central."""
+    prefix, content, suffix = ref.framed(text)
+    size = window - len(prefix) - len(suffix)
+    starts = _windows(len(content), size)
+    per_window = [ref.states(prefix + content[s : s + size] + suffix) for s in starts]
+    size = min(size, len(content))
+    centers = np.array(starts) + (size - 1) / 2
+    tokens = []
+    for t in range(len(content)):
+        dist = np.abs(t - centers)
+        w = int(np.flatnonzero(dist == dist.min())[-1])  # a tie goes to the later window
+        tokens.append(per_window[w][len(prefix) + t - starts[w]])
+    states = np.concatenate([per_window[0][: len(prefix)], np.stack(tokens), per_window[-1][len(prefix) + size :]])
+    return _pool(states, mode), len(starts)
+
+
+@pytest.mark.parametrize("window", [24, 64])
+@pytest.mark.parametrize("arch", MEAN_POOLED)
+def test_long_texts_match_torch_window_by_window(
+    arch: str,
+    window: int,
+    tiny_export: TinyExport,
+    reference: Callable[[str], TorchReference],
+    tiny_models: ModuleType,
+) -> None:
+    ref = reference(arch)
+    long_texts = tiny_models.texts(3, seed=3, max_words=160, min_words=70)  # 2+ windows of 64 positions
+    short = "short text that fits one window"
+    texts = [long_texts[0], short, *long_texts[1:]]
+    with Embedder.load(tiny_export(arch)[1], variant="optimized", window=window, threads=1) as emb:
+        got = emb.embed(texts)
+        docs = emb.embed_documents(texts)
+    for text, vec, doc in zip(texts, got, docs):
+        want, n_windows = _stitched_reference(ref, text, window, "mean")
+        assert doc.n_windows == n_windows
+        if text != short:
+            assert n_windows >= 2
+        assert float(vec @ want) >= 0.9999, f"{arch} window={window}: cosine {float(vec @ want):.6f}"
+        assert np.allclose(doc.vector, vec, atol=1e-6)
