@@ -69,6 +69,12 @@ def fake() -> Embedder:
     return fake_embedder()
 
 
+@pytest.fixture
+def make_fake() -> Callable[..., Embedder]:
+    """`make_fake(window=..., pooling=...)`: fake embedders with other settings (tests/ is not a package)."""
+    return fake_embedder
+
+
 def _load_tiny_models() -> ModuleType:
     """tests/tiny_models.py, loaded by path: tests/ is not a package under --import-mode=importlib."""
     name = "longvec_tests_tiny_models"

@@ -10,14 +10,20 @@ import numpy as np
 
 
 class FakeBackend:
-    def __init__(self, vocab_size: int = 32000, hidden_size: int = 16, seed: int = 0) -> None:
+    def __init__(self, vocab_size: int = 32000, hidden_size: int = 16, seed: int = 0, record: bool = False) -> None:
         rng = np.random.default_rng(seed)
         self._table = rng.standard_normal((vocab_size, hidden_size)).astype(np.float32)
         self.hidden_size = hidden_size
         self.calls: list[tuple[int, int]] = []  # (batch, seq) of every run, for batching tests
+        # with record=True, the (input_ids, attention_mask) of every run, for tests of what the encoder saw;
+        # off by default so long streaming runs stay O(window) in memory
+        self.record = record
+        self.inputs: list[tuple[np.ndarray, np.ndarray]] = []
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         self.calls.append(input_ids.shape)
+        if self.record:
+            self.inputs.append((input_ids.copy(), attention_mask.copy()))
         own = self._table[input_ids % self._table.shape[0]]
         mask = attention_mask[..., None].astype(np.float32)
         context = (own * mask).sum(axis=1, keepdims=True) / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
