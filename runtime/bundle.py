@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from longvec.runtime.errors import BundleNotFound, ChecksumMismatch, UnsafePath, VariantNotFound
+from longvec.runtime.errors import BundleNotFound, ChecksumMismatch, ManifestError, UnsafePath, VariantNotFound
 from longvec.runtime.manifest import MANIFEST_NAME, Manifest, Variant
 
 
@@ -36,7 +36,7 @@ class Bundle:
         bundle = cls(root, manifest)
         for name in (manifest.tokenizer_file, *(v.file for v in manifest.variants)):
             if name not in manifest.files:
-                raise UnsafePath(manifest_path, f"{name!r} is used but has no checksum in 'files'")
+                raise ManifestError(manifest_path, f"{name!r} is used but has no checksum in field 'files'")
         if verify:
             for name, expected in manifest.files.items():
                 path = bundle.path(name)

@@ -99,6 +99,10 @@ class Manifest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_names", tuple(self.input_names))
         object.__setattr__(self, "variants", tuple(self.variants))
+        if not isinstance(self.files, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.files.items()
+        ):
+            raise ValueError("'files' must map relative paths to sha256 hex digests")
         for path in (self.tokenizer_file, *self.files):
             check_relative(path)
         if self.hidden_size <= 0 or self.max_positions <= len(self.framing.prefix_ids) + len(self.framing.suffix_ids):

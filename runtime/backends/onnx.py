@@ -10,6 +10,11 @@ import onnxruntime as ort
 
 from longvec.runtime.errors import BackendUnavailable, BundleError
 
+_state = ort.capi.onnxruntime_pybind11_state
+# The file is at fault (truncated, not ONNX, inconsistent): a bundle error naming it. Anything else, e.g. an
+# operator this onnxruntime build lacks, means the engine is unavailable for this graph.
+_BAD_GRAPH: tuple[type[Exception], ...] = (_state.Fail, _state.InvalidProtobuf, _state.InvalidGraph, _state.NoSuchFile)
+
 
 def session_options(threads: int | None) -> ort.SessionOptions:
     opts = ort.SessionOptions()
@@ -32,7 +37,7 @@ class OrtBackend:
                 sess_options=session_options(threads),
                 providers=[*providers, "CPUExecutionProvider"],
             )
-        except ort.capi.onnxruntime_pybind11_state.Fail as e:  # type: ignore[attr-defined]
+        except _BAD_GRAPH as e:
             raise BundleError(path, f"onnxruntime cannot load this graph: {e}") from e
         except Exception as e:
             raise BackendUnavailable(f"{path}: {e}") from e
