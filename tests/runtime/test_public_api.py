@@ -1,0 +1,104 @@
+"""The public API, pinned (as httpx pins its exports): changing it must be a deliberate edit of this file.
+
+Parameters are pinned by name, kind and default; adding one at the end with a default keeps old calls working,
+so such an addition only needs the new entry appended here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import longvec.runtime
+from longvec.runtime import DocumentResult, Embedder, LongvecError
+
+EXPORTS = [
+    "BackendUnavailable",
+    "BundleError",
+    "BundleNotFound",
+    "ChecksumMismatch",
+    "DocumentResult",
+    "Embedder",
+    "InputError",
+    "LongvecError",
+    "ManifestError",
+    "SchemaVersionError",
+    "UnsafePath",
+    "VariantNotFound",
+]
+
+P = inspect.Parameter
+EMPTY = P.empty
+SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
+    "load": [
+        ("bundle_dir", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("variant", P.POSITIONAL_OR_KEYWORD, "optimized"),
+        ("threads", P.POSITIONAL_OR_KEYWORD, None),
+        ("window", P.POSITIONAL_OR_KEYWORD, None),
+        ("max_batch_tokens", P.POSITIONAL_OR_KEYWORD, 8192),
+        ("verify", P.POSITIONAL_OR_KEYWORD, True),
+    ],
+    "embed": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("texts", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("prompt", P.POSITIONAL_OR_KEYWORD, None),
+        ("window", P.POSITIONAL_OR_KEYWORD, None),
+        ("stride", P.POSITIONAL_OR_KEYWORD, None),
+    ],
+    "embed_documents": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("texts", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("chunking", P.POSITIONAL_OR_KEYWORD, "tokens"),
+        ("chunk_tokens", P.POSITIONAL_OR_KEYWORD, 128),
+        ("window", P.POSITIONAL_OR_KEYWORD, None),
+        ("stride", P.POSITIONAL_OR_KEYWORD, None),
+        ("mode", P.POSITIONAL_OR_KEYWORD, "late"),
+        ("spans", P.POSITIONAL_OR_KEYWORD, None),
+        ("prompt", P.POSITIONAL_OR_KEYWORD, None),
+        ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
+        ("sparse", P.POSITIONAL_OR_KEYWORD, False),
+    ],
+}
+RESULT_FIELDS = [
+    ("vector", dataclasses.MISSING),
+    ("chunk_vectors", dataclasses.MISSING),
+    ("chunk_spans", dataclasses.MISSING),
+    ("chunk_token_spans", dataclasses.MISSING),
+    ("n_tokens", dataclasses.MISSING),
+    ("n_tokens_embedded", dataclasses.MISSING),
+    ("n_windows", dataclasses.MISSING),
+    ("mode", dataclasses.MISSING),
+    ("chunk_sparse", None),
+]
+
+
+def test_exports() -> None:
+    assert longvec.runtime.__all__ == EXPORTS
+    for name in EXPORTS:
+        assert getattr(longvec.runtime, name).__module__.startswith("longvec.runtime.")
+    for name in EXPORTS:
+        value = getattr(longvec.runtime, name)
+        if name not in ("Embedder", "DocumentResult"):
+            assert issubclass(value, LongvecError), name
+
+
+@pytest.mark.parametrize("method", sorted(SIGNATURES))
+def test_signature(method: str) -> None:
+    fn: Callable[..., Any] = getattr(Embedder, method)
+    params = [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+    assert params == SIGNATURES[method]
+
+
+def test_load_is_a_classmethod_and_embedder_a_context_manager() -> None:
+    assert isinstance(inspect.getattr_static(Embedder, "load"), classmethod)
+    assert callable(Embedder.__enter__) and callable(Embedder.__exit__) and callable(Embedder.close)
+
+
+def test_document_result_fields() -> None:
+    assert dataclasses.is_dataclass(DocumentResult)
+    assert DocumentResult.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert [(f.name, f.default) for f in dataclasses.fields(DocumentResult)] == RESULT_FIELDS
