@@ -1,0 +1,236 @@
+"""A corpus on disk: JSONL (plain or gzipped) or Parquet files, one document per line or row.
+
+`scan` reads every file once before any embedding: it fingerprints the bytes (so a resumed job can prove it
+sees the same input), counts the documents (for shards and the ETA) and fails early, naming the file, on what
+would otherwise break a job halfway (a truncated gzip, an unreadable Parquet file, a missing column).
+Problems of a single document (a line that is not JSON, a missing field, empty text) are not errors of the
+corpus: they become `Record.error` and end up in the job's errors file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from longvec.runtime.errors import BackendUnavailable, InputError
+
+Format = Literal["jsonl", "jsonl.gz", "parquet"]
+_SUFFIXES: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".jsonl.gz": "jsonl.gz",
+    ".ndjson.gz": "jsonl.gz",
+    ".json.gz": "jsonl.gz",
+    ".parquet": "parquet",
+}
+_READ_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Fields:
+    text: str = "text"
+    id: str = "id"
+
+
+@dataclass(frozen=True)
+class Record:
+    position: int  # 0-based over the whole corpus, bad documents included: shards are ranges of positions
+    source: str  # "file.jsonl:17" (line) or "file.parquet:row 16", for the errors file
+    id: str | None
+    text: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    name: str  # relative to the corpus root: what the fingerprint compares
+    format: Format
+    size: int
+    sha256: str
+    n_records: int
+
+
+@dataclass(frozen=True)
+class Corpus:
+    root: Path
+    files: tuple[InputFile, ...]
+
+    @property
+    def n_records(self) -> int:
+        return sum(f.n_records for f in self.files)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in self.files],
+            "records": self.n_records,
+        }
+
+
+def import_pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as e:
+        raise BackendUnavailable(f"batch jobs need pyarrow: pip install 'longvec[batch]' ({e})") from e
+    return pyarrow
+
+
+def file_format(path: Path) -> Format | None:
+    name = path.name.lower()
+    return next((fmt for suffix, fmt in _SUFFIXES.items() if name.endswith(suffix)), None)
+
+
+def input_files(root: Path) -> list[tuple[Path, Format]]:
+    """One supported file, or every supported file under a directory in sorted order (hidden and `_` files are
+    skipped, as Parquet tools do). Anything else in the directory is an error rather than silently left out."""
+    if root.is_file():
+        fmt = file_format(root)
+        if fmt is None:
+            raise InputError(f"{root}: not a corpus file; expected one of {', '.join(_SUFFIXES)}")
+        return [(root, fmt)]
+    if not root.is_dir():
+        raise InputError(f"{root}: no such file or directory")
+    found = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root)))
+    if not found:
+        raise InputError(f"{root}: no corpus files ({', '.join(_SUFFIXES)}) in this directory")
+    typed = []
+    for p in found:
+        fmt = file_format(p)
+        if fmt is None:
+            raise InputError(f"{p}: not a corpus file; expected one of {', '.join(_SUFFIXES)}")
+        typed.append((p, fmt))
+    return typed
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith((".", "_")) for part in relative.parts)
+
+
+def scan(root: Path, fields: Fields) -> Corpus:
+    base = root if root.is_dir() else root.parent
+    files = []
+    for path, fmt in input_files(root):
+        size, digest = path.stat().st_size, _sha256(path)
+        n = _count_parquet(path, fields) if fmt == "parquet" else _count_lines(path, fmt)
+        files.append(InputFile(path, path.relative_to(base).as_posix(), fmt, size, digest, n))
+    return Corpus(root, tuple(files))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(_READ_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _open_lines(path: Path, fmt: Format) -> Any:
+    return gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb")
+
+
+def _count_lines(path: Path, fmt: Format) -> int:
+    try:
+        with _open_lines(path, fmt) as f:
+            return sum(1 for line in f if line.strip())
+    except (EOFError, OSError, zlib.error) as e:
+        raise InputError(f"{path}: cannot read this gzip file, is it truncated or corrupt? ({e})") from e
+
+
+def _count_parquet(path: Path, fields: Fields) -> int:
+    pa = import_pyarrow()
+    try:
+        meta = pa.parquet.ParquetFile(path)
+        schema = meta.schema_arrow
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"{path}: not a readable Parquet file ({e})") from e
+    for field, kinds in ((fields.text, "string"), (fields.id, "string or integer")):
+        if field not in schema.names:
+            raise InputError(f"{path}: no column {field!r} (columns: {', '.join(schema.names)})")
+        t = schema.field(field).type
+        ok = pa.types.is_string(t) or pa.types.is_large_string(t)
+        if field == fields.id and field != fields.text:
+            ok = ok or pa.types.is_integer(t)
+        if not ok:
+            raise InputError(f"{path}: column {field!r} is {t}, expected {kinds}")
+    return int(meta.metadata.num_rows)
+
+
+def iter_records(corpus: Corpus, fields: Fields, wanted: Any = None) -> Iterator[Record]:
+    """Records in corpus order. `wanted(position) -> bool` skips others without parsing them (a resumed job
+    does not re-parse finished shards); whole files outside it are not even opened."""
+    start = 0
+    for f in corpus.files:
+        positions = range(start, start + f.n_records)
+        start += f.n_records
+        if wanted is not None and not any(wanted(p) for p in positions):
+            continue
+        reader = _parquet_records if f.format == "parquet" else _jsonl_records
+        for record in reader(f, fields, positions.start):
+            if wanted is None or wanted(record.position):
+                yield record
+
+
+def _jsonl_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
+    position = first
+    try:
+        with _open_lines(f.path, f.format) as lines:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    yield parse_json_line(line, fields, position, f"{f.name}:{number}")
+                    position += 1
+    except (EOFError, OSError, zlib.error) as e:
+        raise InputError(f"{f.path}: cannot read this gzip file, is it truncated or corrupt? ({e})") from e
+
+
+def _parquet_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
+    pa = import_pyarrow()
+    columns = list(dict.fromkeys((fields.id, fields.text)))
+    position = first
+    for batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
+        data = batch.to_pydict()
+        for id_value, text in zip(data[fields.id], data[fields.text]):
+            yield check_record(position, f"{f.name}:row {position - first}", id_value, text, fields)
+            position += 1
+
+
+_MISSING = object()
+
+
+def parse_json_line(line: bytes | str, fields: Fields, position: int, source: str) -> Record:
+    try:
+        doc = json.loads(line)
+    except UnicodeDecodeError as e:
+        return Record(position, source, None, None, f"line is not UTF-8 ({e.reason} at byte {e.start})")
+    except json.JSONDecodeError as e:
+        return Record(position, source, None, None, f"line is not JSON ({e.msg} at column {e.colno})")
+    if not isinstance(doc, dict):
+        return Record(position, source, None, None, f"line is a JSON {type(doc).__name__}, expected an object")
+    return check_record(position, source, doc.get(fields.id, _MISSING), doc.get(fields.text, _MISSING), fields)
+
+
+def check_record(position: int, source: str, id_value: Any, text: Any, fields: Fields) -> Record:
+    """The one place that decides what a usable document is, for every format and both engines."""
+    if id_value is _MISSING or id_value is None:
+        return Record(position, source, None, None, f"missing id field {fields.id!r}")
+    if isinstance(id_value, bool) or not isinstance(id_value, (str, int)):
+        return Record(position, source, None, None, f"id is {type(id_value).__name__}, expected a string or integer")
+    doc_id = str(id_value)
+    if text is _MISSING or text is None:
+        return Record(position, source, doc_id, None, f"missing text field {fields.text!r}")
+    if not isinstance(text, str):
+        return Record(position, source, doc_id, None, f"text is {type(text).__name__}, expected a string")
+    if not text.strip():
+        return Record(position, source, doc_id, None, "text is empty or whitespace only")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return Record(position, source, doc_id, None, f"text is not valid Unicode (lone surrogate at {e.start})")
+    return Record(position, source, doc_id, text)

@@ -1,0 +1,218 @@
+"""Batch jobs: embed a corpus from files into Parquet shards, with progress, resume and an errors file.
+
+One machine runs `run_local` (this module, the plain runtime); beyond one machine the same job runs on Ray Data
+(`longvec.runtime.ray_job`). Both go through `embed_records`, so a document gets the same rows either way.
+
+Shards are ranges of input positions (`shard_size` documents, bad ones included), so they are the same on every
+run of the same input; `_progress.json` lists the finished ones and a rerun does only the rest.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from longvec.runtime.corpus import Corpus, Fields, Record, iter_records, scan
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DocumentResult, Embedder
+from longvec.runtime.errors import InputError
+from longvec.runtime.progress import Progress, duration
+from longvec.runtime.shards import FORMAT_VERSION, OutputDir, Rows
+
+DEFAULT_SHARD_SIZE = 1000
+# Documents per embed_documents call: large enough for length-sorted packing across documents, small enough that
+# the progress bar moves and memory stays bounded when documents are books.
+BATCH_DOCUMENTS = 256
+BATCH_CHARS = 1_000_000
+
+
+def default_variant() -> str:
+    return str(inspect.signature(Embedder.load).parameters["variant"].default)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS
+    fields: Fields = field(default_factory=Fields)
+    variant: str = field(default_factory=default_variant)
+    shard_size: int = DEFAULT_SHARD_SIZE
+    sparse: bool = False
+    threads: int | None = None  # how, not what: not part of the job's identity
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_tokens", "shard_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if self.sparse:
+            raise InputError("sparse chunk vectors are not available in this longvec build")
+
+
+@dataclass(frozen=True)
+class Summary:
+    documents: int
+    chunks: int
+    errors: int
+    tokens: int  # embedded by this run (resumed shards excluded)
+    seconds: float
+    shards_written: int
+    shards_skipped: int
+    documents_this_run: int
+
+    @property
+    def docs_per_s(self) -> float:
+        return self.documents_this_run / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def job_header(engine: str, corpus: Corpus, embedder: Embedder, options: JobOptions) -> dict[str, Any]:
+    """What makes two runs the same job: the input bytes and every option that changes a vector or a shard."""
+    m = embedder.manifest
+    variant = next((v for v in m.variants if v.name == options.variant), None)
+    return {
+        "format": FORMAT_VERSION,
+        "engine": engine,
+        "input": corpus.fingerprint(),
+        "options": {
+            "model": m.source.name,
+            "weights": m.files.get(variant.file) if variant else None,
+            "variant": options.variant,
+            "window": embedder.window,
+            "chunk_tokens": options.chunk_tokens,
+            "text_field": options.fields.text,
+            "id_field": options.fields.id,
+            "shard_size": options.shard_size,
+            "sparse": options.sparse,
+        },
+    }
+
+
+def table_metadata(embedder: Embedder, options: JobOptions) -> dict[str, str]:
+    return {
+        "longvec.model": embedder.manifest.source.name,
+        "longvec.variant": options.variant,
+        "longvec.chunk_tokens": str(options.chunk_tokens),
+    }
+
+
+def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: int) -> Rows:
+    """Rows for the documents that embed and an error entry for each one that does not, in input order."""
+    rows = Rows(embedder.dim)
+    good = []
+    for r in records:
+        if r.error is not None or r.text is None or r.id is None:
+            rows.fail(r.id, r.position, r.source, r.error or "no text")
+        else:
+            good.append(r)
+    for record, result in _embed_isolating(embedder, good, chunk_tokens, rows):
+        assert record.id is not None  # filtered above
+        rows.add(record.id, result.n_tokens, result.vector, result.chunk_spans, result.chunk_vectors)
+    rows.errors.sort(key=lambda e: e["position"])
+    return rows
+
+
+def _embed_isolating(
+    embedder: Embedder, records: list[Record], chunk_tokens: int, rows: Rows
+) -> list[tuple[Record, DocumentResult]]:
+    """One call for the whole batch; if the model rejects a text (e.g. one with no tokens at all), bisect to find
+    it, so one bad document costs a few extra calls instead of failing its neighbours."""
+    if not records:
+        return []
+    try:
+        texts = [r.text for r in records if r.text is not None]
+        return list(zip(records, embedder.embed_documents(texts, chunk_tokens=chunk_tokens)))
+    except InputError as e:
+        if len(records) == 1:
+            r = records[0]
+            rows.fail(r.id, r.position, r.source, str(e).replace("texts[0]", "text"))
+            return []
+    half = len(records) // 2
+    return _embed_isolating(embedder, records[:half], chunk_tokens, rows) + _embed_isolating(
+        embedder, records[half:], chunk_tokens, rows
+    )
+
+
+def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    chars = 0
+    for r in records:
+        batch.append(r)
+        chars += len(r.text or "")
+        if len(batch) >= BATCH_DOCUMENTS or chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+def run_local(
+    bundle: Path, source: Path, output_dir: Path, options: JobOptions, stream: TextIO | None = None
+) -> Summary:
+    """Embed every document of `source` into `output_dir`, skipping shards a previous run finished. Ctrl-C
+    abandons the current shard (its temporaries are removed) and leaves a resumable directory."""
+    corpus = scan(source, options.fields)
+    with Embedder.load(bundle, variant=options.variant, threads=options.threads) as embedder:
+        out = OutputDir.open(output_dir, job_header("local", corpus, embedder, options))
+        try:
+            return _run(embedder, corpus, out, options, stream)
+        finally:
+            out.close()
+
+
+def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions, stream: TextIO | None) -> Summary:
+    size, total = options.shard_size, corpus.n_records
+    done = out.done
+    already = sum(min(size, total - i * size) for i in done)
+    progress = Progress(total, already, stream)
+    metadata = table_metadata(embedder, options)
+    written = 0
+    started = time.monotonic()
+    if done and not progress.live:
+        progress.log(f"resuming: {len(done)} shards ({already} documents) already done")
+    records = iter_records(corpus, options.fields, wanted=lambda p: p // size not in done)
+    try:
+        for index, shard_records in itertools.groupby(records, key=lambda r: r.position // size):
+            writer = out.shard(index, embedder.dim, metadata)
+            try:
+                for batch in batches(shard_records):
+                    rows = embed_records(embedder, batch, options.chunk_tokens)
+                    writer.add(rows)
+                    progress.update(len(batch), rows.tokens)
+                stats = writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            written += 1
+            if not progress.live:
+                docs_per_s, tokens_per_s, left = progress.rates()
+                progress.log(
+                    f"shard {index:05d}: {stats['documents']} documents, {stats['errors']} errors; "
+                    f"{progress.done}/{total} done, {tokens_per_s:,.0f} tok/s, {docs_per_s:,.1f} docs/s, "
+                    f"ETA {duration(left) if docs_per_s > 0 else '--:--'}"
+                )
+    finally:
+        progress.close()
+        n_shards = -(-total // size)
+        out.finish(complete=len(out.done) == n_shards)
+    return _summary(out, progress.tokens, time.monotonic() - started, written, len(done), progress.done - already)
+
+
+def _summary(out: OutputDir, tokens: int, seconds: float, written: int, skipped: int, this_run: int) -> Summary:
+    shards = out.done.values()
+    return Summary(
+        documents=sum(s["documents"] for s in shards),
+        chunks=sum(s["chunks"] for s in shards),
+        errors=sum(s["errors"] for s in shards),
+        tokens=tokens,
+        seconds=seconds,
+        shards_written=written,
+        shards_skipped=skipped,
+        documents_this_run=this_run,
+    )

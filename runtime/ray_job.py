@@ -1,0 +1,257 @@
+"""The batch job on Ray Data: read -> map_batches(EmbedActor, an actor pool) -> write Parquet.
+
+The input is scanned, fingerprinted and checked on the driver exactly as for the local engine, and the output
+has the same layout, tables and rows (row order may differ). Ray retries failed tasks itself; write tasks put
+their files in OUTPUT_DIR/_staging under names fixed by the task index (a retried task overwrites, never adds)
+and the driver moves them into place and records them only once the whole dataset is written. There is no
+resume across runs: an unfinished Ray job starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longvec.runtime.corpus import Corpus, Fields, check_record, import_pyarrow, parse_json_line, scan
+from longvec.runtime.embedder import Embedder
+from longvec.runtime.jobs import JobOptions, Summary, job_header, table_metadata
+from longvec.runtime.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
+from longvec.runtime.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
+
+BATCH_SIZE = 64
+STAGING = "_staging"
+# Ray schedules by logical CPUs: actors holding all of them would starve the read and write tasks forever (a
+# deadlock, not a slowdown). Reads and writes are light, so they share half a CPU and the actors get the rest.
+IO_CPUS = 0.25
+
+
+def run_ray(
+    bundle: Path,
+    source: Path,
+    output_dir: Path,
+    options: JobOptions,
+    address: str | None = None,
+    actors: int | None = None,
+) -> Summary:
+    ray = import_ray()
+    corpus = scan(source, options.fields)
+    with Embedder.load(bundle, variant=options.variant, threads=1) as embedder:
+        header, dim = job_header("ray", corpus, embedder, options), embedder.dim
+        metadata = table_metadata(embedder, options)
+    out = OutputDir.open(output_dir, header)
+    started = time.monotonic()
+    try:
+        if out.complete:
+            return _summary(out, 0, 0.0, 0)
+        out.reset()
+        staging = out.path / STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        owns_ray = not ray.is_initialized()
+        if owns_ray:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            threads = options.threads or 1
+            cpus = float(ray.cluster_resources().get("CPU", 1))
+            n_actors = actors or max(1, int(cpus) // threads)
+            actor_cpus = min(float(threads), max(0.1, (cpus - 2 * IO_CPUS) / n_actors))
+            dataset = _read(ray, corpus, options.fields).map_batches(
+                EmbedActor,
+                fn_constructor_kwargs={
+                    "bundle": str(Path(bundle).resolve()),
+                    "variant": options.variant,
+                    "threads": threads,
+                    "chunk_tokens": options.chunk_tokens,
+                },
+                batch_size=BATCH_SIZE,
+                batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=n_actors),
+                num_cpus=actor_cpus,
+            )
+            sink = make_sink(str(staging), dim, metadata, options.shard_size)
+            dataset.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS})
+        finally:
+            if owns_ray:
+                ray.shutdown()
+        tokens = _publish(out, staging)
+        out.finish(complete=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        return _summary(out, tokens, time.monotonic() - started, len(out.done))
+    finally:
+        out.close()
+
+
+def _read(ray: Any, corpus: Corpus, fields: Fields) -> Any:
+    """One dataset of normalized columns (id, text, error, source) from every input file."""
+    names = {str(f.path): f.name for f in corpus.files}
+    lines = [str(f.path) for f in corpus.files if f.format != "parquet"]
+    tables = [str(f.path) for f in corpus.files if f.format == "parquet"]
+    parts = []
+    if lines:
+        ds = ray.data.read_text(lines, include_paths=True, num_cpus=IO_CPUS)
+        parts.append(
+            ds.map_batches(
+                _parse_lines, fn_kwargs={"fields": fields, "names": names}, batch_format="pyarrow", num_cpus=IO_CPUS
+            )
+        )
+    if tables:
+        columns = list(dict.fromkeys((fields.id, fields.text)))
+        ds = ray.data.read_parquet(tables, columns=columns, include_paths=True, num_cpus=IO_CPUS)
+        parts.append(
+            ds.map_batches(
+                _check_rows, fn_kwargs={"fields": fields, "names": names}, batch_format="pyarrow", num_cpus=IO_CPUS
+            )
+        )
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def _normalized(records: list[Any]) -> Any:
+    pa = import_pyarrow()
+    return pa.table(
+        {
+            "id": pa.array([r.id for r in records], pa.string()),
+            "text": pa.array([r.text for r in records], pa.string()),
+            ERROR_COLUMN: pa.array([r.error for r in records], pa.string()),
+            SOURCE_COLUMN: pa.array([r.source for r in records], pa.string()),
+        }
+    )
+
+
+def _parse_lines(batch: Any, fields: Fields, names: dict[str, str]) -> Any:
+    data = batch.to_pydict()
+    return _normalized(
+        [parse_json_line(line, fields, -1, names.get(p, p)) for line, p in zip(data["text"], data["path"])]
+    )
+
+
+def _check_rows(batch: Any, fields: Fields, names: dict[str, str]) -> Any:
+    data = batch.to_pydict()
+    return _normalized(
+        [
+            check_record(-1, names.get(p, p), i, t, fields)
+            for i, t, p in zip(data[fields.id], data[fields.text], data["path"])
+        ]
+    )
+
+
+def flatten(table: Any, dim: int, metadata: dict[str, str]) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """EmbedActor rows (one per document, chunks nested) -> the documents and chunks tables and error entries."""
+    pa = import_pyarrow()
+    pc = pa.compute
+    failed = table.filter(pc.invert(pc.is_null(table["error"])))
+    errors = [
+        {"id": i, "position": None, "source": s, "reason": r}
+        for i, s, r in zip(*(failed[c].to_pylist() for c in ("id", "source", "error")))
+    ]
+    good = table.filter(pc.is_null(table["error"])).combine_chunks()
+    doc_schema, chunk_schema = schemas(dim, metadata)
+    documents = pa.Table.from_arrays([good["id"], good["n_tokens"], good["vector"]], schema=doc_schema)
+    chunk_lists = good["chunks"].chunks[0] if good.num_rows else pa.array([], chunk_schema_list(dim))
+    counts = pc.list_value_length(chunk_lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = pc.list_flatten(chunk_lists)
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    chunks = pa.Table.from_arrays(
+        [
+            pc.take(good["id"], pa.array(np.repeat(np.arange(len(counts)), counts))),
+            pa.array((np.arange(int(counts.sum())) - starts).astype(np.int32)),
+            flat.field("char_start"),
+            flat.field("char_end"),
+            flat.field("vector"),
+        ],
+        schema=chunk_schema,
+    )
+    return documents, chunks, errors
+
+
+def chunk_schema_list(dim: int) -> Any:
+    from longvec.runtime.ray_actor import output_schema
+
+    return output_schema(dim).field("chunks").type
+
+
+class ShardWrites:
+    """Writes both tables and the errors of one Ray write task under `staging`, named by the task index."""
+
+    def __init__(self, staging: str, dim: int, metadata: dict[str, str], rows_per_write: int) -> None:
+        self.staging, self.dim, self.metadata, self.rows_per_write = staging, dim, metadata, rows_per_write
+
+    def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, int]:
+        pa = import_pyarrow()
+        from ray.data.block import BlockAccessor
+
+        tables = [BlockAccessor.for_block(b).to_arrow() for b in blocks]
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return {}
+        documents, chunks, errors = flatten(pa.concat_tables(tables), self.dim, self.metadata)
+        name = f"part-{ctx.task_idx:05d}"
+        root = Path(self.staging)
+        for table_name, table in zip(TABLES, (documents, chunks)):
+            final = root / table_name / f"{name}.parquet"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = temporary_name(final)
+            pa.parquet.write_table(table, tmp)
+            publish(tmp, final)
+        (root / "errors").mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
+        write_atomic(root / "errors" / f"{name}.jsonl", lines.encode())
+        return {"task": ctx.task_idx, "documents": documents.num_rows}
+
+
+def make_sink(staging: str, dim: int, metadata: dict[str, str], rows_per_write: int) -> Any:
+    """A Ray `Datasink`; the class is made here so that importing this module does not import Ray."""
+    from ray.data import Datasink
+
+    class ShardSink(ShardWrites, Datasink):
+        @property
+        def min_rows_per_write(self) -> int:
+            return self.rows_per_write
+
+    return ShardSink(staging, dim, metadata, rows_per_write)
+
+
+def _publish(out: OutputDir, staging: Path) -> int:
+    """Move every finished part into place in task order, renumbered from 0; record each. Returns tokens."""
+    pq = import_pyarrow().parquet
+    tokens = 0
+    parts = sorted(p.stem for p in (staging / "documents").glob("part-*.parquet"))
+    for index, name in enumerate(parts):
+        moved = {}
+        for table in TABLES:
+            final = out.path / table / f"part-{index:05d}.parquet"
+            publish_from = staging / table / f"{name}.parquet"
+            publish(publish_from, final)
+            moved[table] = final
+        errors_final = out.path / "errors" / f"part-{index:05d}.jsonl"
+        publish(staging / "errors" / f"{name}.jsonl", errors_final)
+        n_tokens = pq.read_table(moved["documents"], columns=["n_tokens"])["n_tokens"].to_numpy()
+        stats = {
+            "documents": len(n_tokens),
+            "chunks": pq.ParquetFile(moved["chunks"]).metadata.num_rows,
+            "errors": sum(1 for line in errors_final.read_text(encoding="utf-8").splitlines() if line),
+            "tokens": int(n_tokens.sum()),
+        }
+        tokens += stats["tokens"]
+        out.record(index, stats)
+    return tokens
+
+
+def _summary(out: OutputDir, tokens: int, seconds: float, written: int) -> Summary:
+    shards = out.done.values()
+    documents = sum(s["documents"] for s in shards)
+    errors = sum(s["errors"] for s in shards)
+    return Summary(
+        documents=documents,
+        chunks=sum(s["chunks"] for s in shards),
+        errors=errors,
+        tokens=tokens,
+        seconds=seconds,
+        shards_written=written,
+        shards_skipped=0 if written else len(out.done),
+        documents_this_run=documents + errors if written else 0,
+    )

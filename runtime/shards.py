@@ -1,0 +1,297 @@
+"""The output of a batch job: Parquet shards written atomically, and the manifest that makes a rerun resume.
+
+    OUTPUT_DIR/documents/part-00000.parquet   id, n_tokens, vector (fixed_size_list<float32>[dim])
+    OUTPUT_DIR/chunks/part-00000.parquet      id, chunk_index, char_start, char_end, vector
+    OUTPUT_DIR/errors/part-00000.jsonl        documents of that shard that could not be embedded, with the reason
+    OUTPUT_DIR/errors.jsonl                   all of them, rebuilt when the job ends
+    OUTPUT_DIR/_progress.json                 input fingerprint, options, finished shards; `complete` at the end
+
+A shard is written under hidden temporary names and renamed into place; only then is it recorded in
+`_progress.json` (itself replaced atomically). A killed job leaves at most temporaries and unrecorded files,
+which the rerun removes or overwrites: no document is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longvec.runtime.corpus import import_pyarrow
+from longvec.runtime.errors import InputError
+
+PROGRESS = "_progress.json"
+FORMAT_VERSION = 1
+TABLES = ("documents", "chunks")
+
+
+@dataclass
+class Rows:
+    """Embedded documents in the shape of the two output tables, plus the documents that failed."""
+
+    dim: int
+    ids: list[str] = field(default_factory=list)
+    n_tokens: list[int] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)  # one [dim] per document
+    chunk_ids: list[str] = field(default_factory=list)
+    chunk_spans: list[np.ndarray] = field(default_factory=list)  # one [k, 2] per document
+    chunk_vectors: list[np.ndarray] = field(default_factory=list)  # one [k, dim] per document
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, doc_id: str, n_tokens: int, vector: np.ndarray, spans: np.ndarray, chunks: np.ndarray) -> None:
+        self.ids.append(doc_id)
+        self.n_tokens.append(n_tokens)
+        self.vectors.append(vector)
+        self.chunk_ids.append(doc_id)
+        self.chunk_spans.append(spans)
+        self.chunk_vectors.append(chunks)
+
+    def fail(self, doc_id: str | None, position: int, source: str, reason: str) -> None:
+        self.errors.append({"id": doc_id, "position": position, "source": source, "reason": reason})
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.n_tokens)
+
+    def tables(self, metadata: dict[str, str] | None = None) -> tuple[Any, Any]:
+        pa = import_pyarrow()
+        doc_schema, chunk_schema = schemas(self.dim, metadata)
+        counts = np.array([len(s) for s in self.chunk_spans], dtype=np.int64)
+        spans = np.concatenate(self.chunk_spans) if self.chunk_spans else np.zeros((0, 2), np.int64)
+        documents = pa.Table.from_arrays(
+            [pa.array(self.ids, pa.string()), pa.array(self.n_tokens, pa.int64()), _vectors(self.vectors, self.dim)],
+            schema=doc_schema,
+        )
+        chunks = pa.Table.from_arrays(
+            [
+                pa.array(np.repeat(np.array(self.ids, dtype=object), counts).tolist(), pa.string()),
+                pa.array(np.concatenate([np.arange(c, dtype=np.int32) for c in counts] or [np.zeros(0, np.int32)])),
+                pa.array(spans[:, 0].astype(np.int64)),
+                pa.array(spans[:, 1].astype(np.int64)),
+                _vectors(self.chunk_vectors, self.dim),
+            ],
+            schema=chunk_schema,
+        )
+        return documents, chunks
+
+
+def schemas(dim: int, metadata: dict[str, str] | None = None) -> tuple[Any, Any]:
+    pa = import_pyarrow()
+    vector = pa.list_(pa.float32(), dim)
+    documents = pa.schema([("id", pa.string()), ("n_tokens", pa.int64()), ("vector", vector)], metadata=metadata)
+    chunks = pa.schema(
+        [
+            ("id", pa.string()),
+            ("chunk_index", pa.int32()),
+            ("char_start", pa.int64()),
+            ("char_end", pa.int64()),
+            ("vector", vector),
+        ],
+        metadata=metadata,
+    )
+    return documents, chunks
+
+
+def _vectors(parts: list[np.ndarray], dim: int) -> Any:
+    pa = import_pyarrow()
+    flat = np.concatenate([np.asarray(p, np.float32).reshape(-1) for p in parts]) if parts else np.zeros(0, np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temporary_name(final: Path) -> Path:
+    # Hidden, so Parquet readers globbing the directory never see a half-written file.
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+def publish(tmp: Path, final: Path) -> None:
+    _fsync(tmp)
+    os.replace(tmp, final)
+    _fsync(final.parent)
+
+
+def write_atomic(final: Path, data: bytes) -> None:
+    tmp = temporary_name(final)
+    try:
+        tmp.write_bytes(data)
+        publish(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C while a shard is being published, so its files and its manifest entry land together."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+class ShardWriter:
+    """Streams one shard's rows into temporary Parquet files; `commit` publishes them, `abort` removes them."""
+
+    def __init__(self, out: OutputDir, index: int, dim: int, metadata: dict[str, str]) -> None:
+        pq = import_pyarrow().parquet
+        self.out, self.index, self.dim = out, index, dim
+        self.finals = [out.path / table / f"part-{index:05d}.parquet" for table in TABLES]
+        self.tmps = [temporary_name(p) for p in self.finals]
+        self.writers = [pq.ParquetWriter(tmp, schema) for tmp, schema in zip(self.tmps, schemas(dim, metadata))]
+        self.metadata = metadata
+        self.errors: list[dict[str, Any]] = []
+        self.stats = {"documents": 0, "chunks": 0, "errors": 0, "tokens": 0}
+
+    def add(self, rows: Rows) -> None:
+        for writer, table in zip(self.writers, rows.tables(self.metadata)):
+            if table.num_rows:
+                writer.write_table(table)
+        self.errors.extend(rows.errors)
+        self.stats["documents"] += len(rows.ids)
+        self.stats["chunks"] += sum(len(s) for s in rows.chunk_spans)
+        self.stats["errors"] += len(rows.errors)
+        self.stats["tokens"] += rows.tokens
+
+    def commit(self) -> dict[str, int]:
+        with interrupts_deferred():
+            for writer in self.writers:
+                writer.close()
+            for tmp, final in zip(self.tmps, self.finals):
+                publish(tmp, final)
+            errors = self.out.path / "errors" / f"part-{self.index:05d}.jsonl"
+            write_atomic(errors, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in self.errors).encode())
+            self.out.record(self.index, self.stats)
+        return self.stats
+
+    def abort(self) -> None:
+        for writer in self.writers:
+            with contextlib.suppress(Exception):
+                writer.close()
+        for tmp in self.tmps:
+            tmp.unlink(missing_ok=True)
+
+
+class OutputDir:
+    """An output directory owned by one job: locked while it runs, checked against the job that made it."""
+
+    def __init__(self, path: Path, header: dict[str, Any], state: dict[str, Any], lock: Any) -> None:
+        self.path, self.header, self._state, self._lock = path, header, state, lock
+
+    @classmethod
+    def open(cls, path: Path, header: dict[str, Any]) -> OutputDir:
+        """`header` holds format, engine, input fingerprint and options. A directory made with another input or
+        other options is refused rather than mixed; an unknown non-empty directory is never written into."""
+        path.mkdir(parents=True, exist_ok=True)
+        lock = _lock(path)
+        manifest = path / PROGRESS
+        if manifest.is_file():
+            try:
+                state = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise InputError(f"{manifest}: unreadable progress file ({e}); use a new output directory") from e
+            _check_same_job(manifest, state, header)
+        elif any(p.name != "_lock" for p in path.iterdir()):
+            raise InputError(f"{path}: not empty and has no {PROGRESS}; give a new or empty output directory")
+        else:
+            state = {**header, "shards": {}, "complete": False}
+        for table in (*TABLES, "errors"):
+            (path / table).mkdir(exist_ok=True)
+            for stale in (path / table).glob(".*.tmp"):
+                stale.unlink()  # left by a killed run
+        out = cls(path, header, state, lock)
+        out._save()
+        return out
+
+    @property
+    def done(self) -> dict[int, dict[str, int]]:
+        return {int(k): v for k, v in self._state["shards"].items()}
+
+    @property
+    def complete(self) -> bool:
+        return bool(self._state.get("complete"))
+
+    def shard(self, index: int, dim: int, metadata: dict[str, str]) -> ShardWriter:
+        return ShardWriter(self, index, dim, metadata)
+
+    def record(self, index: int, stats: dict[str, int]) -> None:
+        self._state["shards"][str(index)] = stats
+        self._save()
+
+    def finish(self, complete: bool) -> None:
+        """Rebuild errors.jsonl from the finished shards, in input order; mark the job complete if it is."""
+        parts = [self.path / "errors" / f"part-{i:05d}.jsonl" for i in sorted(self.done)]
+        write_atomic(self.path / "errors.jsonl", b"".join(p.read_bytes() for p in parts if p.is_file()))
+        self._state["complete"] = complete
+        self._save()
+
+    def reset(self) -> None:
+        """Forget every shard and remove its files: for a job that cannot resume (Ray) and starts over."""
+        for table in (*TABLES, "errors"):
+            for part in (self.path / table).glob("part-*"):
+                part.unlink()
+        (self.path / "errors.jsonl").unlink(missing_ok=True)
+        self._state.update(shards={}, complete=False, engine=self.header["engine"])
+        self._save()
+
+    def close(self) -> None:
+        self._lock.close()
+
+    def _save(self) -> None:
+        write_atomic(self.path / PROGRESS, (json.dumps(self._state, indent=1) + "\n").encode())
+
+
+def _check_same_job(manifest: Path, state: dict[str, Any], header: dict[str, Any]) -> None:
+    if state.get("format") != header["format"]:
+        raise InputError(f"{manifest}: written by another longvec version; use a new output directory")
+    if state.get("input") != header["input"]:
+        raise InputError(
+            f"{manifest}: the input changed since this output was started (other files or contents); "
+            "use a new output directory or delete this one"
+        )
+    old, new = state.get("options", {}), header["options"]
+    changed = [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)
+    ]
+    if changed:
+        raise InputError(
+            f"{manifest}: this output was made with other options ({'; '.join(changed)}); rerun with the same "
+            "options to resume, or use a new output directory"
+        )
+    if state.get("engine") != header["engine"] and not state.get("complete"):
+        raise InputError(
+            f"{manifest}: an unfinished --engine {state.get('engine')} job; finish it with that engine "
+            "or use a new output directory"
+        )
+
+
+def _lock(path: Path) -> Any:
+    import fcntl
+
+    handle = (path / "_lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        handle.close()
+        raise InputError(f"{path}: another `longvec embed` is writing to this directory") from e
+    return handle
