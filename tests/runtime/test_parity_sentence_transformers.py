@@ -49,6 +49,7 @@ EDGE_CASES = (
     "  leading and trailing spaces  ",
     "def f(x):\n    return x ** 2  # squares",
     "https://example.com/path?query=1&b=2",
+    "literal special tokens [CLS] [SEP] [PAD] [MASK] inside the text",
     "x" * 300,  # one 300-character 'word'
     "unbelievably " * 40,  # each word splits into several word pieces
     " ".join(["repeat"] * 254),  # 254 content tokens + [CLS] + [SEP] = exactly 256
