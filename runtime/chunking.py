@@ -32,11 +32,11 @@ class Chunks:
         return int(self.token_spans.shape[0])
 
 
-def _word_chars(text: str) -> np.ndarray:
-    """Per character: is it part of a word? ASCII letters and digits, and non-ASCII letters, marks and
-    ideographs (approximated as code points >= U+00C0 outside the punctuation blocks). Vectorized."""
-    cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    ascii_word = ((cp >= 48) & (cp <= 57)) | ((cp | 32) >= 97) & ((cp | 32) <= 122)
+def _is_word_char(cp: np.ndarray) -> np.ndarray:
+    """Per code point: is it part of a word? ASCII letters and digits, and non-ASCII letters, marks and
+    ideographs (approximated as code points >= U+00C0 outside the punctuation blocks)."""
+    lower = cp | 32
+    ascii_word = ((cp >= 48) & (cp <= 57)) | ((lower >= 97) & (lower <= 122))
     punct_block = (
         ((cp >= 0x2000) & (cp <= 0x206F)) | ((cp >= 0x3000) & (cp <= 0x303F)) | ((cp >= 0xFF00) & (cp <= 0xFF0F))
     )
@@ -44,13 +44,17 @@ def _word_chars(text: str) -> np.ndarray:
 
 
 def _word_breaks(text: str, tokens: Tokens) -> np.ndarray:
-    """breaks[i] is True when a chunk may start at token i without splitting a word."""
+    """breaks[i] is True when a chunk may start at token i without splitting a word.
+
+    Only the characters at token edges are classified (2 per token), not the whole text."""
     n = len(tokens)
     breaks = np.ones(n + 1, dtype=bool)
     if n > 1:
-        word = np.append(_word_chars(text), False)
+        cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         starts, ends = tokens.offsets[1:, 0], tokens.offsets[:-1, 1]
-        breaks[1:n] = (starts > ends) | ~word[starts] | ~word[np.maximum(ends - 1, 0)]
+        first = _is_word_char(cp[np.minimum(starts, len(cp) - 1)])
+        last = _is_word_char(cp[np.maximum(ends - 1, 0)])
+        breaks[1:n] = (starts > ends) | ~first | ~last
     return breaks
 
 
@@ -62,16 +66,27 @@ def _to_chunks(tokens: Tokens, token_spans: np.ndarray) -> Chunks:
     return Chunks(chars, token_spans)
 
 
-def _pack(n_tokens: int, size: int, breaks: np.ndarray, cuts: np.ndarray | None = None) -> np.ndarray:
-    """Greedy token spans of at most `size`; ends on a preferred cut (segment end) or else a word break."""
+def _cut_mask(n_tokens: int, cuts: np.ndarray) -> np.ndarray:
+    mask = np.zeros(n_tokens + 1, dtype=bool)
+    mask[cuts[(cuts > 0) & (cuts <= n_tokens)]] = True
+    return mask
+
+
+def _pack(n_tokens: int, size: int, tiers: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
+    """Greedy token spans of at most `size` tokens.
+
+    `tiers` are (mask over token positions 0..n where a chunk may end, shortest chunk allowed to end there), most
+    preferred first: e.g. paragraph ends, then sentence ends, then word breaks in the second half of the span.
+    A span ends at the last allowed position of the first tier that has one, or at `size` tokens (one word
+    longer than `size` has to be cut). One loop iteration per chunk, never per token.
+    """
     spans = []
     pos = 0
-    preferred = np.zeros(n_tokens + 1, dtype=bool) if cuts is None else np.isin(np.arange(n_tokens + 1), cuts)
     while pos < n_tokens:
         end = min(pos + size, n_tokens)
         if end < n_tokens:
-            lo = pos + 1
-            for mask, floor in ((preferred, lo), (breaks, pos + max(1, size // 2))):
+            for mask, shortest in tiers:
+                floor = pos + max(1, shortest)
                 hits = np.flatnonzero(mask[floor : end + 1])
                 if hits.size:
                     end = floor + int(hits[-1])
@@ -81,41 +96,61 @@ def _pack(n_tokens: int, size: int, breaks: np.ndarray, cuts: np.ndarray | None 
     return np.asarray(spans, dtype=np.int64).reshape(-1, 2)
 
 
+def _word_tier(text: str, tokens: Tokens, size: int) -> tuple[np.ndarray, int]:
+    return _word_breaks(text, tokens), size // 2
+
+
+def _segment_cuts(text: str, tokens: Tokens, pattern: re.Pattern[str]) -> np.ndarray:
+    """Mask of token positions where a segment (sentence, paragraph) ends: the first token starting at or after
+    each separator's end."""
+    seg_ends = np.fromiter((m.end() for m in pattern.finditer(text)), dtype=np.int64)
+    return _cut_mask(len(tokens), np.searchsorted(tokens.offsets[:, 0], seg_ends, side="left"))
+
+
 def chunk_by_tokens(text: str, tokens: Tokens, size: int) -> Chunks:
-    return _to_chunks(tokens, _pack(len(tokens), size, _word_breaks(text, tokens)))
-
-
-def _chunk_by_pattern(text: str, tokens: Tokens, size: int, pattern: re.Pattern[str]) -> Chunks:
-    """Whole segments (sentences, paragraphs) packed up to `size` tokens; a longer segment is split."""
-    seg_ends = np.array([m.end() for m in pattern.finditer(text)], dtype=np.int64)
-    # token index where each segment ends = first token starting at or after the separator's end
-    cuts = np.searchsorted(tokens.offsets[:, 0], seg_ends, side="left")
-    return _to_chunks(tokens, _pack(len(tokens), size, _word_breaks(text, tokens), cuts))
+    return _to_chunks(tokens, _pack(len(tokens), size, [_word_tier(text, tokens, size)]))
 
 
 def chunk_by_sentences(text: str, tokens: Tokens, size: int) -> Chunks:
-    return _chunk_by_pattern(text, tokens, size, _SENTENCE_END)
+    """Whole sentences packed up to `size` tokens; a longer sentence is split at a word break."""
+    sentences = _segment_cuts(text, tokens, _SENTENCE_END)
+    return _to_chunks(tokens, _pack(len(tokens), size, [(sentences, 1), _word_tier(text, tokens, size)]))
 
 
 def chunk_by_paragraphs(text: str, tokens: Tokens, size: int) -> Chunks:
-    return _chunk_by_pattern(text, tokens, size, _PARAGRAPH_END)
+    """Whole paragraphs packed up to `size` tokens; a longer paragraph is split at sentence ends, and a sentence
+    longer than `size` at a word break."""
+    paragraphs = _segment_cuts(text, tokens, _PARAGRAPH_END)
+    sentences = _segment_cuts(text, tokens, _SENTENCE_END)
+    tiers = [(paragraphs, 1), (sentences, 1), _word_tier(text, tokens, size)]
+    return _to_chunks(tokens, _pack(len(tokens), size, tiers))
 
 
 def chunk_by_spans(text: str, tokens: Tokens, spans: Sequence[Sequence[int]]) -> Chunks:
     """Caller-given character spans; each must cover whole tokens and at least one."""
-    arr = np.asarray(spans, dtype=np.int64).reshape(-1, 2) if len(spans) else np.zeros((0, 2), np.int64)
+    try:
+        arr = np.asarray(spans, dtype=np.int64).reshape(-1, 2) if len(spans) else np.zeros((0, 2), np.int64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"spans must be a list of [start, end] character offsets: {err}") from None
     starts, ends = tokens.offsets[:, 0], tokens.offsets[:, 1]
     lo = np.searchsorted(ends, arr[:, 0], side="right")  # first token ending after the span start
     hi = np.searchsorted(starts, arr[:, 1], side="left")  # first token starting at or after the span end
-    for k, (s, e) in enumerate(arr.tolist()):
-        if not 0 <= s < e <= len(text):
-            raise InputError(f"span {k} ({s}, {e}) is not a non-empty range inside the text (0..{len(text)})")
-        if lo[k] < len(tokens) and starts[lo[k]] < s:
-            raise InputError(f"span {k} starts at {s}, inside the token at {starts[lo[k]]}..{ends[lo[k]]}")
-        if hi[k] > 0 and ends[hi[k] - 1] > e:
-            raise InputError(f"span {k} ends at {e}, inside the token at {starts[hi[k] - 1]}..{ends[hi[k] - 1]}")
-        if hi[k] <= lo[k]:
-            raise InputError(f"span {k} ({s}, {e}) contains no token")
+    n = len(tokens)
+    checks = (
+        (
+            ~((arr[:, 0] >= 0) & (arr[:, 0] < arr[:, 1]) & (arr[:, 1] <= len(text))),
+            "is not a non-empty range inside the text (0..{L})",
+        ),
+        ((lo < n) & (starts[np.minimum(lo, n - 1)] < arr[:, 0]), "starts inside the token at {t0}..{t1}"),
+        ((hi > 0) & (ends[np.maximum(hi - 1, 0)] > arr[:, 1]), "ends inside the token at {u0}..{u1}"),
+        (hi <= lo, "contains no token"),
+    )
+    for bad, message in checks:  # four vectorized checks; only the first failing span is formatted
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            t, u = min(int(lo[k]), n - 1), max(int(hi[k]) - 1, 0)
+            detail = message.format(L=len(text), t0=starts[t], t1=ends[t], u0=starts[u], u1=ends[u])
+            raise InputError(f"span {k} ({arr[k, 0]}, {arr[k, 1]}) {detail}")
     return Chunks(arr, np.stack([lo, hi], axis=1).astype(np.int64).reshape(-1, 2))
 
 

@@ -57,6 +57,7 @@ class Pipeline:
     ) -> list[Encoded]:
         prefix = np.asarray(self.framing.prefix_ids + tuple(prompt_ids), dtype=np.int64)
         suffix = np.asarray(self.framing.suffix_ids, dtype=np.int64)
+        include_prefix = self.pooling.include_prompt or not prompt_ids
         docs = [
             DocumentStates(
                 plan.starts(len(j.ids)),
@@ -67,6 +68,8 @@ class Pipeline:
                 j.spans,
                 self.backend.hidden_size,
                 stitch,
+                self.pooling.mode,
+                include_prefix,
             )
             for j in jobs
         ]
@@ -85,8 +88,7 @@ class Pipeline:
             states = self._run(seqs)
             for k, (d, w, _) in enumerate(windows):
                 docs[d].add(w, states[k])
-        include_prefix = self.pooling.include_prompt or not prompt_ids
-        return [self._encoded(doc, include_prefix) for doc in docs]
+        return [Encoded(doc.pooled(), doc.span_means(), doc.window_pooled, len(doc.starts)) for doc in docs]
 
     def _run(self, seqs: list[np.ndarray]) -> np.ndarray:
         ids, mask = pad_batch(seqs, self.framing.pad_id)
@@ -97,16 +99,6 @@ class Pipeline:
         for d in long:
             for w, start in enumerate(docs[d].starts.tolist()):
                 yield d, w, start
-
-    def _encoded(self, doc: DocumentStates, include_prefix: bool) -> Encoded:
-        mode = self.pooling.mode
-        if mode == "mean":
-            pooled, per_window = doc.mean(include_prefix), doc.window_means
-        elif mode == "cls":
-            pooled, per_window = doc.first_states.mean(axis=0), doc.first_states
-        else:  # "last": the final token of the final window
-            pooled, per_window = doc.last_states[-1], doc.last_states
-        return Encoded(pooled, doc.span_means(), per_window, len(doc.starts))
 
 
 def _chunked(items: Iterator[tuple[int, int, int]], size: int) -> Iterator[list[tuple[int, int, int]]]:

@@ -2,8 +2,8 @@
 
 Coordinates: the stitched sequence is the first window's prefix (framing + prompt), then one state per content
 token, then the last window's suffix framing. For a text that fits one window this is exactly that window, so a
-short text pools exactly as sentence-transformers pools it. Memory is O(window x hidden + spans x hidden),
-independent of document length.
+short text pools exactly as sentence-transformers pools it. Memory is O(window x hidden + spans x hidden) plus
+one pooled vector per window (1/stride of the token count), never O(tokens x hidden).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from longvec.kernels import PrefixAccumulator, center_ownership, window_weights
+from longvec.runtime.manifest import Pooling
 
 Stitch = Literal["center", "weighted"]
 
@@ -28,14 +29,20 @@ class DocumentStates:
         spans: np.ndarray,
         dim: int,
         stitch: Stitch = "center",
+        pooling: Pooling = "mean",
+        include_prefix: bool = True,
     ) -> None:
-        """`spans` are content-token spans [k, 2]; `content` is the content length of every window."""
+        """`spans` are content-token spans [k, 2]; `content` is the content length of every window.
+        `include_prefix=False` leaves the framing prefix and prompt out of mean pooling (as sentence-transformers
+        does for a prompt with include_prompt=False)."""
         self.starts = np.asarray(starts, dtype=np.int64)
         self.content = min(content, n_tokens)
         self.n_tokens = n_tokens
         self.prefix, self.suffix = prefix, suffix
         self.total = prefix + n_tokens + suffix
         self.spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2) + prefix
+        self.pooling = pooling
+        self._pool_begin = 0 if include_prefix else prefix
         bounds = np.concatenate(([0, prefix, prefix + n_tokens, self.total], self.spans.ravel()))
         self._acc = PrefixAccumulator(bounds, dim)
         self._stitch = stitch
@@ -45,9 +52,7 @@ class DocumentStates:
         self._den = np.zeros(0, dtype=np.float32)
         self._buffer_start = 0
         self._next = 0
-        self.first_states = np.zeros((len(self.starts), dim), dtype=np.float32)  # position 0 of each window
-        self.last_states = np.zeros((len(self.starts), dim), dtype=np.float32)  # final position of each
-        self.window_means = np.zeros((len(self.starts), dim), dtype=np.float32)  # each window pooled alone
+        self.window_pooled = np.zeros((len(self.starts), dim), dtype=np.float32)  # each window pooled alone
 
     @property
     def done(self) -> bool:
@@ -59,9 +64,7 @@ class DocumentStates:
             raise RuntimeError(f"window {index} arrived before window {self._next}")
         self._next += 1
         p, c = self.prefix, self.content
-        self.first_states[index] = states[0]
-        self.last_states[index] = states[-1]
-        self.window_means[index] = states.mean(axis=0, dtype=np.float32)
+        self.window_pooled[index] = self._pool_window(states)
         if index == 0:
             self._acc.add(states[:p])
         body = states[p : p + c]
@@ -88,10 +91,20 @@ class DocumentStates:
         self._num, self._den = self._num[k:], self._den[k:]
         self._buffer_start = final
 
+    def _pool_window(self, states: np.ndarray) -> np.ndarray:
+        if self.pooling == "mean":
+            return states[self._pool_begin :].mean(axis=0, dtype=np.float32)
+        return states[0] if self.pooling == "cls" else states[-1]
+
     def span_means(self) -> np.ndarray:
         """Mean of the stitched states over each content span given at construction."""
         return self._acc.span_means(self.spans)
 
-    def mean(self, include_prompt_prefix: bool = True) -> np.ndarray:
-        begin = 0 if include_prompt_prefix else self.prefix
-        return self._acc.span_means(np.array([[begin, self.total]]))[0]
+    def pooled(self) -> np.ndarray:
+        """The model's pooling over the whole document: mean of the stitched sequence; for "cls" the mean of
+        every window's first state (each window has its own [CLS]); for "last" the final window's last state."""
+        if self.pooling == "mean":
+            return self._acc.span_means(np.array([[self._pool_begin, self.total]]))[0]
+        if self.pooling == "cls":
+            return self.window_pooled.mean(axis=0)
+        return self.window_pooled[-1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,27 +42,86 @@ def validate_texts(texts: Sequence[str], allow_blank: bool = False) -> list[str]
     return out
 
 
+# Long texts are tokenized in pieces: one `tokenizers` call on a 1M-token text holds ~700 MB (per-byte alignments,
+# token strings, Python lists of ids and offsets), pieces keep that to a few MB per piece. A cut goes just before a
+# space, tab or newline that is followed by a non-space. Only pre-tokenizers that split on whitespace and drop it
+# (BERT-style) give the same tokens for the pieces as for the whole text; byte-level BPE keeps the space in the next
+# token and trims the offsets of a sequence's first token differently, SentencePiece prepends "▁" to a piece that
+# starts with a newline. Texts for those tokenizers are tokenized whole (tests/runtime/test_tokenize_pieces.py).
+PIECE_CHARS = 1 << 16
+_PIECES_PER_CALL = 4  # pieces per encode_batch call: parallel in Rust, still bounded memory
+_CUT = re.compile(r"[ \t\n](?=\S)")
+_WHITESPACE_SPLITTERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+
+
+def splits_on_whitespace(tokenizer: Tokenizer) -> bool:
+    """True when the pre-tokenizer drops whitespace between words, so no token spans a cut at whitespace."""
+    spec = json.loads(tokenizer.to_str()).get("pre_tokenizer") or {}
+    members = spec.get("pretokenizers", [spec]) if spec.get("type") == "Sequence" else [spec]
+    return any(m.get("type") in _WHITESPACE_SPLITTERS for m in members)
+
+
+def piece_bounds(text: str, piece_chars: int = PIECE_CHARS) -> list[tuple[int, int]]:
+    """Consecutive [start, end) character ranges covering `text`, each ending at a safe cut near `piece_chars`
+    (a text with no safe cut stays one piece: correctness before memory)."""
+    bounds, start = [], 0
+    while len(text) - start > piece_chars:
+        target = start + piece_chars
+        before = [m.start() for m in _CUT.finditer(text, start + piece_chars // 2, target)]
+        after = None if before else _CUT.search(text, target)
+        cut = before[-1] if before else (after.start() if after else len(text))
+        bounds.append((start, cut))
+        start = cut
+    if start < len(text) or not bounds:
+        bounds.append((start, len(text)))
+    return bounds
+
+
 class TextTokenizer:
     """A `tokenizers.Tokenizer` with truncation and padding switched off: longvec windows, not the tokenizer."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, piece_chars: int = PIECE_CHARS) -> None:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self._tok = tokenizer
+        self.piece_chars = piece_chars if splits_on_whitespace(tokenizer) else None
 
     @classmethod
     def from_file(cls, path: Path) -> TextTokenizer:
         return cls(Tokenizer.from_file(str(path)))
 
     def encode(self, texts: Sequence[str]) -> list[Tokens]:
-        encodings = self._tok.encode_batch(list(texts), add_special_tokens=False)
-        return [
-            Tokens(
+        texts = list(texts)
+        out: list[Tokens | None] = [None] * len(texts)
+        limit = self.piece_chars
+        short = [i for i, t in enumerate(texts) if limit is None or len(t) <= limit]
+        for i, tokens in zip(short, self._encode_pieces([texts[i] for i in short], [0] * len(short))):
+            out[i] = tokens
+        for i, text in enumerate(texts):
+            if out[i] is None:
+                out[i] = self._encode_long(text)
+        return [t for t in out if t is not None]
+
+    def _encode_long(self, text: str) -> Tokens:
+        bounds = piece_bounds(text, self.piece_chars or len(text))
+        ids: list[np.ndarray] = []
+        offsets: list[np.ndarray] = []
+        for k in range(0, len(bounds), _PIECES_PER_CALL):
+            group = bounds[k : k + _PIECES_PER_CALL]
+            for part in self._encode_pieces([text[a:b] for a, b in group], [a for a, _ in group]):
+                ids.append(part.ids)
+                offsets.append(part.offsets)
+        all_ids = np.concatenate(ids)
+        ids.clear()  # free the pieces before the larger offsets array is built
+        return Tokens(all_ids, np.concatenate(offsets))
+
+    def _encode_pieces(self, pieces: list[str], shifts: list[int]) -> Iterator[Tokens]:
+        encodings = self._tok.encode_batch(pieces, add_special_tokens=False) if pieces else []
+        for e, shift in zip(encodings, shifts):
+            yield Tokens(
                 np.asarray(e.ids, dtype=np.int64),
-                np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2),
+                np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2) + shift,
             )
-            for e in encodings
-        ]
 
     def ids(self, text: str) -> tuple[int, ...]:
         return tuple(self._tok.encode(text, add_special_tokens=False).ids)

@@ -1,0 +1,80 @@
+"""Long texts are tokenized in pieces (bounded memory); the result must equal tokenizing the whole text at once."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
+
+from longvec.runtime.text import TextTokenizer, piece_bounds
+
+PIECES = [
+    "word", "Lighthouse", "keeper's", " 's", "don't", "3.14", "e-mail", "東京", "は", "。", "🚢", "👩‍👩‍👧",
+    "e\u0301", "שלום", "مرحبا", "\u200f", "Ünïcödé", "ﬁ", "İ",
+    " ", "  ", "   ", "\t", "\n", "\n\n", " \n", "\u3000", "\u00a0", "\u2028", "\r\n", "\x1c", "\x85",
+    ".", "!", "?", ",", "(", '"',
+]  # fmt: skip
+texts = st.one_of(
+    st.lists(st.sampled_from(PIECES), min_size=1, max_size=150).map("".join),
+    st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=300),
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizers(bundle_dir: Path, tiny_models: ModuleType) -> dict[str, Tokenizer]:
+    """BERT WordPiece (the real MiniLM one), GPT-2 byte-level BPE and SentencePiece-style Unigram."""
+    return {
+        "wordpiece": Tokenizer.from_file(str(bundle_dir / "tokenizer.json")),
+        "bpe": tiny_models._bpe(),
+        "unigram": tiny_models._unigram(),
+    }
+
+
+def test_only_whitespace_dropping_pre_tokenizers_are_cut(tokenizers: dict[str, Tokenizer]) -> None:
+    # byte-level BPE and SentencePiece tokenize a piece's first token differently (space kept in the token,
+    # offsets trimmed, "▁" prepended): hypothesis found both, so those texts are tokenized whole
+    assert TextTokenizer(tokenizers["wordpiece"], piece_chars=8).piece_chars == 8
+    assert TextTokenizer(tokenizers["bpe"], piece_chars=8).piece_chars is None
+    assert TextTokenizer(tokenizers["unigram"], piece_chars=8).piece_chars is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts, st.integers(1, 40), st.sampled_from(["wordpiece", "bpe", "unigram"]))
+def test_pieces_tokenize_exactly_like_the_whole_text(
+    tokenizers: dict[str, Tokenizer], text: str, piece_chars: int, kind: str
+) -> None:
+    whole = TextTokenizer(tokenizers[kind], piece_chars=10**9).encode([text])[0]
+    pieces = TextTokenizer(tokenizers[kind], piece_chars=piece_chars).encode([text, "short"])[0]
+    np.testing.assert_array_equal(pieces.ids, whole.ids)
+    np.testing.assert_array_equal(pieces.offsets, whole.offsets)
+
+
+@settings(max_examples=50, deadline=None)
+@given(texts, st.integers(1, 50))
+def test_piece_bounds_tile_the_text_and_cut_before_a_word(text: str, piece_chars: int) -> None:
+    bounds = piece_bounds(text, piece_chars)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(text)
+    assert all(a < b for a, b in bounds)
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(bounds))
+    for _, cut in bounds[:-1]:
+        assert text[cut] in " \t\n" and not text[cut + 1].isspace()
+
+
+def test_a_long_real_text_in_pieces(bundle_dir: Path) -> None:
+    paragraph = (
+        "The lighthouse keeper's log, 1887: fog from 3 a.m.; the horn sounded 1,204 times.  Supplies —\toil, "
+        "wicks, bread — came on the 14th.\n\nCafé owners in Ålesund remember the naïve painter who drew 灯台.\n"
+    )
+    text = paragraph * 400  # ~80k characters, several pieces of the default size
+    tok = Tokenizer.from_file(str(bundle_dir / "tokenizer.json"))
+    assert len(piece_bounds(text)) > 1
+    whole = TextTokenizer(tok, piece_chars=10**9).encode([text])[0]
+    pieces = TextTokenizer(tok).encode([text])[0]
+    np.testing.assert_array_equal(pieces.ids, whole.ids)
+    np.testing.assert_array_equal(pieces.offsets, whole.offsets)
