@@ -159,4 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m longvec.runtime.cli`: optional subcommands register on the importable module, not on __main__
+    from longvec.runtime.cli import main as _main
+
+    sys.exit(_main())
