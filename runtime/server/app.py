@@ -138,7 +138,7 @@ def create_app(
     secured = [Depends(HTTPBearer(auto_error=False))] if settings.api_key else []  # the gate enforces it
     errors = _error_responses(401, 413, 422, 429, 500, 503)
 
-    def admit(texts: list[str], name: str, suffix: str) -> int:
+    def admit(texts: list[str], name: str, suffix: str = "", many: bool = True) -> int:
         """Per-request checks before queueing, so a bad request fails alone; returns its content tokens."""
         emb = state.require()[0]
         if len(texts) > settings.max_items:
@@ -152,7 +152,7 @@ def create_app(
         if not texts:
             raise with_param(InputError(f"{name} is an empty list; there is nothing to embed"), name)
         for i, text in enumerate(texts):
-            item = f"{name}[{i}]{suffix}"
+            item = f"{name}[{i}]{suffix}" if many else name
             if not text.strip():
                 raise with_param(InputError(f"{item} is empty or whitespace only; there is nothing to embed"), item)
             try:
@@ -171,7 +171,7 @@ def create_app(
             )
         for i, n in enumerate(counts):
             if n == 0:
-                item = f"{name}[{i}]{suffix}"
+                item = f"{name}[{i}]{suffix}" if many else name
                 raise with_param(InputError(f"{item} has no tokens for this model's tokenizer"), item)
         return total
 
@@ -192,7 +192,7 @@ def create_app(
         emb, batcher = state.require()
         check_dimensions(body.dimensions, emb.dim)
         texts = [body.input] if isinstance(body.input, str) else body.input
-        n_tokens = await run_in_threadpool(admit, texts, "input", "")
+        n_tokens = await run_in_threadpool(admit, texts, "input", "", not isinstance(body.input, str))
         vectors = await batcher.submit(Work(("embed",), texts, [None] * len(texts), n_tokens))
         metrics.tokens.inc("/v1/embeddings", by=n_tokens)
         content = await run_in_threadpool(

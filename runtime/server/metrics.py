@@ -77,6 +77,8 @@ class Histogram(_Metric):
         self.buckets = (*sorted(buckets), math.inf)
         self._counts: dict[LabelValues, list[int]] = {}
         self._sums: dict[LabelValues, float] = {}
+        if not self.label_names:  # an unlabelled histogram exists (all zero) before its first observation
+            self._counts[()], self._sums[()] = [0] * len(self.buckets), 0.0
 
     def observe(self, value: float, *labels: str) -> None:
         with self._lock:

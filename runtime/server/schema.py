@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 EncodingFormat = Literal["float", "base64"]
 Vector = list[float] | str  # floats, or base64 of little-endian float32 (encoding_format="base64")
+
+
+def _integral(value: object) -> object:
+    """JSON Schema's `integer` includes 2.0; strict pydantic would not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
 
 
 class _Strict(BaseModel):
@@ -22,7 +30,7 @@ class EmbeddingRequest(_Strict):
     )
     model: str | None = Field(None, description="Accepted for OpenAI compatibility; the server serves one model.")
     encoding_format: EncodingFormat = Field("float", description="float, or base64 of little-endian float32")
-    dimensions: int | None = Field(
+    dimensions: Integer | None = Field(
         None, ge=1, description="Matryoshka truncation: keep the first N components, then renormalize."
     )
     user: str | None = Field(None, description="Accepted for OpenAI compatibility and ignored.")
@@ -48,27 +56,27 @@ class EmbeddingResponse(BaseModel):
 
 class DocumentIn(_Strict):
     id: str = Field(description="The caller's identifier, echoed back.")
-    text: str
-    spans: list[tuple[int, int]] | None = Field(
+    text: str = Field(min_length=1)
+    spans: list[Annotated[list[Integer], Field(min_length=2, max_length=2)]] | None = Field(
         None, description="Character spans [start, end) to use as chunks; only with chunking='spans'."
     )
 
 
 class DocumentsRequest(_Strict):
-    documents: list[DocumentIn]
+    documents: list[DocumentIn] = Field(min_length=1)
     chunking: Literal["tokens", "sentences", "paragraphs", "spans"] = "tokens"
-    chunk_tokens: int = Field(128, ge=1, description="Maximum tokens per chunk (tokens, sentences, paragraphs).")
+    chunk_tokens: Integer = Field(128, ge=1, description="Maximum tokens per chunk (tokens, sentences, paragraphs).")
     mode: Literal["late", "naive", "window_mean", "truncate", "blend"] = Field(
         "late",
         description="late: chunk vectors pooled from the whole document's contextual states; naive: each chunk "
         "encoded alone; blend: both, normalized and summed; window_mean: document vector as the mean of its "
         "windows; truncate: only the first window (the response says how many tokens were embedded).",
     )
-    window: int | None = Field(None, ge=1, description="Encoder window in positions (default: the server's).")
-    stride: int | None = Field(None, ge=1, description="Window stride in tokens (default: half a window).")
+    window: Integer | None = Field(None, ge=1, description="Encoder window in positions (default: the server's).")
+    stride: Integer | None = Field(None, ge=1, description="Window stride in tokens (default: half a window).")
     sparse: bool = Field(False, description="Also return a sparse lexical vector per chunk, if the server has them.")
     encoding_format: EncodingFormat = "float"
-    dimensions: int | None = Field(None, ge=1, description="Matryoshka truncation of every returned vector.")
+    dimensions: Integer | None = Field(None, ge=1, description="Matryoshka truncation of every returned vector.")
 
 
 class SparseVector(BaseModel):

@@ -1,0 +1,117 @@
+"""Fixtures for the HTTP server tests: a real `longvec serve` subprocess on 127.0.0.1 and a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+API_KEY = "test-key-0123"
+# the CLI entry point, as `longvec` would run it, without needing the console script on PATH
+LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli import main; sys.exit(main())"]
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    url: str
+    api_key: str | None
+    log: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_ready(server: Server, timeout: float = 120.0) -> list[int]:
+    """Poll /health until 200; returns every status seen (503 while loading)."""
+    import httpx
+
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log_text()}")
+        try:
+            status = httpx.get(f"{server.url}/health", timeout=5).status_code
+            seen.append(status)
+            if status == 200:
+                return seen
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server not ready after {timeout}s:\n{server.log_text()}")
+
+
+@contextmanager
+def run_server(
+    bundle_dir: Path, log_dir: Path, *args: str, api_key: str | None = API_KEY, wait: bool = True
+) -> Iterator[Server]:
+    port = free_port()
+    env = dict(os.environ, LONGVEC_THREADS="2")  # settings from the environment, as documented
+    env.pop("LONGVEC_API_KEY", None)
+    if api_key:
+        env["LONGVEC_API_KEY"] = api_key
+    log = log_dir / f"server-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*LONGVEC, "serve", str(bundle_dir), "--host", "127.0.0.1", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", api_key, log)
+    try:
+        if wait:
+            wait_until_ready(server)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+ServerFactory = Callable[..., AbstractContextManager[Server]]
+
+
+@pytest.fixture(scope="session")
+def server_factory(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ServerFactory:
+    log_dir = tmp_path_factory.mktemp("server-logs")
+
+    def factory(*args: str, **kwargs: object) -> AbstractContextManager[Server]:
+        return run_server(bundle_dir, log_dir, *args, **kwargs)  # type: ignore[arg-type]
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def wait_ready() -> Callable[[Server], list[int]]:
+    return wait_until_ready
+
+
+@pytest.fixture(scope="session")
+def server(server_factory: ServerFactory) -> Iterator[Server]:
+    """One server shared by the API, concurrency, client and schema tests; limits small enough to test."""
+    with server_factory("--max-items", "64", "--max-request-tokens", "30000", "--max-body-bytes", "1000000") as s:
+        yield s
