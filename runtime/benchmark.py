@@ -1,0 +1,301 @@
+"""`longvec bench`: throughput, latency and cold start of longvec beside its peers, measured in one run.
+
+Every system runs in its own worker process (see bench_worker.py), loaded once, so torch never enters the
+longvec process and no system pays for another's imports. Cases are interleaved: each repeat runs every case on
+every system, in an order rotated per repeat, so slow drift of a loaded machine spreads over all systems.
+Medians over repeats are reported. Extras that need packages longvec does not depend on (the compute floor uses
+onnx, the plot matplotlib, the peers torch and fastembed) are scripts in the repository's bench/ folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from longvec.runtime.bench_workload import Case, build_cases, read_corpus, read_queries
+from longvec.runtime.bundle import Bundle
+from longvec.runtime.errors import BackendUnavailable, InputError
+from longvec.runtime.text import TextTokenizer
+
+OWN_SYSTEMS = ("longvec", "bare-ort")
+PEER_SYSTEMS = ("sentence-transformers", "fastembed")
+VARIANT_FREE = ("sentence-transformers",)  # torch runs the source model, not a bundle variant
+
+
+@dataclass
+class BenchConfig:
+    bundle: Path
+    variants: list[str]
+    systems: list[str]
+    repeats: int
+    threads: int
+    out: Path
+    corpus: Path
+    queries: Path
+    bench_dir: Path | None  # the repository's bench/ folder: peers, compute floor, span pooling, plot
+    model_dir: Path | None  # the source model directory (sentence-transformers, fastembed configs, FLOPs)
+    n_queries: int = 64
+    batches: list[tuple[int, int]] = field(default_factory=lambda: [(8, 512), (32, 128)])
+    doc_tokens: list[int] = field(default_factory=lambda: [2048, 8192, 32768, 131072])
+    big_doc_repeats: int = 3  # repeats for documents of >= 32k tokens (each is minutes of CPU per system)
+    cold_repeats: int = 5
+    extras: tuple[str, ...] = ("floor", "span", "plot")
+    peer_path: str = ""  # extra PYTHONPATH for peer workers (e.g. a private fastembed install)
+
+
+class Worker:
+    """One loaded system in a subprocess, answering case requests."""
+
+    def __init__(self, system: str, variant: str, cmd: list[str], env: dict[str, str], log: Path) -> None:
+        self.system, self.variant = system, variant
+        self.label = system if system in VARIANT_FREE else f"{system}/{variant}"
+        self.log = log
+        self._err: IO[str] = log.open("w")
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True, env=env
+        )
+        self.ready = self._read()
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-6:]
+            raise BackendUnavailable(f"{self.label} worker exited ({self.proc.returncode}): " + " | ".join(tail))
+        return json.loads(line)
+
+    def run(self, case: str) -> list[float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"case": case}) + "\n")
+        self.proc.stdin.flush()
+        return [float(s) for s in self._read()["seconds"]]
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.write('{"quit": 1}\n')
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._err.close()
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "cores": os.cpu_count()}
+    for path, key, field_name in (("/proc/cpuinfo", "model name", "cpu"), ("/proc/meminfo", "MemTotal", "memory")):
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    info[field_name] = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+    return info
+
+
+def _env(cfg: BenchConfig, system: str) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [p for p in (cfg.peer_path if system in PEER_SYSTEMS else "", env.get("PYTHONPATH", "")) if p]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["HF_HUB_OFFLINE"] = env["TRANSFORMERS_OFFLINE"] = "1"
+    # one knob for every system's thread pools (BLAS in numpy and torch included)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(cfg.threads)
+    return env
+
+
+def _peer_script(cfg: BenchConfig, name: str) -> Path:
+    if cfg.bench_dir is None or not (cfg.bench_dir / name).is_file():
+        raise BackendUnavailable(f"needs the repository's bench/{name} (run from the repo or pass --bench-dir)")
+    return cfg.bench_dir / name
+
+
+def _worker_cmd(cfg: BenchConfig, system: str, variant: str, workload: Path) -> list[str]:
+    common = [system, "--bundle", str(cfg.bundle), "--variant", variant, "--threads", str(cfg.threads)]
+    common += ["--workload", str(workload)]
+    if system in OWN_SYSTEMS:
+        return [sys.executable, "-m", "longvec.runtime.bench_worker", *common]
+    if cfg.model_dir is None:
+        raise BackendUnavailable(f"{system} needs the source model directory (--model-dir)")
+    return [sys.executable, str(_peer_script(cfg, "peers.py")), *common, "--model-dir", str(cfg.model_dir)]
+
+
+def start_workers(cfg: BenchConfig, workload: Path, log_dir: Path) -> tuple[list[Worker], dict[str, str]]:
+    workers, unavailable = [], {}
+    for system in cfg.systems:
+        for variant in cfg.variants[:1] if system in VARIANT_FREE else cfg.variants:
+            label = system if system in VARIANT_FREE else f"{system}/{variant}"
+            try:
+                cmd = _worker_cmd(cfg, system, variant, workload)
+                workers.append(
+                    Worker(system, variant, cmd, _env(cfg, system), log_dir / f"{label.replace('/', '_')}.log")
+                )
+                print(f"  loaded {label} in {workers[-1].ready['load_seconds']:.2f} s", file=sys.stderr)
+            except BackendUnavailable as e:
+                unavailable[label] = str(e)
+                print(f"  {label} unavailable: {e}", file=sys.stderr)
+    return workers, unavailable
+
+
+def repeats_for(case: Case, cfg: BenchConfig) -> int:
+    if case.kind == "document" and case.tokens >= 32768:
+        return min(cfg.repeats, cfg.big_doc_repeats)
+    return cfg.repeats
+
+
+def measure(workers: list[Worker], cases: list[Case], cfg: BenchConfig) -> dict[str, dict[str, list[list[float]]]]:
+    """samples[worker label][case name] = one list of per-call seconds per repeat."""
+    samples: dict[str, dict[str, list[list[float]]]] = {w.label: {c.name: [] for c in cases} for w in workers}
+    for r in range(cfg.repeats):
+        for k, case in enumerate(cases):
+            if r >= repeats_for(case, cfg):
+                continue
+            shift = (r + k) % len(workers)
+            for w in workers[shift:] + workers[:shift]:
+                samples[w.label][case.name].append(w.run(case.name))
+        print(f"  repeat {r + 1}/{cfg.repeats} done (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+    return samples
+
+
+def cold_start(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
+    """Fresh interpreter per run: import + load + first embedding, wall seconds and peak RSS, interleaved."""
+    from longvec.runtime.bench_worker import COLD_START
+
+    snippets = dict(COLD_START)
+    if cfg.bench_dir is not None and (cfg.bench_dir / "peers.py").is_file():
+        snippets.update(_peer_cold_snippets(cfg.bench_dir / "peers.py"))
+    runs: list[tuple[str, str, list[str]]] = []
+    for system in cfg.systems:
+        if system not in snippets:
+            continue
+        for variant in cfg.variants[:1] if system in VARIANT_FREE else cfg.variants:
+            arg = str(cfg.model_dir) if system in PEER_SYSTEMS else str(cfg.bundle)
+            runs.append((system, variant, [arg, variant, str(cfg.threads), str(cfg.bundle), str(cfg.bench_dir)]))
+    results: dict[str, dict[str, Any]] = {}
+    for _ in range(cfg.cold_repeats):
+        for system, variant, argv in runs:
+            label = system if system in VARIANT_FREE else f"{system}/{variant}"
+            entry = results.setdefault(label, {"seconds": [], "peak_rss_mb": [], "process_seconds": []})
+            t0 = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", snippets[system], *argv],
+                capture_output=True,
+                text=True,
+                env=_env(cfg, system),
+                timeout=600,
+            )
+            wall = time.perf_counter() - t0
+            if done.returncode != 0:
+                entry["error"] = done.stderr.strip().splitlines()[-1:] or ["failed"]
+                continue
+            out = json.loads(done.stdout.strip().splitlines()[-1])
+            entry["seconds"].append(out["seconds"])
+            entry["peak_rss_mb"].append(out["peak_rss_mb"])
+            entry["process_seconds"].append(wall)
+    return results
+
+
+def _peer_cold_snippets(path: Path) -> dict[str, str]:
+    # peers.py keeps its imports inside functions, so reading its snippets does not import torch here
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("longvec_bench_peers", path)
+    if spec is None or spec.loader is None:
+        return {}
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(getattr(module, "COLD_START", {}))
+
+
+def run_extra(cfg: BenchConfig, script: str, args: list[str]) -> dict[str, Any]:
+    try:
+        path = _peer_script(cfg, script)
+    except BackendUnavailable as e:
+        return {"error": str(e)}
+    done = subprocess.run(
+        [sys.executable, str(path), *args], capture_output=True, text=True, env=_env(cfg, "extra"), timeout=900
+    )
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(cfg: BenchConfig) -> dict[str, Any]:
+    from longvec.runtime.bench_report import summarize
+
+    bundle = Bundle.open(cfg.bundle, verify=False)
+    for v in cfg.variants:
+        bundle.variant(v)  # an unknown variant fails before anything runs
+    unknown = [s for s in cfg.systems if s not in OWN_SYSTEMS + PEER_SYSTEMS]
+    if unknown:
+        raise InputError(f"unknown systems {unknown}; known: {', '.join(OWN_SYSTEMS + PEER_SYSTEMS)}")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    started = time.time()
+    tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
+    print("building workloads", file=sys.stderr)
+    cases = build_cases(
+        tokenizer,
+        bundle.manifest,
+        read_corpus(cfg.corpus),
+        read_queries(cfg.queries, cfg.n_queries),
+        cfg.batches,
+        cfg.doc_tokens,
+    )
+    workload = cfg.out / "workload.pkl"
+    with workload.open("wb") as f:
+        pickle.dump(cases, f)
+    (cfg.out / "logs").mkdir(exist_ok=True)
+    workers, unavailable = start_workers(cfg, workload, cfg.out / "logs")
+    try:
+        if not workers:
+            raise BackendUnavailable(f"no system could be loaded: {unavailable}")
+        samples = measure(workers, cases, cfg)
+        ready = {w.label: w.ready for w in workers}
+    finally:
+        for w in workers:
+            w.close()
+        workload.unlink(missing_ok=True)
+    print("cold start", file=sys.stderr)
+    cold = cold_start(cfg) if cfg.cold_repeats > 0 else {}
+    extras: dict[str, Any] = {}
+    if "floor" in cfg.extras:
+        print("compute floor", file=sys.stderr)
+        config = cfg.model_dir / "config.json" if cfg.model_dir else None
+        extras["floor"] = run_extra(
+            cfg, "floor.py", ["--threads", str(cfg.threads)] + (["--model-config", str(config)] if config else [])
+        )
+    if "span" in cfg.extras:
+        print("span pooling", file=sys.stderr)
+        extras["span_pooling"] = run_extra(cfg, "span_pool.py", ["--repeats", str(max(cfg.repeats, 5))])
+    results = {
+        "machine": machine(),
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": time.time() - started,
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
+        "versions": {label: r.get("versions", {}) for label, r in ready.items()},
+        "load_seconds": {label: r.get("load_seconds") for label, r in ready.items()},
+        "unavailable": unavailable,
+        "cases": {c.name: c.summary() for c in cases},
+        "samples": samples,
+        "cold_start": cold,
+        **extras,
+    }
+    results.update(summarize(results, [w.label for w in workers]))
+    (cfg.out / "results.json").write_text(json.dumps(results, indent=1))
+    if "plot" in cfg.extras:
+        plotted = run_extra(cfg, "plot.py", [str(cfg.out / "results.json"), str(cfg.out / "throughput.png")])
+        results["plot"] = plotted
+        (cfg.out / "results.json").write_text(json.dumps(results, indent=1))
+    return results

@@ -1,0 +1,70 @@
+"""`longvec bench`: the harness end to end on the real bundle (quick sizes, longvec + bare onnxruntime only), and
+the workload it builds: every system is given the same windows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from longvec.runtime import Embedder
+from longvec.runtime.bench_workload import build_cases, read_corpus
+
+DATA = Path(os.environ.get("LONGVEC_DATA", "/work/shared/data")) / "squad-longdoc-dev"
+CORPUS = [
+    "The Amazon rainforest covers most of the Amazon basin of South America. " * 30,
+    "Normans were the people who in the 10th and 11th centuries gave their name to Normandy. " * 30,
+]
+
+
+def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in CORPUS))
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"text": q}) + "\n" for q in ("who were the normans?", "amazon basin")))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "longvec.runtime.cli", "bench", str(bundle_dir), "--quick", "--variants", "optimized"]
+    cmd += ["--systems", "longvec,bare-ort", "--extras", "none", "--out", str(out)]
+    cmd += ["--corpus", str(corpus), "--queries", str(queries)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    labels = {"longvec/optimized", "bare-ort/optimized"}
+    assert set(results["stats"]) == labels
+    assert set(results["cases"]) == {"query", "2x64", "doc-600"}
+    for label in labels:
+        for name, st in results["stats"][label].items():
+            assert st["n"] == 2, (label, name)
+            assert st["median_s"] > 0 and st["tokens_per_s"] > 0
+            assert st["p50_ms"] <= st["p95_ms"] <= st["p99_ms"]
+    assert set(results["overhead_pct"]["optimized"]) == {"query", "2x64", "doc-600"}
+    cold = results["cold_start_median"]["longvec/optimized"]
+    assert cold["n"] == 1 and cold["seconds"] > 0 and cold["peak_rss_mb"] > 50
+    assert results["machine"]["cores"] >= 1 and "onnxruntime" in results["versions"]["longvec/optimized"]
+    assert not any(t["target"].startswith("runtime overhead on") for t in results["targets"])  # no doc-8k here
+    assert "| doc-600 | longvec/optimized |" in done.stdout
+    assert not (out / "workload.pkl").exists()
+
+
+def test_workload_gives_every_system_the_same_windows(embedder: Embedder) -> None:
+    corpus = read_corpus(DATA / "documents.jsonl") if (DATA / "documents.jsonl").is_file() else CORPUS * 20
+    cases = build_cases(embedder.tokenizer, embedder.manifest, corpus, ["a query"], [(3, 64)], [2048])
+    query, batch, doc = cases
+    assert [c.name for c in cases] == ["query", "3x64", "doc-2k"]
+    # passages framed to exactly 64 positions, one call, no splitting
+    assert [len(t) + 2 for t in embedder.tokenizer.encode(batch.calls[0])] == [64, 64, 64]
+    (ids, mask), *more = batch.encoder_calls[0]
+    assert not more and ids.shape == (3, 64) and mask.all()
+    # the document: exactly 2048 tokens; the bare loop sees longvec's windows, peers get the text of each one
+    assert embedder.count_tokens(doc.calls[0]) == [2048]
+    plan = embedder.plan()
+    n_windows = plan.n_windows(2048)
+    assert sum(b[0].shape[0] for b in doc.encoder_calls[0]) == n_windows == len(doc.peer_calls[0])
+    assert all(b[0].shape[1] == plan.window for b in doc.encoder_calls[0])
+    lengths = embedder.count_tokens(doc.peer_calls[0])
+    assert abs(np.mean(lengths) - plan.content) <= 2  # re-tokenizing a window's text gives (about) its tokens
+    assert query.encoder_calls[0][0][0].shape == (1, len(embedder.tokenizer.encode(["a query"])[0]) + 2)
