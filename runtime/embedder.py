@@ -68,8 +68,10 @@ class Embedder:
         max_batch_tokens: int = Batching.max_tokens,
         verify: bool = True,
     ) -> Embedder:
-        bundle = Bundle.open(bundle_dir, verify=verify)
+        bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
+        if verify:  # the files this load reads, not every variant in the bundle
+            bundle.verify((bundle.manifest.tokenizer_file, chosen.file))
         backend = open_backend(chosen.engine, bundle.path(chosen.file), bundle.manifest.hidden_size, threads)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
         return cls(backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens))

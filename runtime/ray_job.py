@@ -9,22 +9,24 @@ resume across runs: an unfinished Ray job starts over.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from longvec.runtime.corpus import Corpus, Fields, check_record, import_pyarrow, parse_json_line, scan
+from longvec.runtime.corpus import Corpus, Fields, import_pyarrow, iter_records, scan
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.jobs import JobOptions, Summary, job_header, table_metadata
 from longvec.runtime.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
 from longvec.runtime.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
 
 BATCH_SIZE = 64
+READ_BATCH = 1024
 STAGING = "_staging"
 # Ray schedules by logical CPUs: actors holding all of them would starve the read and write tasks forever (a
 # deadlock, not a slowdown). Reads and writes are light, so they share half a CPU and the actors get the rest.
@@ -87,27 +89,27 @@ def run_ray(
 
 
 def _read(ray: Any, corpus: Corpus, fields: Fields) -> Any:
-    """One dataset of normalized columns (id, text, error, source) from every input file."""
-    names = {str(f.path): f.name for f in corpus.files}
-    lines = [str(f.path) for f in corpus.files if f.format != "parquet"]
-    tables = [str(f.path) for f in corpus.files if f.format == "parquet"]
-    parts = []
-    if lines:
-        ds = ray.data.read_text(lines, include_paths=True, num_cpus=IO_CPUS)
-        parts.append(
-            ds.map_batches(
-                _parse_lines, fn_kwargs={"fields": fields, "names": names}, batch_format="pyarrow", num_cpus=IO_CPUS
-            )
-        )
-    if tables:
-        columns = list(dict.fromkeys((fields.id, fields.text)))
-        ds = ray.data.read_parquet(tables, columns=columns, include_paths=True, num_cpus=IO_CPUS)
-        parts.append(
-            ds.map_batches(
-                _check_rows, fn_kwargs={"fields": fields, "names": names}, batch_format="pyarrow", num_cpus=IO_CPUS
-            )
-        )
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+    """Normalized columns (id, text, error, source) from every input file, read by longvec's own reader, so
+    parsing, checks and error reasons are those of the local engine. Ray's readers are not used: their
+    file-listing tasks want a whole CPU, which an actor pool filling the cluster never leaves them (a
+    deadlock on small clusters). Input paths must be visible to every node (a shared filesystem)."""
+    items = [{"file": i} for i in range(len(corpus.files))]
+    return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
+        _read_files,
+        fn_kwargs={"corpus": corpus, "fields": fields},
+        batch_size=1,
+        batch_format="pyarrow",
+        num_cpus=IO_CPUS,
+    )
+
+
+def _read_files(batch: Any, corpus: Corpus, fields: Fields) -> Iterator[Any]:
+    for index in batch["file"].to_pylist():
+        start = sum(f.n_records for f in corpus.files[:index])
+        end = start + corpus.files[index].n_records
+        records = iter_records(corpus, fields, wanted=lambda p, start=start, end=end: start <= p < end)
+        while chunk := list(itertools.islice(records, READ_BATCH)):
+            yield _normalized(chunk)
 
 
 def _normalized(records: list[Any]) -> Any:
@@ -119,23 +121,6 @@ def _normalized(records: list[Any]) -> Any:
             ERROR_COLUMN: pa.array([r.error for r in records], pa.string()),
             SOURCE_COLUMN: pa.array([r.source for r in records], pa.string()),
         }
-    )
-
-
-def _parse_lines(batch: Any, fields: Fields, names: dict[str, str]) -> Any:
-    data = batch.to_pydict()
-    return _normalized(
-        [parse_json_line(line, fields, -1, names.get(p, p)) for line, p in zip(data["text"], data["path"])]
-    )
-
-
-def _check_rows(batch: Any, fields: Fields, names: dict[str, str]) -> Any:
-    data = batch.to_pydict()
-    return _normalized(
-        [
-            check_record(-1, names.get(p, p), i, t, fields)
-            for i, t, p in zip(data[fields.id], data[fields.text], data["path"])
-        ]
     )
 
 

@@ -1,0 +1,85 @@
+"""Batch jobs on Ray Data: the same rows as the local engine; EmbedActor on its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from longvec.runtime import Embedder
+from longvec.runtime.jobs import JobOptions, run_local
+from longvec.runtime.ray_actor import EmbedActor
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouses.txt"
+
+
+def corpus(tmp_path: Path) -> Path:
+    """Two files of two formats, a few bad documents among them."""
+    paragraphs = [p for p in EXAMPLE.read_text(encoding="utf-8").split("\n\n") if p.strip()]
+    lines = [json.dumps({"id": f"p{i}", "text": p}) for i, p in enumerate(paragraphs[:8])]
+    lines[3:3] = ["not json at all", json.dumps({"id": "bad-empty", "text": ""})]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text("\n".join(lines) + "\n")
+    table = pa.table({"id": [f"q{i}" for i in range(6)] + ["bad-null"], "text": [*paragraphs[8:14], None]})
+    pq.write_table(table, tmp_path / "in" / "b.parquet")
+    return tmp_path / "in"
+
+
+def rows(out: Path) -> tuple[pa.Table, pa.Table, list[tuple[str | None, str]]]:
+    docs = pq.read_table(out / "documents").sort_by("id")
+    chunks = pq.read_table(out / "chunks").sort_by([("id", "ascending"), ("chunk_index", "ascending")])
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    return docs, chunks, sorted(((e["id"], e["reason"]) for e in errors), key=str)
+
+
+def test_ray_engine_gives_the_same_rows_as_the_local_engine(tmp_path: Path, bundle_dir: Path) -> None:
+    import ray
+
+    from longvec.runtime.ray_job import run_ray
+
+    source = corpus(tmp_path)
+    options = JobOptions(chunk_tokens=64, shard_size=5, threads=1)
+    local = run_local(bundle_dir, source, tmp_path / "local", options)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = run_ray(bundle_dir, source, tmp_path / "ray", options)
+    finally:
+        ray.shutdown()
+    assert (summary.documents, summary.errors) == (local.documents, local.errors) == (14, 3)
+    local_docs, local_chunks, local_errors = rows(tmp_path / "local")
+    ray_docs, ray_chunks, ray_errors = rows(tmp_path / "ray")
+    assert ray_errors == local_errors
+    for ours, theirs in ((local_docs, ray_docs), (local_chunks, ray_chunks)):
+        assert theirs.schema.equals(ours.schema)
+        for column in ours.column_names:
+            if column != "vector":
+                assert theirs[column].equals(ours[column]), column
+        a = np.stack(ours["vector"].to_numpy(zero_copy_only=False))
+        b = np.stack(theirs["vector"].to_numpy(zero_copy_only=False))
+        assert np.sum(a * b, axis=1).min() >= 0.99999
+    assert json.loads((tmp_path / "ray" / "_progress.json").read_text())["complete"]
+    assert not (tmp_path / "ray" / "_staging").exists()
+
+
+def test_embed_actor_works_on_arrow_batches_without_ray(bundle_dir: Path, embedder: Embedder) -> None:
+    texts = ["The keeper trimmed the wick at dusk.", "", "Fog signals sounded every thirty seconds. " * 40]
+    actor = EmbedActor(str(bundle_dir), threads=1, chunk_tokens=32, text_field="body", id_field="key")
+    out = actor(pa.table({"key": [1, 2, 3], "body": texts}))
+    assert out.column_names == ["id", "n_tokens", "vector", "chunks", "error", "source"]
+    assert out["id"].to_pylist() == ["1", "2", "3"]
+    assert out["error"].to_pylist()[1] == "text is empty or whitespace only"
+    assert out["vector"][1].as_py() is None and out["chunks"][1].as_py() is None
+    lib = embedder.embed_documents([texts[0], texts[2]], chunk_tokens=32)
+    for row, result in zip((0, 2), lib):
+        assert out["n_tokens"][row].as_py() == result.n_tokens
+        assert float(np.asarray(out["vector"][row].as_py()) @ result.vector) >= 0.99999
+        chunks = out["chunks"][row].as_py()
+        assert [[c["char_start"], c["char_end"]] for c in chunks] == result.chunk_spans.tolist()
+        got = np.array([c["vector"] for c in chunks])
+        assert np.sum(got * result.chunk_vectors, axis=1).min() >= 0.99999
+    assert len(out["chunks"][2].as_py()) > 1
+    # a dict of columns, as Ray's "numpy" batch format gives, works too
+    assert actor({"key": np.array([5]), "body": np.array(["Lamp oil."], dtype=object)})["id"].to_pylist() == ["5"]
