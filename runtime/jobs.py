@@ -22,6 +22,7 @@ from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DocumentResult, Embed
 from longvec.runtime.errors import InputError
 from longvec.runtime.progress import Progress, duration
 from longvec.runtime.shards import FORMAT_VERSION, OutputDir, Rows
+from longvec.runtime.sparse import require_stemmer
 
 DEFAULT_SHARD_SIZE = 1000
 # Documents per embed_documents call: large enough for length-sorted packing across documents, small enough that
@@ -48,8 +49,6 @@ class JobOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if self.sparse:
-            raise InputError("sparse chunk vectors are not available in this longvec build")
 
 
 @dataclass(frozen=True)
@@ -102,24 +101,26 @@ def table_metadata(embedder: Embedder, options: JobOptions) -> dict[str, str]:
     }
 
 
-def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: int) -> Rows:
+def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: int, sparse: bool = False) -> Rows:
     """Rows for the documents that embed and an error entry for each one that does not, in input order."""
-    rows = Rows(embedder.dim)
+    rows = Rows(embedder.dim, sparse)
     good = []
     for r in records:
         if r.error is not None or r.text is None or r.id is None:
             rows.fail(r.id, r.position, r.source, r.error or "no text")
         else:
             good.append(r)
-    for record, result in _embed_isolating(embedder, good, chunk_tokens, rows):
+    for record, result in _embed_isolating(embedder, good, chunk_tokens, sparse, rows):
         assert record.id is not None  # filtered above
-        rows.add(record.id, result.n_tokens, result.vector, result.chunk_spans, result.chunk_vectors)
+        rows.add(
+            record.id, result.n_tokens, result.vector, result.chunk_spans, result.chunk_vectors, result.chunk_sparse
+        )
     rows.errors.sort(key=lambda e: e["position"])
     return rows
 
 
 def _embed_isolating(
-    embedder: Embedder, records: list[Record], chunk_tokens: int, rows: Rows
+    embedder: Embedder, records: list[Record], chunk_tokens: int, sparse: bool, rows: Rows
 ) -> list[tuple[Record, DocumentResult]]:
     """One call for the whole batch; if the model rejects a text (e.g. one with no tokens at all), bisect to find
     it, so one bad document costs a few extra calls instead of failing its neighbours."""
@@ -127,15 +128,15 @@ def _embed_isolating(
         return []
     try:
         texts = [r.text for r in records if r.text is not None]
-        return list(zip(records, embedder.embed_documents(texts, chunk_tokens=chunk_tokens)))
+        return list(zip(records, embedder.embed_documents(texts, chunk_tokens=chunk_tokens, sparse=sparse)))
     except InputError as e:
         if len(records) == 1:
             r = records[0]
             rows.fail(r.id, r.position, r.source, str(e).replace("texts[0]", "text"))
             return []
     half = len(records) // 2
-    return _embed_isolating(embedder, records[:half], chunk_tokens, rows) + _embed_isolating(
-        embedder, records[half:], chunk_tokens, rows
+    return _embed_isolating(embedder, records[:half], chunk_tokens, sparse, rows) + _embed_isolating(
+        embedder, records[half:], chunk_tokens, sparse, rows
     )
 
 
@@ -157,6 +158,8 @@ def run_local(
 ) -> Summary:
     """Embed every document of `source` into `output_dir`, skipping shards a previous run finished. Ctrl-C
     abandons the current shard (its temporaries are removed) and leaves a resumable directory."""
+    if options.sparse:
+        require_stemmer()  # fail before the scan and the model load, not at the first batch
     corpus = scan(source, options.fields)
     with Embedder.load(bundle, variant=options.variant, threads=options.threads) as embedder:
         out = OutputDir.open(output_dir, job_header("local", corpus, embedder, options))
@@ -179,15 +182,18 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
     records = iter_records(corpus, options.fields, wanted=lambda p: p // size not in done)
     try:
         for index, shard_records in itertools.groupby(records, key=lambda r: r.position // size):
-            writer = out.shard(index, embedder.dim, metadata)
+            writer = None
             try:
+                writer = out.shard(index, embedder.dim, metadata, options.sparse)
                 for batch in batches(shard_records):
-                    rows = embed_records(embedder, batch, options.chunk_tokens)
+                    rows = embed_records(embedder, batch, options.chunk_tokens, options.sparse)
                     writer.add(rows)
                     progress.update(len(batch), rows.tokens)
                 stats = writer.commit()
             except BaseException:
-                writer.abort()
+                if writer is not None:
+                    writer.abort()
+                out.abandon(index)  # also what a Ctrl-C between opening a file and `writer = ...` left
                 raise
             written += 1
             if not progress.live:

@@ -11,6 +11,9 @@
     )
     ds.write_parquet("s3://bucket/vectors/")   # id, n_tokens, vector, chunks[{char_start, char_end, vector}], error
 
+With `sparse=True` each chunk also carries `sparse_indices` and `sparse_values` (BM25 term weights, see
+longvec.runtime.sparse).
+
 Each output row is one input document: its vector and its chunks (a list of structs), or `error` (and null
 vectors) when it could not be embedded; failed documents never fail the batch. The class itself needs no
 Ray: it is a callable on Arrow tables, which is also how the tests use it.
@@ -25,7 +28,7 @@ import numpy as np
 from longvec.runtime.corpus import Fields, Record, check_record, import_pyarrow
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, Embedder
 from longvec.runtime.errors import BackendUnavailable
-from longvec.runtime.shards import Rows
+from longvec.runtime.shards import Rows, sparse_columns
 
 # Columns a pre-parsing step may add (longvec's own JSONL reader does): the record is then taken as parsed.
 ERROR_COLUMN = "_longvec_error"
@@ -41,10 +44,11 @@ def import_ray() -> Any:
     return ray
 
 
-def output_schema(dim: int) -> Any:
+def output_schema(dim: int, sparse: bool = False) -> Any:
     pa = import_pyarrow()
     vector = pa.list_(pa.float32(), dim)
-    chunk = pa.struct([("char_start", pa.int64()), ("char_end", pa.int64()), ("vector", vector)])
+    lexical = [("sparse_indices", pa.list_(pa.int64())), ("sparse_values", pa.list_(pa.float32()))] if sparse else []
+    chunk = pa.struct([("char_start", pa.int64()), ("char_end", pa.int64()), ("vector", vector), *lexical])
     return pa.schema(
         [
             ("id", pa.string()),
@@ -66,12 +70,14 @@ class EmbedActor:
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         text_field: str = "text",
         id_field: str = "id",
+        sparse: bool = False,
     ) -> None:
         kwargs = {} if variant is None else {"variant": variant}
         self.embedder = Embedder.load(bundle, threads=threads, **kwargs)
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)
-        self.schema = output_schema(self.embedder.dim)
+        self.sparse = sparse
+        self.schema = output_schema(self.embedder.dim, sparse)
 
     def __call__(self, batch: Any) -> Any:
         """An Arrow table (or a dict of columns) of documents in, one row per document out."""
@@ -80,7 +86,7 @@ class EmbedActor:
         pa = import_pyarrow()
         table = batch if isinstance(batch, pa.Table) else pa.table(batch)
         records = self._records(table.to_pydict())
-        rows = embed_records(self.embedder, records, self.chunk_tokens)
+        rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse)
         return self._table(records, rows)
 
     def _records(self, columns: dict[str, list[Any]]) -> list[Record]:
@@ -117,8 +123,9 @@ class EmbedActor:
                 pa.array(spans[:, 0].astype(np.int64)),
                 pa.array(spans[:, 1].astype(np.int64)),
                 pa.FixedSizeListArray.from_arrays(pa.array(flat.astype(np.float32).reshape(-1)), dim),
+                *(sparse_columns([v for doc in rows.chunk_sparse for v in doc]) if self.sparse else []),
             ],
-            names=["char_start", "char_end", "vector"],
+            fields=list(self.schema.field("chunks").type.value_type),
         )
         offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
         missing = pa.array(~ok)

@@ -24,6 +24,7 @@ from longvec.runtime.embedder import Embedder
 from longvec.runtime.jobs import JobOptions, Summary, job_header, table_metadata
 from longvec.runtime.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
 from longvec.runtime.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
+from longvec.runtime.sparse import require_stemmer
 
 BATCH_SIZE = 64
 READ_BATCH = 1024
@@ -42,6 +43,8 @@ def run_ray(
     actors: int | None = None,
 ) -> Summary:
     ray = import_ray()
+    if options.sparse:
+        require_stemmer()
     corpus = scan(source, options.fields)
     with Embedder.load(bundle, variant=options.variant, threads=1) as embedder:
         header, dim = job_header("ray", corpus, embedder, options), embedder.dim
@@ -69,13 +72,14 @@ def run_ray(
                     "variant": options.variant,
                     "threads": threads,
                     "chunk_tokens": options.chunk_tokens,
+                    "sparse": options.sparse,
                 },
                 batch_size=BATCH_SIZE,
                 batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=n_actors),
                 num_cpus=actor_cpus,
             )
-            sink = make_sink(str(staging), dim, metadata, options.shard_size)
+            sink = make_sink(str(staging), dim, metadata, options.shard_size, options.sparse)
             dataset.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS})
         finally:
             if owns_ray:
@@ -124,7 +128,9 @@ def _normalized(records: list[Any]) -> Any:
     )
 
 
-def flatten(table: Any, dim: int, metadata: dict[str, str]) -> tuple[Any, Any, list[dict[str, Any]]]:
+def flatten(
+    table: Any, dim: int, metadata: dict[str, str], sparse: bool = False
+) -> tuple[Any, Any, list[dict[str, Any]]]:
     """EmbedActor rows (one per document, chunks nested) -> the documents and chunks tables and error entries."""
     pa = import_pyarrow()
     pc = pa.compute
@@ -133,37 +139,33 @@ def flatten(table: Any, dim: int, metadata: dict[str, str]) -> tuple[Any, Any, l
         {"id": i, "position": None, "source": s, "reason": r}
         for i, s, r in zip(*(failed[c].to_pylist() for c in ("id", "source", "error")))
     ]
-    good = table.filter(pc.is_null(table["error"])).combine_chunks()
-    doc_schema, chunk_schema = schemas(dim, metadata)
+    good = table.filter(pc.is_null(table["error"]))
+    doc_schema, chunk_schema = schemas(dim, metadata, sparse)
     documents = pa.Table.from_arrays([good["id"], good["n_tokens"], good["vector"]], schema=doc_schema)
-    chunk_lists = good["chunks"].chunks[0] if good.num_rows else pa.array([], chunk_schema_list(dim))
+    chunk_lists = good["chunks"].combine_chunks()
     counts = pc.list_value_length(chunk_lists).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(chunk_lists)
     starts = np.repeat(np.cumsum(counts) - counts, counts)
+    lexical = ("sparse_indices", "sparse_values") if sparse else ()
     chunks = pa.Table.from_arrays(
         [
             pc.take(good["id"], pa.array(np.repeat(np.arange(len(counts)), counts))),
             pa.array((np.arange(int(counts.sum())) - starts).astype(np.int32)),
-            flat.field("char_start"),
-            flat.field("char_end"),
-            flat.field("vector"),
+            *(flat.field(name) for name in ("char_start", "char_end", "vector", *lexical)),
         ],
         schema=chunk_schema,
     )
     return documents, chunks, errors
 
 
-def chunk_schema_list(dim: int) -> Any:
-    from longvec.runtime.ray_actor import output_schema
-
-    return output_schema(dim).field("chunks").type
-
-
 class ShardWrites:
     """Writes both tables and the errors of one Ray write task under `staging`, named by the task index."""
 
-    def __init__(self, staging: str, dim: int, metadata: dict[str, str], rows_per_write: int) -> None:
+    def __init__(
+        self, staging: str, dim: int, metadata: dict[str, str], rows_per_write: int, sparse: bool = False
+    ) -> None:
         self.staging, self.dim, self.metadata, self.rows_per_write = staging, dim, metadata, rows_per_write
+        self.sparse = sparse
 
     def write(self, blocks: Iterable[Any], ctx: Any) -> dict[str, int]:
         pa = import_pyarrow()
@@ -173,7 +175,7 @@ class ShardWrites:
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return {}
-        documents, chunks, errors = flatten(pa.concat_tables(tables), self.dim, self.metadata)
+        documents, chunks, errors = flatten(pa.concat_tables(tables), self.dim, self.metadata, self.sparse)
         name = f"part-{ctx.task_idx:05d}"
         root = Path(self.staging)
         for table_name, table in zip(TABLES, (documents, chunks)):
@@ -188,7 +190,7 @@ class ShardWrites:
         return {"task": ctx.task_idx, "documents": documents.num_rows}
 
 
-def make_sink(staging: str, dim: int, metadata: dict[str, str], rows_per_write: int) -> Any:
+def make_sink(staging: str, dim: int, metadata: dict[str, str], rows_per_write: int, sparse: bool = False) -> Any:
     """A Ray `Datasink`; the class is made here so that importing this module does not import Ray."""
     from ray.data import Datasink
 
@@ -197,7 +199,7 @@ def make_sink(staging: str, dim: int, metadata: dict[str, str], rows_per_write: 
         def min_rows_per_write(self) -> int:
             return self.rows_per_write
 
-    return ShardSink(staging, dim, metadata, rows_per_write)
+    return ShardSink(staging, dim, metadata, rows_per_write, sparse)
 
 
 def _publish(out: OutputDir, staging: Path) -> int:

@@ -2,6 +2,7 @@
 
     OUTPUT_DIR/documents/part-00000.parquet   id, n_tokens, vector (fixed_size_list<float32>[dim])
     OUTPUT_DIR/chunks/part-00000.parquet      id, chunk_index, char_start, char_end, vector
+                                              (+ sparse_indices, sparse_values with --sparse)
     OUTPUT_DIR/errors/part-00000.jsonl        documents of that shard that could not be embedded, with the reason
     OUTPUT_DIR/errors.jsonl                   all of them, rebuilt when the job ends
     OUTPUT_DIR/_progress.json                 input fingerprint, options, finished shards; `complete` at the end
@@ -38,21 +39,33 @@ class Rows:
     """Embedded documents in the shape of the two output tables, plus the documents that failed."""
 
     dim: int
+    sparse: bool = False
     ids: list[str] = field(default_factory=list)
     n_tokens: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)  # one [dim] per document
     chunk_ids: list[str] = field(default_factory=list)
     chunk_spans: list[np.ndarray] = field(default_factory=list)  # one [k, 2] per document
     chunk_vectors: list[np.ndarray] = field(default_factory=list)  # one [k, dim] per document
+    chunk_sparse: list[Any] = field(default_factory=list)  # one list of k SparseVector per document, if sparse
     errors: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, doc_id: str, n_tokens: int, vector: np.ndarray, spans: np.ndarray, chunks: np.ndarray) -> None:
+    def add(
+        self,
+        doc_id: str,
+        n_tokens: int,
+        vector: np.ndarray,
+        spans: np.ndarray,
+        chunks: np.ndarray,
+        sparse: list[Any] | None = None,
+    ) -> None:
         self.ids.append(doc_id)
         self.n_tokens.append(n_tokens)
         self.vectors.append(vector)
         self.chunk_ids.append(doc_id)
         self.chunk_spans.append(spans)
         self.chunk_vectors.append(chunks)
+        if self.sparse:
+            self.chunk_sparse.append(sparse or [])
 
     def fail(self, doc_id: str | None, position: int, source: str, reason: str) -> None:
         self.errors.append({"id": doc_id, "position": position, "source": source, "reason": reason})
@@ -63,7 +76,7 @@ class Rows:
 
     def tables(self, metadata: dict[str, str] | None = None) -> tuple[Any, Any]:
         pa = import_pyarrow()
-        doc_schema, chunk_schema = schemas(self.dim, metadata)
+        doc_schema, chunk_schema = schemas(self.dim, metadata, self.sparse)
         counts = np.array([len(s) for s in self.chunk_spans], dtype=np.int64)
         spans = np.concatenate(self.chunk_spans) if self.chunk_spans else np.zeros((0, 2), np.int64)
         documents = pa.Table.from_arrays(
@@ -77,15 +90,17 @@ class Rows:
                 pa.array(spans[:, 0].astype(np.int64)),
                 pa.array(spans[:, 1].astype(np.int64)),
                 _vectors(self.chunk_vectors, self.dim),
+                *(sparse_columns([v for doc in self.chunk_sparse for v in doc]) if self.sparse else []),
             ],
             schema=chunk_schema,
         )
         return documents, chunks
 
 
-def schemas(dim: int, metadata: dict[str, str] | None = None) -> tuple[Any, Any]:
+def schemas(dim: int, metadata: dict[str, str] | None = None, sparse: bool = False) -> tuple[Any, Any]:
     pa = import_pyarrow()
     vector = pa.list_(pa.float32(), dim)
+    lexical = [("sparse_indices", pa.list_(pa.int64())), ("sparse_values", pa.list_(pa.float32()))] if sparse else []
     documents = pa.schema([("id", pa.string()), ("n_tokens", pa.int64()), ("vector", vector)], metadata=metadata)
     chunks = pa.schema(
         [
@@ -94,10 +109,23 @@ def schemas(dim: int, metadata: dict[str, str] | None = None) -> tuple[Any, Any]
             ("char_start", pa.int64()),
             ("char_end", pa.int64()),
             ("vector", vector),
+            *lexical,
         ],
         metadata=metadata,
     )
     return documents, chunks
+
+
+def sparse_columns(vectors: list[Any]) -> list[Any]:
+    """SparseVectors -> list<int64> term ids and list<float32> weights, one row per chunk."""
+    pa = import_pyarrow()
+    offsets = pa.array(np.concatenate([[0], np.cumsum([len(v) for v in vectors], dtype=np.int64)]).astype(np.int32))
+    indices = np.concatenate([v.indices for v in vectors]) if vectors else np.zeros(0, np.int64)
+    values = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0, np.float32)
+    return [
+        pa.ListArray.from_arrays(offsets, pa.array(indices, pa.int64())),
+        pa.ListArray.from_arrays(offsets, pa.array(values, pa.float32())),
+    ]
 
 
 def _vectors(parts: list[np.ndarray], dim: int) -> Any:
@@ -153,12 +181,12 @@ def interrupts_deferred() -> Iterator[None]:
 class ShardWriter:
     """Streams one shard's rows into temporary Parquet files; `commit` publishes them, `abort` removes them."""
 
-    def __init__(self, out: OutputDir, index: int, dim: int, metadata: dict[str, str]) -> None:
+    def __init__(self, out: OutputDir, index: int, dim: int, metadata: dict[str, str], sparse: bool = False) -> None:
         pq = import_pyarrow().parquet
         self.out, self.index, self.dim = out, index, dim
         self.finals = [out.path / table / f"part-{index:05d}.parquet" for table in TABLES]
         self.tmps = [temporary_name(p) for p in self.finals]
-        self.writers = [pq.ParquetWriter(tmp, schema) for tmp, schema in zip(self.tmps, schemas(dim, metadata))]
+        self.writers = [pq.ParquetWriter(tmp, schema) for tmp, schema in zip(self.tmps, schemas(dim, metadata, sparse))]
         self.metadata = metadata
         self.errors: list[dict[str, Any]] = []
         self.stats = {"documents": 0, "chunks": 0, "errors": 0, "tokens": 0}
@@ -231,8 +259,14 @@ class OutputDir:
     def complete(self) -> bool:
         return bool(self._state.get("complete"))
 
-    def shard(self, index: int, dim: int, metadata: dict[str, str]) -> ShardWriter:
-        return ShardWriter(self, index, dim, metadata)
+    def shard(self, index: int, dim: int, metadata: dict[str, str], sparse: bool = False) -> ShardWriter:
+        return ShardWriter(self, index, dim, metadata, sparse)
+
+    def abandon(self, index: int) -> None:
+        """Remove this process's temporaries of a shard that will not be committed."""
+        for table in (*TABLES, "errors"):
+            for tmp in (self.path / table).glob(f".part-{index:05d}.*.{os.getpid()}.tmp"):
+                tmp.unlink(missing_ok=True)
 
     def record(self, index: int, stats: dict[str, int]) -> None:
         self._state["shards"][str(index)] = stats

@@ -113,6 +113,18 @@ def test_jsonl_gzip_and_parquet_give_identical_outputs_equal_to_the_library(
     assert max(r.n_windows for r in lib) > 1  # the long document really went through several windows
 
 
+def test_sparse_adds_bm25_columns_equal_to_the_library(tmp_path: Path, bundle_dir: Path, embedder: Embedder) -> None:
+    docs = good_docs()[3:6]
+    run_local(bundle_dir, write_jsonl(tmp_path / "in.jsonl", docs), tmp_path / "out", JobOptions(sparse=True))
+    chunks = pq.read_table(tmp_path / "out" / "chunks")
+    assert chunks.column_names[-2:] == ["sparse_indices", "sparse_values"]
+    lib = embedder.embed_documents([d["text"] for d in docs], sparse=True)
+    expected = [v for r in lib for v in r.chunk_sparse or []]
+    assert chunks["sparse_indices"].to_pylist() == [v.indices.tolist() for v in expected]
+    got = np.concatenate([np.asarray(v, np.float32) for v in chunks["sparse_values"].to_pylist()])
+    np.testing.assert_allclose(got, np.concatenate([v.values for v in expected]), rtol=1e-6)
+
+
 def _start(bundle_dir: Path, source: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
     args = [*LONGVEC, "embed", str(bundle_dir), str(source), str(out), "--shard-size", "3", "--threads", "1", *extra]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

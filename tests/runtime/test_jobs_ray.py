@@ -41,7 +41,7 @@ def test_ray_engine_gives_the_same_rows_as_the_local_engine(tmp_path: Path, bund
     from longvec.runtime.ray_job import run_ray
 
     source = corpus(tmp_path)
-    options = JobOptions(chunk_tokens=64, shard_size=5, threads=1)
+    options = JobOptions(chunk_tokens=64, shard_size=5, threads=1, sparse=True)
     local = run_local(bundle_dir, source, tmp_path / "local", options)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -52,6 +52,7 @@ def test_ray_engine_gives_the_same_rows_as_the_local_engine(tmp_path: Path, bund
     local_docs, local_chunks, local_errors = rows(tmp_path / "local")
     ray_docs, ray_chunks, ray_errors = rows(tmp_path / "ray")
     assert ray_errors == local_errors
+    assert "sparse_values" in ray_chunks.column_names
     for ours, theirs in ((local_docs, ray_docs), (local_chunks, ray_chunks)):
         assert theirs.schema.equals(ours.schema)
         for column in ours.column_names:
@@ -66,13 +67,13 @@ def test_ray_engine_gives_the_same_rows_as_the_local_engine(tmp_path: Path, bund
 
 def test_embed_actor_works_on_arrow_batches_without_ray(bundle_dir: Path, embedder: Embedder) -> None:
     texts = ["The keeper trimmed the wick at dusk.", "", "Fog signals sounded every thirty seconds. " * 40]
-    actor = EmbedActor(str(bundle_dir), threads=1, chunk_tokens=32, text_field="body", id_field="key")
+    actor = EmbedActor(str(bundle_dir), threads=1, chunk_tokens=32, text_field="body", id_field="key", sparse=True)
     out = actor(pa.table({"key": [1, 2, 3], "body": texts}))
     assert out.column_names == ["id", "n_tokens", "vector", "chunks", "error", "source"]
     assert out["id"].to_pylist() == ["1", "2", "3"]
     assert out["error"].to_pylist()[1] == "text is empty or whitespace only"
     assert out["vector"][1].as_py() is None and out["chunks"][1].as_py() is None
-    lib = embedder.embed_documents([texts[0], texts[2]], chunk_tokens=32)
+    lib = embedder.embed_documents([texts[0], texts[2]], chunk_tokens=32, sparse=True)
     for row, result in zip((0, 2), lib):
         assert out["n_tokens"][row].as_py() == result.n_tokens
         assert float(np.asarray(out["vector"][row].as_py()) @ result.vector) >= 0.99999
@@ -80,6 +81,12 @@ def test_embed_actor_works_on_arrow_batches_without_ray(bundle_dir: Path, embedd
         assert [[c["char_start"], c["char_end"]] for c in chunks] == result.chunk_spans.tolist()
         got = np.array([c["vector"] for c in chunks])
         assert np.sum(got * result.chunk_vectors, axis=1).min() >= 0.99999
+        assert result.chunk_sparse is not None
+        assert [c["sparse_indices"] for c in chunks] == [v.indices.tolist() for v in result.chunk_sparse]
+        np.testing.assert_allclose(
+            np.concatenate([c["sparse_values"] for c in chunks]),
+            np.concatenate([v.values for v in result.chunk_sparse]),
+        )
     assert len(out["chunks"][2].as_py()) > 1
     # a dict of columns, as Ray's "numpy" batch format gives, works too
     assert actor({"key": np.array([5]), "body": np.array(["Lamp oil."], dtype=object)})["id"].to_pylist() == ["5"]
