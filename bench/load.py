@@ -1,0 +1,214 @@
+"""Bounded local load test of `longvec serve`: requests/s and latency percentiles at 1, 8 and 64 concurrent
+clients, for short queries (/v1/embeddings) and 8k-token documents (/v1/documents, late chunking).
+
+Starts its own server subprocess on 127.0.0.1 (a free port) and talks to nothing else. Every level is bounded
+in request count and in time: clients stop issuing at the deadline, in-flight requests get a grace period, and
+anything still unfinished after that is cancelled and reported.
+
+    python bench/load.py bundles/all-MiniLM-L6-v2 [--levels 1,8,64] [--out bench/out/load.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+HOST = "127.0.0.1"  # never anything else
+WORDS = (
+    "the keeper lit lamp at dusk and watched ships pass rocks while storms rolled in from west sea wind light "
+    "tower night harbor coast wave stone bell fog boat sail island north river town bridge"
+)
+
+
+@dataclass
+class Level:
+    workload: str
+    clients: int
+    completed: int
+    unfinished: int
+    statuses: dict[str, int]
+    seconds: float
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    tokens_per_s: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
+    code = "import sys; from longvec.runtime.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", code, "serve", str(bundle), "--host", HOST, "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(
+                f"server exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
+        try:
+            if httpx.get(f"http://{HOST}:{port}/health", timeout=5).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("server not ready after 180 s")
+
+
+async def run_level(
+    http: httpx.AsyncClient,
+    workload: str,
+    path: str,
+    body: Callable[[], dict[str, Any]],
+    tokens_per_request: float,
+    clients: int,
+    max_requests: int,
+    seconds: float,
+) -> Level:
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    issued = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def client() -> None:
+        nonlocal issued
+        while issued < max_requests and time.perf_counter() < deadline:
+            issued += 1
+            t0 = time.perf_counter()
+            r = await http.post(path, json=body())
+            latencies.append(time.perf_counter() - t0)
+            statuses[r.status_code] += 1
+
+    tasks = [asyncio.create_task(client()) for _ in range(clients)]
+    _, pending = await asyncio.wait(tasks, timeout=2 * seconds)  # grace: as long again for in-flight requests
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    elapsed = time.perf_counter() - start
+    ok = statuses.get(200, 0)
+    ms = np.percentile(np.array(latencies) * 1000, [50, 95, 99]) if latencies else np.full(3, np.nan)
+    return Level(
+        workload=workload,
+        clients=clients,
+        completed=len(latencies),
+        unfinished=issued - len(latencies),
+        statuses={str(k): v for k, v in sorted(statuses.items())},
+        seconds=round(elapsed, 2),
+        rps=round(ok / elapsed, 2),
+        p50_ms=round(float(ms[0]), 1),
+        p95_ms=round(float(ms[1]), 1),
+        p99_ms=round(float(ms[2]), 1),
+        tokens_per_s=round(ok * tokens_per_request / elapsed),
+    )
+
+
+def text_of(rng: random.Random, n_words: int) -> str:
+    words = WORDS.split()
+    return " ".join(rng.choice(words) for _ in range(n_words))
+
+
+async def main_async(args: argparse.Namespace) -> list[Level]:
+    port = free_port()
+    proc = start_server(args.bundle, port, ["--log-level", "warning"])
+    rng = random.Random(0)
+    queries = [text_of(rng, rng.randint(4, 16)) for _ in range(200)]  # ~10-token search queries
+    documents = [text_of(rng, args.doc_tokens) for _ in range(8)]  # about one token per word
+    results: list[Level] = []
+    try:
+        limits = httpx.Limits(max_connections=max(args.levels), max_keepalive_connections=max(args.levels))
+        async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=None, limits=limits) as http:
+            # warm the connections and both code paths; the server's own token counts size the tokens/s column
+            usage = (await http.post("/v1/embeddings", json={"input": queries})).json()["usage"]
+            query_tokens = usage["prompt_tokens"] / len(queries)
+            usage = (await http.post("/v1/documents", json={"documents": [{"id": "d", "text": documents[0]}]})).json()
+            doc_tokens = usage["usage"]["prompt_tokens"]
+            for clients in args.levels:
+                level = await run_level(
+                    http,
+                    "short queries",
+                    "/v1/embeddings",
+                    lambda: {"input": rng.choice(queries)},
+                    query_tokens,
+                    clients,
+                    args.query_requests,
+                    args.query_seconds,
+                )
+                results.append(level)
+                print(json.dumps(asdict(level)), flush=True)
+            for clients in args.levels:
+                level = await run_level(
+                    http,
+                    f"{round(doc_tokens / 1000)}k-token documents",
+                    "/v1/documents",
+                    lambda: {"documents": [{"id": "d", "text": rng.choice(documents)}]},
+                    doc_tokens,
+                    clients,
+                    max(args.doc_requests, clients),  # every client sends at least one
+                    args.doc_seconds,
+                )
+                results.append(level)
+                print(json.dumps(asdict(level)), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return results
+
+
+def table(results: list[Level]) -> str:
+    lines = [
+        "| workload | clients | requests | req/s | p50 ms | p95 ms | p99 ms | tokens/s | statuses |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        unfinished = f", {r.unfinished} unfinished" if r.unfinished else ""
+        statuses = ", ".join(f"{k}: {v}" for k, v in r.statuses.items()) + unfinished
+        lines.append(
+            f"| {r.workload} | {r.clients} | {r.completed} | {r.rps:.1f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | "
+            f"{r.p99_ms:.0f} | {r.tokens_per_s:,} | {statuses} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", type=Path)
+    p.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64])
+    p.add_argument("--query-requests", type=int, default=1000, help="at most this many short requests per level")
+    p.add_argument("--query-seconds", type=float, default=20.0, help="and for at most this long")
+    p.add_argument("--doc-tokens", type=int, default=8000)
+    p.add_argument("--doc-requests", type=int, default=8, help="documents per level (at least one per client)")
+    p.add_argument("--doc-seconds", type=float, default=120.0)
+    p.add_argument("--out", type=Path, default=Path("bench/out/load.json"))
+    args = p.parse_args()
+    results = asyncio.run(main_async(args))
+    print(table(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()}
+    args.out.write_text(json.dumps({"machine": machine, "levels": [asdict(r) for r in results]}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
