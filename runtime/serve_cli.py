@@ -105,7 +105,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = create_app(settings, load, on_load_error)
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level=args.log_level, access_log=False, lifespan="on"
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        lifespan="on",
+        # clients reuse connections between bursts; with uvicorn's 5 s default, a busy machine makes the race
+        # between the server closing an idle connection and the client's next request on it likelier
+        timeout_keep_alive=30,
     )
     server = uvicorn.Server(config)
     logging.getLogger("longvec.server").setLevel(args.log_level.upper())
