@@ -26,8 +26,22 @@ def small_server(server_factory: Any) -> Iterator[Any]:
 
 
 def test_health_is_503_until_the_model_is_warm(small_server: Any, wait_ready: Any) -> None:
-    seen = wait_ready(small_server)
-    assert seen[0] == 503 and seen[-1] == 200, seen  # the port opens before the model is loaded
+    """The port opens before the model is loaded: /health and the API say 503 (with Retry-After) meanwhile."""
+    early: list[httpx.Response] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not early:
+        try:
+            health = httpx.get(f"{small_server.url}/health", timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.02)
+            continue
+        assert health.status_code == 503 and health.json()["status"] == "loading", health.text
+        early.append(httpx.post(f"{small_server.url}/v1/embeddings", json={"input": "x"}, headers=small_server.headers))
+    assert early, "the server never answered"
+    if early[0].status_code != 200:  # unless loading finished between the two calls
+        assert early[0].status_code == 503 and early[0].headers["Retry-After"] == "1"
+        assert early[0].json()["error"]["code"] == "not_ready"
+    assert wait_ready(small_server)[-1] == 200
 
 
 def test_burst_gets_429_with_retry_after_and_no_5xx(small_server: Any) -> None:
