@@ -125,8 +125,8 @@ class PrefixAccumulator:
         self._running = totals[-1]
         self._position = stop
 
-    def span_sums(self, spans: np.ndarray) -> np.ndarray:
-        spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+    def _edges(self, spans: np.ndarray) -> np.ndarray:
+        """Index of every span edge among the boundaries, after checking the spans."""
         if spans.size and (spans.min() < 0 or np.any(spans[:, 0] > spans[:, 1])):
             raise ValueError("spans must satisfy 0 <= start <= end")
         if spans.size and spans.max() > self._position:
@@ -136,9 +136,21 @@ class PrefixAccumulator:
             self._cuts.size == 0 or not np.array_equal(self._cuts[np.minimum(idx, self._cuts.shape[0] - 1)], spans)
         ):
             raise ValueError("span edge was not declared as a boundary")
+        return idx
+
+    def span_sums(self, spans: np.ndarray) -> np.ndarray:
+        """float64 [k, d]."""
+        idx = self._edges(np.asarray(spans, dtype=np.int64).reshape(-1, 2))
         return self._prefix[idx[:, 1]] - self._prefix[idx[:, 0]]
 
-    def span_means(self, spans: np.ndarray) -> np.ndarray:
+    def span_means(self, spans: np.ndarray, block: int = 1024) -> np.ndarray:
+        """float32 [k, d], written `block` spans at a time: the float64 temporaries of all spans at once would be
+        several times the result (~70 MB for the 8k chunks of a 1M-token document)."""
         spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+        idx = self._edges(spans)
         counts = np.maximum(spans[:, 1] - spans[:, 0], 1).astype(np.float64)
-        return (self.span_sums(spans) / counts[:, None]).astype(np.float32)
+        out = np.empty((spans.shape[0], self._prefix.shape[1]), dtype=np.float32)
+        for b in range(0, spans.shape[0], block):  # one iteration per block of spans, not per span
+            rows = slice(b, b + block)
+            out[rows] = (self._prefix[idx[rows, 1]] - self._prefix[idx[rows, 0]]) / counts[rows, None]
+        return out

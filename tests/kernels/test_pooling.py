@@ -108,6 +108,7 @@ def test_prefix_accumulator_fed_in_random_blocks(doc: tuple[np.ndarray, np.ndarr
     assert acc.position == n
     np.testing.assert_allclose(acc.span_sums(spans), loop_reduce(states, spans, "sum"), rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(acc.span_means(spans), loop_reduce(states, spans, "mean"), **TOL[states.dtype.type])
+    np.testing.assert_array_equal(acc.span_means(spans, block=2), acc.span_means(spans))
 
 
 def test_prefix_accumulator_rejects_unknown_and_unseen_edges() -> None:
