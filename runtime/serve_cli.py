@@ -77,8 +77,9 @@ def _serve(args: argparse.Namespace) -> int:
             raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     # fail fast, with the CLI's exit codes, on a bad bundle, variant or window; loading itself happens after
     # the port is open so /health can say 503 meanwhile
-    bundle = Bundle.open(args.bundle_dir)
-    bundle.variant(args.variant)
+    bundle = Bundle.open(args.bundle_dir, verify=False)
+    chosen = bundle.variant(args.variant)
+    bundle.verify((bundle.manifest.tokenizer_file, chosen.file))  # the files the server reads, not every variant
     m = bundle.manifest
     if args.window is not None:
         WindowPlan.make(args.window, None, len(m.framing.prefix_ids) + len(m.framing.suffix_ids), m.max_positions)
