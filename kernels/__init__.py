@@ -1,6 +1,7 @@
 """Pure NumPy kernels on arrays: span pooling, window stitching, normalization, output quantization.
 
-Nothing here imports anything but numpy, and nothing loops in Python over tokens or spans.
+Nothing here imports anything but numpy, and nothing loops in Python over tokens (segment
+sums loop over span boundaries where that measured faster than `np.add.reduceat`, see pooling.segment_sums).
 """
 
 from longvec.kernels.normalize import l2_normalize, matryoshka
