@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
@@ -26,13 +25,48 @@ texts = st.one_of(
 )
 
 
+CORPUS = [
+    "The lighthouse keeper trimmed the wick at dusk and wound the clockwork that turned the lens.",
+    "Fog horns sounded when the light could not be seen; ships counted the flashes to know the coast.",
+    "Café owners in Ålesund remember the naïve painter who drew 灯台 and 🚢 in 1887, don't they?",
+] * 20
+
+
+def byte_level_bpe() -> Tokenizer:
+    """GPT-2 / RoBERTa style: byte-level pre-tokenizer, offsets trimmed by the RoBERTa post-processor."""
+    from tokenizers import models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tok.train_from_iterator(
+        CORPUS, trainers.BpeTrainer(vocab_size=400, special_tokens=special, initial_alphabet=alphabet)
+    )
+    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
+    return tok
+
+
+def sentencepiece_unigram() -> Tokenizer:
+    """XLM-R / T5 style: NFKC, metaspace pre-tokenizer, unigram model."""
+    from tokenizers import models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.train_from_iterator(
+        CORPUS, trainers.UnigramTrainer(vocab_size=150, special_tokens=["<unk>"], unk_token="<unk>")
+    )
+    return tok
+
+
 @pytest.fixture(scope="module")
-def tokenizers(bundle_dir: Path, tiny_models: ModuleType) -> dict[str, Tokenizer]:
-    """BERT WordPiece (the real MiniLM one), GPT-2 byte-level BPE and SentencePiece-style Unigram."""
+def tokenizers(bundle_dir: Path) -> dict[str, Tokenizer]:
+    """BERT WordPiece (the real MiniLM one), byte-level BPE and SentencePiece-style Unigram."""
     return {
         "wordpiece": Tokenizer.from_file(str(bundle_dir / "tokenizer.json")),
-        "bpe": tiny_models._bpe(),
-        "unigram": tiny_models._unigram(),
+        "bpe": byte_level_bpe(),
+        "unigram": sentencepiece_unigram(),
     }
 
 
