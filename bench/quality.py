@@ -289,7 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-passkey", action="store_true")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "quality.json")
     p.add_argument("--write-results", type=Path, default=None, help="replace the section in this RESULTS.md")
+    p.add_argument("--render", type=Path, default=None, help="only re-render the tables of this JSON output")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        text = report.markdown(saved["meta"], saved["rows"])
+        print(text)
+        if args.write_results:
+            report.replace_section(args.write_results, text)
+        return 0
     ints = lambda text: [int(x) for x in text.split(",") if x]  # noqa: E731
 
     def log(msg: str) -> None:

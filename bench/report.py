@@ -39,7 +39,8 @@ def squad_table(rows: list[dict]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=_key):
-        chunk_level = r["mode"] != "window_mean"  # its chunk vectors are the late ones
+        # window_mean's chunk vectors are the late ones; truncate with chunks longer than the window has none
+        chunk_level = r["mode"] != "window_mean" and r.get("n_chunks", 1) > 0
         cells = [r["para_hit@1"], r["para_hit@10"], r["para_mrr@10"], r["para_ndcg@10"], r["answer_ndcg@10"]]
         cells = cells if chunk_level else [None] * 5
         doc = [r.get("doc_ndcg@10_doc_vector"), r["doc_ndcg@10_best_chunk"] if chunk_level else None]
@@ -58,6 +59,7 @@ def hybrid_table(dense: list[dict], sparse: list[dict], hybrid: list[dict]) -> t
         "|---|---|---|---|---|---|---|---|---|",
     ]
     best: dict = {"dense": None, "bm25": None, "fixed": None, "tuned": None}
+    per_c: dict[int, dict[str, float]] = {}
 
     def better(slot: str, value: float, label: str, key: tuple = ()) -> None:
         if best[slot] is None or value > best[slot][0]:
@@ -76,12 +78,16 @@ def hybrid_table(dense: list[dict], sparse: list[dict], hybrid: list[dict]) -> t
         for name in ("rrf", "convex0.5"):
             better("fixed", f[name]["answer_ndcg@10"], f"{label} + bm25, {name}", key)
         better("tuned", tuned[1]["answer_ndcg@10"], f"{label} + bm25, convex α={tuned[0][6:]}")
+        c = per_c.setdefault(r["chunk_tokens"], {"dense": 0.0, "bm25": b["answer_ndcg@10"], "hybrid": 0.0})
+        c["dense"] = max(c["dense"], r["answer_ndcg@10"])
+        c["hybrid"] = max(c["hybrid"], f["rrf"]["answer_ndcg@10"], f["convex0.5"]["answer_ndcg@10"])
         cells = [r, b, f["rrf"], f["convex0.5"], tuned[1]]
         out.append(
             f"| {r['mode']} | {r['chunk_tokens']} | {_w(r)} | "
             + " | ".join(f"{c['answer_ndcg@10']:.3f} / {c['para_ndcg@10']:.3f}" for c in cells)
             + f" | {tuned[0][6:]} |"
         )
+    best["per_c"] = per_c
     return out, best
 
 
@@ -115,7 +121,7 @@ def passkey_table(rows: list[dict]) -> list[str]:
         if fusion not in (None, "rrf", "convex0.5"):
             continue
         targets = [("doc vector", "doc_acc_doc_vector")] if kind == "dense" else []
-        if mode != "window_mean":
+        if mode != "window_mean" and all(r.get("n_chunks", 1) > 0 for r in by_len.values()):
             label = "best chunk" if kind == "dense" else f"best chunk ({mode if kind == 'sparse' else fusion})"
             targets.append((label, "doc_acc_best_chunk"))
         for label, field in targets:
@@ -161,11 +167,18 @@ def markdown(meta: dict, rows: list[dict]) -> str:
             margin = fx[0] - max(d[0], b[0])
             lines += [
                 "",
-                f"- best dense: {d[1]} {d[0]:.3f}; best BM25: {b[1]} {b[0]:.3f} (answer-gold nDCG@10)",
-                f"- best hybrid with a fixed fusion (no tuning): {fx[1]} {fx[0]:.3f}, margin {margin:+.3f} over the "
-                f"better of the two (done-line: +0.02) — {'met' if margin >= 0.02 else 'NOT met'}",
-                f"- best hybrid with α tuned on these same queries (optimistic): {tu[1]} {tu[0]:.3f}, margin "
-                f"{tu[0] - max(d[0], b[0]):+.3f}",
+                f"- best dense: {d[1]} {d[0]:.4f}; best BM25: {b[1]} {b[0]:.4f} (answer-gold nDCG@10)",
+                f"- best hybrid with a fixed fusion (RRF or α=0.5, no tuning): {fx[1]} {fx[0]:.4f}, margin "
+                f"{margin:+.4f} over the better of the two (done-line: +0.02) — "
+                f"{'met' if margin >= 0.02 else 'NOT met'}",
+                f"- best hybrid with α tuned on these same queries (optimistic): {tu[1]} {tu[0]:.4f}, margin "
+                f"{tu[0] - max(d[0], b[0]):+.4f}",
+                "- per chunk size, best fixed-fusion hybrid vs the better of the best dense row and BM25 at that size: "
+                + "; ".join(
+                    f"C={c}: {v['hybrid']:.3f} vs {max(v['dense'], v['bm25']):.3f} "
+                    f"({v['hybrid'] - max(v['dense'], v['bm25']):+.3f})"
+                    for c, v in sorted(best["per_c"].items())
+                ),
             ]
             lines += ["", f"Convex-combination sweep for {fx[1].split(' + ')[0]} + BM25:", ""]
             lines += sweep_table(hybrid, fx[2])
