@@ -7,8 +7,8 @@
     ds = ds.map_batches(
         EmbedActor,
         fn_constructor_kwargs={"bundle": "/models/all-MiniLM-L6-v2", "threads": 1},
-        batch_size=64, batch_format="pyarrow", concurrency=4, num_cpus=1,
-    )
+        batch_size=64, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=4), num_cpus=1,
+    )  # actors x num_cpus below the cluster's CPUs: Ray's read tasks need a CPU too, or they wait forever
     ds.write_parquet("s3://bucket/vectors/")   # id, n_tokens, vector, chunks[{char_start, char_end, vector}], error
 
 With `sparse=True` each chunk also carries `sparse_indices` and `sparse_values` (BM25 term weights, see
