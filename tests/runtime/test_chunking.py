@@ -152,20 +152,20 @@ def test_caller_spans_of_the_wrong_shape_are_input_errors(tokenizer: TextTokeniz
 
 
 def test_chunk_offsets_of_a_1m_token_document_are_vectorized(tokenizer: TextTokenizer) -> None:
-    # 1M tokens of offsets, no text scan per token: each chunker must finish in well under a second or two
+    # 1M tokens of offsets: ~0.1-0.4 s of CPU per chunker when vectorized; a Python loop per token costs seconds.
+    # CPU time, not wall time, so a loaded machine does not fail the test.
     import time
 
     n = 1_000_000
-    words = np.array(["lamp", "keeper", "tower.", "sea\n\n"])
-    rng = np.random.default_rng(0)
-    parts = words[rng.integers(0, 4, n)]
-    lengths = np.char.str_len(parts)
+    pattern = ["lamp", "keeper", "tower.", "sea\n\n", "fog", "log."]  # words, sentence ends, paragraph ends
+    text = " ".join(pattern * (n // len(pattern)))
+    lengths = np.tile([len(w) for w in pattern], n // len(pattern))
     starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
-    text = " ".join(parts.tolist())
-    stripped = lengths - np.char.endswith(parts, "\n\n") * 2  # the token is the word, not its newlines
-    tokens = Tokens(np.zeros(n, np.int64), np.stack([starts, starts + stripped], axis=1))
+    stripped = lengths - np.tile([w.endswith("\n\n") * 2 for w in pattern], n // len(pattern))  # word, not newlines
+    tokens = Tokens(np.zeros(len(lengths), np.int64), np.stack([starts, starts + stripped], axis=1))
+    n = len(tokens)
     for chunking in ("tokens", "sentences", "paragraphs"):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         chunks = make_chunks(text, tokens, chunking, 128, None)
-        assert time.perf_counter() - t0 < 5.0, chunking
+        assert time.process_time() - t0 < 1.5, chunking
         assert chunks.token_spans[-1, 1] == n and np.all(np.diff(chunks.token_spans[:, 0]) > 0)
