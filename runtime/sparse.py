@@ -130,19 +130,17 @@ def require_stemmer() -> Any:
     stemmer = getattr(_local, "stemmer", None)
     if stemmer is None:
         try:
-            from importlib.metadata import version
-
             from snowballstemmer.english_stemmer import EnglishStemmer
         except ImportError as e:
             raise BackendUnavailable(
                 "sparse vectors need the Snowball stemmer: pip install 'longvec[sparse]' (snowballstemmer<3)"
             ) from e
-        found = version("snowballstemmer")
-        if int(found.split(".")[0]) >= 3:
-            # Snowball 3 changed the English algorithm (e.g. "university" -> "universiti"): the ids would no
-            # longer match existing indexes or fastembed's Qdrant/bm25.
-            raise BackendUnavailable(f"sparse vectors need snowballstemmer>=2.2,<3 (found {found})")
-        stemmer = _local.stemmer = EnglishStemmer()  # the pure-Python class: PyStemmer is a newer Snowball
+        stemmer = EnglishStemmer()  # the pure-Python class: PyStemmer may carry a newer Snowball
+        if stemmer.stemWord("organization") != "organ":
+            # Snowball 3 changed the English algorithm ("organization" -> "organiz", "university" -> "universiti"):
+            # the ids would no longer match existing indexes or fastembed's Qdrant/bm25.
+            raise BackendUnavailable("sparse vectors need the Snowball 2 English stemmer: snowballstemmer>=2.2,<3")
+        _local.stemmer = stemmer
     return stemmer
 
 

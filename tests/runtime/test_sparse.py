@@ -183,6 +183,19 @@ def test_thread_safe() -> None:
     assert [results[i] for i in range(len(texts))] == expected
 
 
+def test_snowball_3_stemmer_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Snowball3:  # what snowballstemmer 3.x's English stemmer returns for the probe word
+        def stemWord(self, word: str) -> str:
+            return "organiz"
+
+    import snowballstemmer.english_stemmer as english
+
+    monkeypatch.setattr(english, "EnglishStemmer", Snowball3)
+    monkeypatch.setattr(sp, "_local", threading.local())
+    with pytest.raises(BackendUnavailable, match="Snowball 2"):
+        sp.require_stemmer()
+
+
 def test_missing_stemmer_is_a_clear_error_before_encoding(fake: Embedder, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "snowballstemmer.english_stemmer", None)  # import fails
     monkeypatch.setattr(sp, "_local", threading.local())
