@@ -172,8 +172,12 @@ async def main_async(args: argparse.Namespace) -> list[Level]:
                 results.append(level)
                 print(json.dumps(asdict(level)), flush=True)
     finally:
-        proc.terminate()
-        proc.wait(60)
+        proc.terminate()  # graceful: finishes what is in flight
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     return results
 
 

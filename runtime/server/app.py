@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from longvec.runtime.server import payloads
 from longvec.runtime.server.batcher import Batcher, Work
 from longvec.runtime.server.gate import MetricsMiddleware, RequestGate
 from longvec.runtime.server.http_errors import (
+    ClientGone,
     MethodNotAllowed,
     NotFound,
     NotReady,
@@ -188,12 +190,14 @@ def create_app(
         dependencies=secured,
         summary="OpenAI-compatible embeddings; long inputs are embedded whole",
     )
-    async def embeddings(body: EmbeddingRequest) -> Response:
+    async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
         emb, batcher = state.require()
         check_dimensions(body.dimensions, emb.dim)
         texts = [body.input] if isinstance(body.input, str) else body.input
         n_tokens = await run_in_threadpool(admit, texts, "input", "", not isinstance(body.input, str))
-        vectors = await batcher.submit(Work(("embed",), texts, [None] * len(texts), n_tokens))
+        vectors = await _unless_disconnected(
+            request, batcher.submit(Work(("embed",), texts, [None] * len(texts), n_tokens))
+        )
         metrics.tokens.inc("/v1/embeddings", by=n_tokens)
         content = await run_in_threadpool(
             payloads.embeddings, vectors, body.dimensions, body.encoding_format, settings.model_name, n_tokens
@@ -207,7 +211,7 @@ def create_app(
         dependencies=secured,
         summary="Document vectors plus chunk vectors with character spans, for texts of any length",
     )
-    async def documents(body: DocumentsRequest) -> Response:
+    async def documents(body: DocumentsRequest, request: Request) -> Response:
         emb, batcher = state.require()
         check_dimensions(body.dimensions, emb.dim)
         if body.sparse and (missing := _sparse_missing()):
@@ -223,7 +227,8 @@ def create_app(
         texts = [d.text for d in body.documents]
         n_tokens = await run_in_threadpool(admit, texts, "documents", ".text")
         key = ("documents", body.chunking, body.chunk_tokens, body.mode, body.window, body.stride, body.sparse)
-        results = await batcher.submit(Work(key, texts, [d.spans for d in body.documents], n_tokens))
+        work = Work(key, texts, [d.spans for d in body.documents], n_tokens)
+        results = await _unless_disconnected(request, batcher.submit(work))
         metrics.tokens.inc("/v1/documents", by=n_tokens)
         content = await run_in_threadpool(
             payloads.documents,
@@ -275,6 +280,28 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
     app.state.longvec = state
     return app
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[list[Any]]) -> list[Any]:
+    """Wait for the batcher, but drop the work if the client goes away first: an abandoned request must not
+    keep the encoder busy (or hold up a graceful shutdown) for nobody."""
+    job = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({job, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not job.done():
+            job.cancel()  # its future is cancelled, so the worker skips it
+    if job in done:
+        return job.result()
+    raise ClientGone("the client disconnected before its result was ready")
+
+
+async def _disconnect(request: Request) -> None:
+    # the body has been read, so the next ASGI message on this connection can only be the disconnect
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _json_error(exc: BaseException, param: str | None = None) -> JSONResponse:

@@ -40,6 +40,10 @@ class MethodNotAllowed(LongvecError):
     pass
 
 
+class ClientGone(LongvecError):
+    """The client disconnected before its result was ready; its queued work was dropped."""
+
+
 # first match wins, so subclasses come before their bases
 ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (Unauthorized, 401, "authentication_error", "invalid_api_key"),
@@ -49,6 +53,7 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (InputError, 422, "invalid_request_error", "invalid_input"),
     (TypeError, 422, "invalid_request_error", "invalid_type"),
     (OverloadedError, 429, "rate_limit_error", "overloaded"),
+    (ClientGone, 499, "invalid_request_error", "client_closed_request"),  # nobody reads it; for /metrics
     (NotReady, 503, "server_error", "not_ready"),
     (BundleError, 503, "server_error", "model_unavailable"),
     (BackendUnavailable, 503, "server_error", "model_unavailable"),

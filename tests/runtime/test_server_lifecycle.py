@@ -68,6 +68,34 @@ def test_burst_gets_429_with_retry_after_and_no_5xx(small_server: Any) -> None:
     )
 
 
+def in_flight(server: Any) -> int:
+    metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    found = re.search(r"^longvec_requests_in_flight (\d+)", metrics, re.M)
+    return int(found.group(1)) - 1 if found else 0  # less this /metrics request
+
+
+def test_a_client_that_leaves_is_dropped_from_the_queue(small_server: Any) -> None:
+    url, headers = f"{small_server.url}/v1/embeddings", small_server.headers
+    busy = threading.Thread(
+        target=lambda: httpx.post(url, json={"input": "the bell rang " * 700}, headers=headers, timeout=120)
+    )
+    busy.start()
+    while in_flight(small_server) < 1:
+        time.sleep(0.02)
+    with pytest.raises(httpx.ReadTimeout):  # queued behind the busy request, and the client gives up
+        httpx.post(url, json={"input": "impatient"}, headers=headers, timeout=httpx.Timeout(60, read=0.3))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{small_server.url}/metrics", timeout=10).text
+        if 'longvec_requests_total{route="/v1/embeddings",status="499"} 1' in metrics:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the abandoned request was not dropped")
+    busy.join(120)
+    assert in_flight(small_server) == 0
+
+
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(small_server: Any, embedder: Embedder) -> None:
     text = "the keeper climbed the stairs to the lamp room " * 300  # ~2.7k tokens, a few seconds of work
     result: dict[str, httpx.Response] = {}
@@ -80,10 +108,8 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(small_server: Any, e
     worker = threading.Thread(target=long_request)
     worker.start()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until the server is working on it (this /metrics call is 1)
-        metrics = httpx.get(f"{small_server.url}/metrics", timeout=10).text
-        in_flight = re.search(r"^longvec_requests_in_flight (\d+)", metrics, re.M)
-        if in_flight and int(in_flight.group(1)) >= 2:
+    while time.monotonic() < deadline:  # wait until the server is working on it
+        if in_flight(small_server) >= 1:
             break
         time.sleep(0.02)
     else:
