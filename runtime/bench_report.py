@@ -229,3 +229,11 @@ def markdown(results: dict[str, Any]) -> str:
 
 def _x(ratio: float | None) -> str:
     return "" if ratio is None else f"{ratio:.2f}x"
+
+
+if __name__ == "__main__":  # re-print the tables of a results.json: python -m longvec.runtime.bench_report FILE
+    import json
+    import sys
+    from pathlib import Path
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))

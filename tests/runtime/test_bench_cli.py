@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from longvec.runtime import Embedder
 from longvec.runtime.bench_workload import build_cases, read_corpus
@@ -68,3 +69,21 @@ def test_workload_gives_every_system_the_same_windows(embedder: Embedder) -> Non
     lengths = embedder.count_tokens(doc.peer_calls[0])
     assert abs(np.mean(lengths) - plan.content) <= 2  # re-tokenizing a window's text gives (about) its tokens
     assert query.encoder_calls[0][0][0].shape == (1, len(embedder.tokenizer.encode(["a query"])[0]) + 2)
+
+
+@pytest.mark.slow
+def test_bench_quick_with_peers(bundle_dir: Path, tmp_path: Path) -> None:
+    """sentence-transformers and fastembed workers (fastembed from a private install, see bench/peers.py)."""
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "longvec.runtime.cli", "bench", str(bundle_dir), "--quick", "--variants", "optimized"]
+    cmd += ["--bench-dir", str(repo / "bench"), "--peer-path", str(repo / ".bench" / "fastembed-site")]
+    cmd += ["--extras", "floor,span", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert not results["unavailable"], results["unavailable"]
+    assert set(results["ratios_vs_st"]) == {"longvec/optimized", "bare-ort/optimized", "fastembed/optimized"}
+    assert set(results["vs_fastembed"]["optimized"]) == set(results["cases"])
+    assert results["floor"]["fp32_gflops"] > 0 and results["span_pooling"]["ratio"] > 0
+    assert {"longvec/optimized", "sentence-transformers", "fastembed/optimized"} <= set(results["cold_start_median"])
