@@ -97,9 +97,25 @@ class Embedder:
         return WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
 
     def _prompt_ids(self, prompt: str | None) -> tuple[int, ...]:
+        """The prompt's tokens as they come out in front of a text. sentence-transformers tokenizes prompt + text
+        as one string, and in byte-level BPE a prompt's trailing space belongs to the next word ("query: " + "hi"
+        -> "query", ":", "Ġhi"), so that space is not a token of the prompt."""
         if prompt is None:
             return ()
-        return self.tokenizer.ids(self.manifest.prompts.get(prompt, prompt))
+        return self.tokenizer.ids(self.manifest.prompts.get(prompt, prompt).rstrip())
+
+    def _prompted_tokens(self, texts: Sequence[str], prompt: str) -> list[Tokens]:
+        """Content tokens of each text as tokenized right after the prompt (offsets still index the text)."""
+        prefix = self.manifest.prompts.get(prompt, prompt)
+        prompt_ids = np.asarray(self._prompt_ids(prompt), dtype=np.int64)
+        k = len(prompt_ids)
+        out = []
+        for text, joint in zip(texts, self.tokenizer.encode([prefix + t for t in texts])):
+            if len(joint) > k and np.array_equal(joint.ids[:k], prompt_ids):
+                out.append(Tokens(joint.ids[k:], np.maximum(joint.offsets[k:] - len(prefix), 0)))
+            else:  # the text's first characters merged into the prompt's last token: tokenize the text alone
+                out.extend(self.tokenizer.encode([text]))
+        return out
 
     def _finish(self, x: np.ndarray) -> np.ndarray:
         return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
@@ -117,12 +133,12 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         plan = self.plan(window, stride, prompt)
-        jobs = [Job(t.ids) for t in self.tokenizer_checked(texts)]
+        jobs = [Job(t.ids) for t in self.tokenizer_checked(texts, prompt)]
         encoded = self._pipeline.run(jobs, plan, self._prompt_ids(prompt))
         return self._finish(np.stack([e.pooled for e in encoded]))
 
-    def tokenizer_checked(self, texts: list[str]) -> list[Tokens]:
-        tokens = self.tokenizer.encode(texts)
+    def tokenizer_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
+        tokens = self.tokenizer.encode(texts) if prompt is None else self._prompted_tokens(texts, prompt)
         for i, t in enumerate(tokens):
             if len(t) == 0:
                 raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")
@@ -160,7 +176,7 @@ class Embedder:
             require_stemmer()  # before any encoding, not after
         plan = self.plan(window, stride, prompt)
         prompt_ids = self._prompt_ids(prompt)
-        tokens = self.tokenizer_checked(texts)
+        tokens = self.tokenizer_checked(texts, prompt)
         chunks = [
             make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i])
             for i, (text, tok) in enumerate(zip(texts, tokens))

@@ -30,22 +30,23 @@ WORDS = sorted({w.strip(".,;:!?()[]{}'\"") for line in CORPUS for w in line.lowe
 class Arch:
     name: str  # a label for test ids
     model_type: str
-    tokenizer: str  # "wordpiece" ([CLS] x [SEP]), "bpe" or "unigram" (<s> x </s>)
+    tokenizer: str  # "wordpiece" / "bpe-cls" ([CLS] x [SEP]), "wordpiece-s" / "bpe" / "unigram" (<s> x </s>)
     pooling: str | None  # sentence-transformers pooling written to modules.json, None for a plain HF dir
-    position_offset: int  # learned positions start at pad_token_id + 1 in RoBERTa-likes and MPNet
+    include_prompt: bool = True  # sentence-transformers Pooling: do prompt tokens count in the mean?
 
 
 ARCHS: dict[str, Arch] = {
     a.name: a
     for a in (
-        Arch("bert", "bert", "wordpiece", "mean", 0),
-        Arch("roberta", "roberta", "bpe", None, 2),
-        Arch("xlm-roberta", "xlm-roberta", "unigram", "cls", 2),
-        Arch("mpnet", "mpnet", "wordpiece-s", "mean", 2),
-        Arch("modernbert", "modernbert", "wordpiece", "mean", 0),
+        Arch("bert", "bert", "wordpiece", "mean"),
+        Arch("roberta", "roberta", "bpe", None),
+        Arch("xlm-roberta", "xlm-roberta", "unigram", "cls"),
+        Arch("mpnet", "mpnet", "wordpiece-s", "mean", include_prompt=False),
+        Arch("modernbert", "modernbert", "bpe-cls", "mean"),  # byte-level BPE framed by [CLS] [SEP], as the real one
     )
 }
 POSITIONS = 64  # usable positions of every tiny encoder
+PROMPTS = {"query": "query: ", "passage": "passage: "}  # written for every sentence-transformers directory
 
 
 def _wordpiece(cls: str, sep: str, pad: str, unk: str, extra: list[str]):  # type: ignore[no-untyped-def]
@@ -66,12 +67,15 @@ def _wordpiece(cls: str, sep: str, pad: str, unk: str, extra: list[str]):  # typ
     return tok
 
 
-def _bpe():  # type: ignore[no-untyped-def]
+def _bpe(framing: str):  # type: ignore[no-untyped-def]
     from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
     from tokenizers.models import BPE
 
-    special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
-    tok = Tokenizer(BPE(unk_token="<unk>"))
+    if framing == "cls":  # ModernBERT: a byte-level BPE vocabulary framed with [CLS] ... [SEP]
+        special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    else:
+        special = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
+    tok = Tokenizer(BPE(unk_token=special[1] if framing == "cls" else "<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(
@@ -80,7 +84,12 @@ def _bpe():  # type: ignore[no-untyped-def]
             vocab_size=600, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
         ),
     )
-    tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
+    if framing == "cls":
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+        )
+    else:
+        tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
     return tok
 
 
@@ -141,7 +150,9 @@ def _tokenizer(arch: Arch):  # type: ignore[no-untyped-def]
         return _wordpiece("[CLS]", "[SEP]", "[PAD]", "[UNK]", ["[MASK]"])
     if arch.tokenizer == "wordpiece-s":  # MPNet: a WordPiece vocabulary framed with <s> ... </s>, pad id 1
         return _mpnet_wordpiece()
-    return _bpe() if arch.tokenizer == "bpe" else _unigram()
+    if arch.tokenizer == "bpe-cls":
+        return _bpe("cls")
+    return _bpe("s") if arch.tokenizer == "bpe" else _unigram()
 
 
 def _mpnet_wordpiece():  # type: ignore[no-untyped-def]
@@ -170,7 +181,7 @@ def build_model_dir(name: str, out: Path, seed: int = 0) -> Path:
     tok = _tokenizer(arch)
     vocab = tok.get_vocab()
     cls_name, sep_name, pad_name = (
-        ("[CLS]", "[SEP]", "[PAD]") if arch.tokenizer == "wordpiece" else ("<s>", "</s>", "<pad>")
+        ("[CLS]", "[SEP]", "[PAD]") if arch.tokenizer in ("wordpiece", "bpe-cls") else ("<s>", "</s>", "<pad>")
     )
     ids = {"cls": vocab[cls_name], "sep": vocab[sep_name], "pad": vocab[pad_name]}
     config = _config(arch, tok.get_vocab_size(), ids)
@@ -182,12 +193,17 @@ def build_model_dir(name: str, out: Path, seed: int = 0) -> Path:
             p.add_(0.02 * torch.randn(p.shape, generator=g))
     model.save_pretrained(str(out))
     tok.save(str(out / "tokenizer.json"))
+    special = {"cls_token": cls_name, "sep_token": sep_name, "pad_token": pad_name}
+    (out / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": POSITIONS, **special}),
+        encoding="utf-8",
+    )
     if arch.pooling is not None:
-        _sentence_transformers_files(out, arch.pooling, config.hidden_size)
+        _sentence_transformers_files(out, arch.pooling, arch.include_prompt, config.hidden_size)
     return out
 
 
-def _sentence_transformers_files(out: Path, pooling: str, dim: int) -> None:
+def _sentence_transformers_files(out: Path, pooling: str, include_prompt: bool, dim: int) -> None:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -203,12 +219,16 @@ def _sentence_transformers_files(out: Path, pooling: str, dim: int) -> None:
                 "pooling_mode_mean_tokens": pooling == "mean",
                 "pooling_mode_max_tokens": False,
                 "pooling_mode_mean_sqrt_len_tokens": False,
+                "include_prompt": include_prompt,
             }
         ),
         encoding="utf-8",
     )
     (out / "2_Normalize").mkdir(exist_ok=True)
     (out / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": POSITIONS}), encoding="utf-8")
+    (out / "config_sentence_transformers.json").write_text(
+        json.dumps({"prompts": PROMPTS, "default_prompt_name": None}), encoding="utf-8"
+    )
 
 
 def texts(n: int, seed: int, max_words: int, min_words: int = 1) -> list[str]:

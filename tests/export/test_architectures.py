@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -188,3 +189,44 @@ def test_long_texts_match_torch_window_by_window(
             assert n_windows >= 2
         assert float(vec @ want) >= 0.9999, f"{arch} window={window}: cosine {float(vec @ want):.6f}"
         assert np.allclose(doc.vector, vec, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def sentence_transformer(tiny_export: TinyExport) -> Callable[[str], Any]:
+    from sentence_transformers import SentenceTransformer
+
+    cache: dict[str, Any] = {}
+
+    def get(arch: str) -> Any:
+        if arch not in cache:
+            cache[arch] = SentenceTransformer(str(tiny_export(arch)[0]), device="cpu")
+        return cache[arch]
+
+    return get
+
+
+@pytest.mark.parametrize("prompt", [None, "query", "Represent this sentence: "])
+@pytest.mark.parametrize("arch", [a for a in ARCH_NAMES if a != "roberta"])  # the ones with sentence-transformers files
+def test_prompts_match_sentence_transformers(
+    arch: str,
+    prompt: str | None,
+    tiny_export: TinyExport,
+    sentence_transformer: Callable[[str], Any],
+    tiny_models: ModuleType,
+) -> None:
+    """Prompt by name or literal: ST tokenizes prompt + text as one string and (include_prompt=False) leaves the
+    prompt out of the mean; the runtime repeats the prompt in every window and must agree on one window."""
+    st = sentence_transformer(arch)
+    named = prompt in tiny_models.PROMPTS
+    prefix = tiny_models.PROMPTS.get(prompt, prompt or "")
+    with Embedder.load(tiny_export(arch)[1], threads=1) as emb:
+        assert emb.manifest.pooling.include_prompt == tiny_models.ARCHS[arch].include_prompt
+        assert dict(emb.manifest.prompts) == tiny_models.PROMPTS
+        texts = tiny_models.texts(40, seed=4, max_words=20)
+        fits = emb.count_tokens([prefix + t for t in texts])
+        texts = [t for t, n in zip(texts, fits) if n <= tiny_models.POSITIONS - 2]  # ST would truncate the rest
+        assert len(texts) >= 20
+        got = emb.embed(texts, prompt=prompt)
+    want = st.encode(texts, prompt_name=prompt if named else None, prompt=None if named else prompt)
+    cos = np.einsum("nd,nd->n", got, want) / np.linalg.norm(want, axis=1)
+    assert cos.min() >= 0.9999, f"{arch} prompt={prompt!r}: min cosine {cos.min():.6f} on {texts[int(cos.argmin())]!r}"
