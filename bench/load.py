@@ -196,6 +196,39 @@ def table(results: list[Level]) -> str:
     return "\n".join(lines)
 
 
+SECTION = "## Server load"
+
+
+def section(results: list[Level], args: argparse.Namespace, load_avg: tuple[float, float, float]) -> str:
+    return f"""{SECTION}
+
+`python bench/load.py {args.bundle} --write-results bench/RESULTS.md`: a `longvec serve` subprocess on 127.0.0.1
+(default settings: 8192-token batches, all cores) and async httpx clients on the same machine; raw numbers in
+`{args.out}`. Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} cores, load average
+{load_avg[0]:.1f} at the start (the machine is shared with other jobs, so absolute figures are pessimistic).
+
+Short queries: 4-16 words (about 10 tokens) per request to `/v1/embeddings`. Documents: one {args.doc_tokens}-word
+text (its token count in the row) per request to `/v1/documents` (late chunking, 128-token chunks). A level stops
+issuing after {args.query_requests} requests or {args.query_seconds:.0f} s (documents: {args.doc_requests}, at least
+one per client, or {args.doc_seconds:.0f} s), waits as long again for requests in flight and cancels the rest
+("unfinished"; their latency is not in the percentiles). Latency is per request, from the client.
+
+{table(results)}
+"""
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace our own section (up to the next `## ` heading) or append it; other sections stay as they are."""
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    start = old.find(SECTION + "\n")
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        stop = old.find("\n## ", start + len(SECTION))
+        new = old[:start] + text + ("\n" + old[stop + 1 :] if stop >= 0 else "")
+    path.write_text(new)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
@@ -206,12 +239,16 @@ def main() -> None:
     p.add_argument("--doc-requests", type=int, default=4, help="documents per level (at least one per client)")
     p.add_argument("--doc-seconds", type=float, default=90.0)
     p.add_argument("--out", type=Path, default=Path("bench/out/load.json"))
+    p.add_argument("--write-results", type=Path, default=None, help="replace the '## Server load' section here")
     args = p.parse_args()
+    load_avg = os.getloadavg()
     results = asyncio.run(main_async(args))
     print(table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()}
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_start": load_avg}
     args.out.write_text(json.dumps({"machine": machine, "levels": [asdict(r) for r in results]}, indent=2) + "\n")
+    if args.write_results:
+        write_section(args.write_results, section(results, args, load_avg))
 
 
 if __name__ == "__main__":
