@@ -46,9 +46,11 @@ def run(engine: str, bundle: Path, corpus: Path, out: Path, args: argparse.Names
     cmd += ["--shard-size", str(args.shard_size), "--chunk-tokens", str(args.chunk_tokens)]
     if engine == "local":
         cmd += ["--threads", str(args.threads)]
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    load_after = os.getloadavg()[0]  # other work on the machine: the numbers are only comparable at similar load
     if result.returncode != 0:
         raise SystemExit(f"{engine} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     state = json.loads((out / "_progress.json").read_text())
@@ -63,6 +65,7 @@ def run(engine: str, bundle: Path, corpus: Path, out: Path, args: argparse.Names
         "seconds": round(seconds, 2),
         "docs_per_s": round(docs / seconds, 1),
         "tokens_per_s": round(tokens / seconds),
+        "load_1min": [round(load_before, 1), round(load_after, 1)],
         "summary": result.stdout.strip().splitlines()[-1],
     }
 

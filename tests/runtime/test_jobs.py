@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ from longvec.runtime import Embedder
 from longvec.runtime.cli import main
 from longvec.runtime.corpus import Fields, check_record, parse_json_line
 from longvec.runtime.jobs import JobOptions, run_local
+from longvec.runtime.progress import Progress
 
 LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli import main; sys.exit(main())"]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouses.txt"
@@ -255,6 +257,25 @@ def test_record_checks_name_the_problem() -> None:
     assert "id is float" in (check_record(0, "s", 1.5, "t", fields).error or "")
     assert "id is bool" in (check_record(0, "s", True, "t", fields).error or "")
     assert "missing text field 'body'" in (check_record(0, "s", "a", None, Fields(text="body")).error or "")
+
+
+def test_progress_bar_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown = Terminal()
+    bar = Progress(total=10, done=2, stream=shown)  # 2 resumed documents do not count toward the rate
+    bar.update(5, 700)
+    bar.close()
+    assert "7/10 docs" in shown.getvalue() and "tok/s" in shown.getvalue() and "ETA" in shown.getvalue()
+    quiet = io.StringIO()
+    bar = Progress(total=10, stream=quiet)
+    bar.update(5, 700)
+    bar.close()
+    assert quiet.getvalue() == ""
+    bar.log("shard 00000: 5 documents")
+    assert quiet.getvalue() == "shard 00000: 5 documents\n"
 
 
 def test_job_modules_import_without_pyarrow_ray_or_torch() -> None:
