@@ -48,33 +48,65 @@ def _json(path: Path) -> dict[str, Any]:
     return data
 
 
+# sentence-transformers' pooling modes -> longvec's; the others (max, mean_sqrt_len_tokens, weightedmean) are refused.
+_POOLING_MODES = {"mean": "mean", "cls": "cls", "lasttoken": "last"}
+# Before sentence-transformers 5 a Pooling config.json held one boolean per mode instead of `pooling_mode`.
+_LEGACY_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
+def _pooling_modes(cfg: dict[str, Any]) -> list[str]:
+    if "pooling_mode" in cfg:
+        mode = cfg["pooling_mode"]
+        return [mode] if isinstance(mode, str) else list(mode)
+    # As sentence-transformers reads a legacy config: the modes set to true, mean when none is.
+    return [name for key, name in _LEGACY_POOLING_KEYS.items() if cfg.get(key)] or ["mean"]
+
+
 def _pooling(path: Path) -> PoolingConfig:
     """Pooling and normalization from modules.json; a plain HF directory defaults to normalized mean."""
     modules_file = path / "modules.json"
     if not modules_file.is_file():
         return PoolingConfig(mode="mean", normalize=True)
-    modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    types = {m["type"].rsplit(".", 1)[-1]: m for m in modules}
+    try:
+        modules = json.loads(modules_file.read_text(encoding="utf-8"))
+        types = {m["type"].rsplit(".", 1)[-1]: m for m in modules}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise ExportError(f"{modules_file}: cannot read the module list ({e!r})") from e
     unsupported = set(types) - {"Transformer", "Pooling", "Normalize"}
     if unsupported:
         raise ExportError(f"{modules_file}: modules {sorted(unsupported)} are not supported (Dense, ...)")
-    mode, include_prompt = "mean", True
-    if "Pooling" in types:
-        cfg = _json(path / types["Pooling"]["path"] / "config.json")
-        chosen = [
-            name
-            for key, name in (
-                ("pooling_mode_mean_tokens", "mean"),
-                ("pooling_mode_cls_token", "cls"),
-                ("pooling_mode_lasttoken", "last"),
-            )
-            if cfg.get(key)
-        ]
-        others = [k for k in ("pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens") if cfg.get(k)]
-        if len(chosen) != 1 or others:
-            raise ExportError(f"{path / types['Pooling']['path']}/config.json: pooling {cfg} is not supported")
-        mode, include_prompt = chosen[0], bool(cfg.get("include_prompt", True))
-    return PoolingConfig(mode=mode, normalize="Normalize" in types, include_prompt=include_prompt)  # type: ignore[arg-type]
+    if "Pooling" not in types:
+        return PoolingConfig(mode="mean", normalize="Normalize" in types)
+    cfg_path = path / types["Pooling"]["path"] / "config.json"
+    cfg = _json(cfg_path)
+    modes = _pooling_modes(cfg)
+    if len(modes) != 1 or modes[0] not in _POOLING_MODES:
+        raise ExportError(f"{cfg_path}: pooling {modes} is not supported (one of {sorted(_POOLING_MODES)})")
+    return PoolingConfig(
+        mode=_POOLING_MODES[modes[0]],
+        normalize="Normalize" in types,
+        include_prompt=bool(cfg.get("include_prompt", True)),
+    )
+
+
+def _max_seq_length(path: Path, st_config: dict[str, Any], max_positions: int) -> int:
+    """What sentence-transformers truncates to: sentence_bert_config.json's max_seq_length (before version 6),
+    else the tokenizer's model_max_length (where version 6 keeps it), else the encoder's positions."""
+    if st_config.get("max_seq_length"):
+        return int(st_config["max_seq_length"])
+    tokenizer_config = path / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        length = _json(tokenizer_config).get("model_max_length")
+        if isinstance(length, int) and 0 < length < 1 << 30:  # HF writes ~1e30 for "no limit"
+            return length
+    return max_positions
 
 
 def read_source(path: str | Path) -> SourceDir:
@@ -100,7 +132,7 @@ def read_source(path: str | Path) -> SourceDir:
         path=path,
         config=config,
         pooling=_pooling(path),
-        max_seq_length=int(st_config.get("max_seq_length") or max_positions),
+        max_seq_length=_max_seq_length(path, st_config, max_positions),
         prompts=dict(st_extra.get("prompts") or {}),
         default_prompt=st_extra.get("default_prompt_name"),
     )
