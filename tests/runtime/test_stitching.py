@@ -85,6 +85,25 @@ def test_late_chunks_of_multi_window_documents_equal_the_reference(
 
 
 @pytest.mark.parametrize("stitch", ["center", "weighted"])
+@pytest.mark.parametrize("over", [-1, 0, 1, 2])
+@pytest.mark.parametrize("prompt", [None, "query: "])
+def test_one_token_over_exactly_one_window_and_one_under(
+    make_fake: Callable[..., Embedder], stitch: str, over: int, prompt: str | None
+) -> None:
+    probe = make_fake()
+    text = text_of(25, 9)
+    n = len(probe.tokenizer.encode([text])[0])
+    overhead = 2 + (len(probe.tokenizer.ids(prompt.rstrip())) if prompt else 0)
+    emb = make_fake(window=n - over + overhead)  # content = n - over tokens
+    assert emb.plan(prompt=prompt).content == n - over
+    [res] = emb.embed_documents([text], chunk_tokens=4, prompt=prompt, stitch=stitch)
+    assert res.n_windows == (1 if over <= 0 else 2)
+    doc, chunks = reference(emb, text, res.chunk_token_spans, None, stitch, prompt)
+    np.testing.assert_allclose(res.chunk_vectors, chunks, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.vector, doc, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("stitch", ["center", "weighted"])
 def test_prompt_left_out_of_the_mean_when_the_model_says_so(make_fake: Callable[..., Embedder], stitch: str) -> None:
     emb = with_pooling(make_fake(window=32), include_prompt=False)
     text = text_of(90, 4)
