@@ -162,7 +162,7 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
                 precision=_PRECISION[n],
                 parity=p,
                 notes=notes[n],
-            )  # type: ignore[arg-type]
+            )
             for n, p in results.items()
         ),
         files={f: sha256_file(work / f) for f in files},

@@ -60,8 +60,9 @@ def input_names_for(model: torch.nn.Module) -> tuple[str, ...]:
 
 def export_onnx(model: torch.nn.Module, out: Path, input_names: tuple[str, ...]) -> None:
     wrapper = _StatesOnly(model, "token_type_ids" in input_names).eval()
+    config: Any = model.config  # a transformers PretrainedConfig; nn.Module's attribute typing does not know it
     ids = torch.tensor([[5, 6, 7, 8, 9, 10, 11, 12], [5, 6, 7, 8, 0, 0, 0, 0]], dtype=torch.long) % int(
-        model.config.vocab_size
+        config.vocab_size
     )
     mask = torch.tensor([[1] * 8, [1] * 4 + [0] * 4], dtype=torch.long)
     args: tuple[torch.Tensor, ...] = (ids, mask) + ((torch.zeros_like(ids),) if len(input_names) == 3 else ())
