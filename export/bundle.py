@@ -96,6 +96,8 @@ def export_bundle(
     if unknown:
         raise ExportError(f"unknown variant(s) {unknown}; known: {', '.join(KNOWN_VARIANTS)}")
     out = Path(bundle_dir)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out}: exists and is not empty (pass --overwrite to replace it)")
     source = read_source(model_dir)

@@ -94,6 +94,15 @@ def test_non_empty_target_needs_overwrite(model_dir: Path, tmp_path: Path) -> No
     assert siblings(out) == ["bundle"]
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_target_that_is_a_file(model_dir: Path, tmp_path: Path, overwrite: bool) -> None:
+    out = tmp_path / "bundle"
+    out.write_text("not a directory", encoding="utf-8")
+    with pytest.raises(ExportError, match="not a directory"):
+        export_bundle(model_dir, out, overwrite=overwrite)
+    assert out.read_text(encoding="utf-8") == "not a directory"
+
+
 def test_overwrite_replaces_and_an_empty_target_is_fine(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     out.mkdir()

@@ -50,6 +50,7 @@ EDGE_CASES = (
     "def f(x):\n    return x ** 2  # squares",
     "https://example.com/path?query=1&b=2",
     "literal special tokens [CLS] [SEP] [PAD] [MASK] inside the text",
+    "combining accents: Cafe\u0301 nai\u0308ve; ligature ﬁne; family 👩‍👩‍👧; rtl \u200fשלום\u200f; nbsp\u00a0here",
     "x" * 300,  # one 300-character 'word'
     "unbelievably " * 40,  # each word splits into several word pieces
     " ".join(["repeat"] * 254),  # 254 content tokens + [CLS] + [SEP] = exactly 256
