@@ -41,7 +41,11 @@ def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]) -> C
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_dir", type=Path, help="local Hugging Face / sentence-transformers directory")
     p.add_argument("bundle_dir", type=Path)
-    p.add_argument("--variants", default=None, help="comma-separated: optimized,int8,fp16 (fp32 is always written)")
+    p.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated from optimized,int8,fp16 (default: optimized,int8; fp32 is always written)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
 
 
