@@ -43,3 +43,21 @@ def test_kernels_import_only_numpy() -> None:
     loaded = loaded_top_level("import longvec.kernels")
     third_party = {n for n in loaded - set(sys.stdlib_module_names) if not n.startswith("_")}
     assert third_party == {"longvec", "numpy"}, sorted(third_party)
+
+
+OPTIONAL_HEAVY = {"fastapi", "uvicorn", "starlette", "pyarrow", "ray", "snowballstemmer", "tensorrt"}
+
+
+def test_cli_imports_only_what_the_command_needs(tiny_bundle: Path) -> None:
+    """Every subcommand registers itself, yet `longvec inspect` loads neither torch nor a server or batch stack."""
+    loaded = loaded_top_level(
+        f"""
+from longvec.runtime.cli import COMMANDS, build_parser, main
+import contextlib, io
+build_parser()  # registers the optional subcommands too
+assert {{"export", "inspect", "search"}} <= set(COMMANDS)
+with contextlib.redirect_stdout(io.StringIO()):
+    assert main(["inspect", {str(tiny_bundle)!r}]) == 0
+"""
+    )
+    assert not loaded & (EXPORT_STACK | OPTIONAL_HEAVY), sorted(loaded & (EXPORT_STACK | OPTIONAL_HEAVY))
