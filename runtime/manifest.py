@@ -107,6 +107,10 @@ class Manifest:
             check_relative(path)
         if self.hidden_size <= 0 or self.max_positions <= len(self.framing.prefix_ids) + len(self.framing.suffix_ids):
             raise ValueError("hidden_size and max_positions must leave room for content")
+        if self.default_window is not None and not 0 < self.default_window <= self.max_positions:
+            raise ValueError(f"default_window {self.default_window} is not in 1..max_positions ({self.max_positions})")
+        if not self.variants:
+            raise ValueError("'variants' is empty: the bundle has no graph to run")
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)

@@ -119,7 +119,14 @@ def test_missing_field(bundle: Path, field: str) -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("hidden_size", "384"), ("hidden_size", -1), ("pooling", {"mode": "max", "normalize": True}), ("files", [])],
+    [
+        ("hidden_size", "384"),
+        ("hidden_size", -1),
+        ("pooling", {"mode": "max", "normalize": True}),
+        ("files", []),
+        ("default_window", 100_000),
+        ("variants", []),
+    ],
 )
 def test_wrong_field_value(bundle: Path, field: str, value: object) -> None:
     edit_manifest(bundle, lambda m: m.__setitem__(field, value))
