@@ -181,14 +181,16 @@ class Embedder:
             make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i])
             for i, (text, tok) in enumerate(zip(texts, tokens))
         ]
-        doc_jobs = [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
+        # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
+        doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
         chunk_jobs = (
             [Job(tok.ids[s:e]) for tok, ch in zip(tokens, chunks) for s, e in ch.token_spans.tolist()]
             if mode in ("naive", "blend")
             else []
         )
         encoded = self._pipeline.run(doc_jobs + chunk_jobs, plan, prompt_ids, stitch)
-        docs, alone = encoded[: len(doc_jobs)], encoded[len(doc_jobs) :]
+        docs: Sequence[Encoded | None] = encoded[: len(doc_jobs)] if doc_jobs else [None] * len(texts)
+        alone = encoded[len(doc_jobs) :]
         results = []
         offset = 0
         for tok, ch, doc in zip(tokens, chunks, docs):
@@ -215,17 +217,26 @@ class Embedder:
         return Job(tok.ids, ch.token_spans)
 
     def _result(
-        self, tok: Tokens, ch: Chunks, doc: Encoded, alone: Sequence[Encoded], plan: WindowPlan, mode: str
+        self, tok: Tokens, ch: Chunks, doc: Encoded | None, alone: Sequence[Encoded], plan: WindowPlan, mode: str
     ) -> DocumentResult:
         char_spans, token_spans = ch.char_spans, ch.token_spans
         n_embedded = len(tok)
-        late = self._finish(doc.span_means)
         if mode in ("naive", "blend"):
             naive = self._finish(np.stack([a.pooled for a in alone]))
+        if doc is None:  # naive: chunks alone, the document vector is their mean
+            return DocumentResult(
+                vector=self._finish(l2_normalize(naive).mean(axis=0)),
+                chunk_vectors=naive,
+                chunk_spans=char_spans,
+                chunk_token_spans=token_spans,
+                n_tokens=len(tok),
+                n_tokens_embedded=n_embedded,
+                n_windows=sum(a.n_windows for a in alone),
+                mode=mode,
+            )
+        late = self._finish(doc.span_means)
         if mode == "late":
             vector, chunk_vectors = doc.pooled, late
-        elif mode == "naive":
-            vector, chunk_vectors = l2_normalize(naive).mean(axis=0), naive
         elif mode == "window_mean":
             vector, chunk_vectors = self._finish(doc.window_pooled).mean(axis=0), late
         elif mode == "blend":
