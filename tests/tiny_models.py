@@ -39,6 +39,7 @@ ARCHS: dict[str, Arch] = {
     a.name: a
     for a in (
         Arch("bert", "bert", "wordpiece", "mean"),
+        Arch("bert-last", "bert", "wordpiece", "last"),  # last-token pooling, as decoder-style embedders use
         Arch("roberta", "roberta", "bpe", None),
         Arch("xlm-roberta", "xlm-roberta", "unigram", "cls"),
         Arch("mpnet", "mpnet", "wordpiece-s", "mean", include_prompt=False),
@@ -217,6 +218,7 @@ def _sentence_transformers_files(out: Path, pooling: str, include_prompt: bool, 
                 "word_embedding_dimension": dim,
                 "pooling_mode_cls_token": pooling == "cls",
                 "pooling_mode_mean_tokens": pooling == "mean",
+                "pooling_mode_lasttoken": pooling == "last",
                 "pooling_mode_max_tokens": False,
                 "pooling_mode_mean_sqrt_len_tokens": False,
                 "include_prompt": include_prompt,
