@@ -25,6 +25,7 @@ class Server:
     url: str
     api_key: str | None
     log: Path
+    model: str  # the name the server reports: its bundle directory's name
 
     @property
     def headers(self) -> dict[str, str]:
@@ -77,7 +78,7 @@ def run_server(
             stderr=subprocess.STDOUT,
             env=env,
         )
-    server = Server(proc, f"http://127.0.0.1:{port}", api_key, log)
+    server = Server(proc, f"http://127.0.0.1:{port}", api_key, log, Path(bundle_dir).resolve().name)
     try:
         if wait:
             wait_until_ready(server)

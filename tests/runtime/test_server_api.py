@@ -32,10 +32,10 @@ def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_embeddings_equal_library_for_short_and_long_inputs(server: Any, embedder: Embedder) -> None:
     texts = ["hello", SENTENCES, SENTENCES * 12]  # the last one is ~700 tokens: several windows, not truncated
-    r = post(server, "/v1/embeddings", {"input": texts, "model": "all-MiniLM-L6-v2"})
+    r = post(server, "/v1/embeddings", {"input": texts, "model": server.model})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["object"] == "list" and body["model"] == "all-MiniLM-L6-v2"
+    assert body["object"] == "list" and body["model"] == server.model
     assert [d["index"] for d in body["data"]] == [0, 1, 2]
     got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
     assert got.shape == (3, embedder.dim)
@@ -206,7 +206,7 @@ def test_health_and_metrics(server: Any) -> None:
     health = httpx.get(f"{server.url}/health", timeout=10)
     assert health.status_code == 200 and health.json() == {
         "status": "ok",
-        "model": "all-MiniLM-L6-v2",
+        "model": server.model,
         "dimensions": 384,
     }
     post(server, "/v1/embeddings", {"input": "count me"})

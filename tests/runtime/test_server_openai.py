@@ -20,7 +20,7 @@ def client(server: Any, key: str | None = None) -> openai.OpenAI:
 
 def test_openai_client_gets_library_vectors(server: Any, embedder: Embedder) -> None:
     # the client asks for base64 by default and decodes it: this checks our little-endian float32 encoding
-    response = client(server).embeddings.create(model="all-MiniLM-L6-v2", input=TEXTS)
+    response = client(server).embeddings.create(model=server.model, input=TEXTS)
     got = np.array([d.embedding for d in response.data], dtype=np.float32)
     want = embedder.embed(TEXTS)
     assert got.shape == want.shape
@@ -30,7 +30,7 @@ def test_openai_client_gets_library_vectors(server: Any, embedder: Embedder) -> 
 
 def test_openai_client_floats_and_dimensions(server: Any, embedder: Embedder) -> None:
     response = client(server).embeddings.create(
-        model="all-MiniLM-L6-v2", input=TEXTS[0], encoding_format="float", dimensions=128
+        model=server.model, input=TEXTS[0], encoding_format="float", dimensions=128
     )
     (item,) = response.data
     want = matryoshka(embedder.embed(TEXTS[:1]), 128)[0]
@@ -40,6 +40,6 @@ def test_openai_client_floats_and_dimensions(server: Any, embedder: Embedder) ->
 
 def test_openai_client_sees_typed_errors(server: Any) -> None:
     with pytest.raises(openai.AuthenticationError):
-        client(server, key="wrong").embeddings.create(model="all-MiniLM-L6-v2", input="x")
+        client(server, key="wrong").embeddings.create(model=server.model, input="x")
     with pytest.raises(openai.UnprocessableEntityError, match=r"dimensions must be in 1\.\.384"):
-        client(server).embeddings.create(model="all-MiniLM-L6-v2", input="x", dimensions=4096)
+        client(server).embeddings.create(model=server.model, input="x", dimensions=4096)
