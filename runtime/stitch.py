@@ -43,6 +43,13 @@ class DocumentStates:
         self.spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2) + prefix
         self.pooling = pooling
         self._pool_begin = 0 if include_prefix else prefix
+        self._next = 0
+        self.window_pooled = np.zeros((len(self.starts), dim), dtype=np.float32)  # each window pooled alone
+        # One window and no spans (every query): the stitched sequence is that window, so its pooled vector is
+        # the answer and no stitching state is built; that state was most of a short text's runtime overhead.
+        self._one_window = len(self.starts) == 1 and self.spans.shape[0] == 0
+        if self._one_window:
+            return
         bounds = np.concatenate(([0, prefix, prefix + n_tokens, self.total], self.spans.ravel()))
         self._acc = PrefixAccumulator(bounds, dim)
         self._stitch = stitch
@@ -51,8 +58,6 @@ class DocumentStates:
         self._num = np.zeros((0, dim), dtype=np.float32)
         self._den = np.zeros(0, dtype=np.float32)
         self._buffer_start = 0
-        self._next = 0
-        self.window_pooled = np.zeros((len(self.starts), dim), dtype=np.float32)  # each window pooled alone
 
     @property
     def done(self) -> bool:
@@ -65,6 +70,8 @@ class DocumentStates:
         self._next += 1
         p, c = self.prefix, self.content
         self.window_pooled[index] = self._pool_window(states)
+        if self._one_window:
+            return
         if index == 0:
             self._acc.add(states[:p])
         body = states[p : p + c]
@@ -98,11 +105,15 @@ class DocumentStates:
 
     def span_means(self) -> np.ndarray:
         """Mean of the stitched states over each content span given at construction."""
+        if self._one_window:
+            return np.zeros((0, self.window_pooled.shape[1]), dtype=np.float32)
         return self._acc.span_means(self.spans)
 
     def pooled(self) -> np.ndarray:
         """The model's pooling over the whole document: mean of the stitched sequence; for "cls" the mean of
         every window's first state (each window has its own [CLS]); for "last" the final window's last state."""
+        if self._one_window:
+            return self.window_pooled[0]
         if self.pooling == "mean":
             return self._acc.span_means(np.array([[self._pool_begin, self.total]]))[0]
         if self.pooling == "cls":
