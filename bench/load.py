@@ -145,7 +145,7 @@ async def main_async(args: argparse.Namespace) -> list[Level]:
             query_tokens = usage["prompt_tokens"] / len(queries)
             usage = (await http.post("/v1/documents", json={"documents": [{"id": "d", "text": documents[0]}]})).json()
             doc_tokens = usage["usage"]["prompt_tokens"]
-            for clients in args.levels:
+            for clients in args.levels if "queries" in args.workloads else []:
                 level = await run_level(
                     http,
                     "short queries",
@@ -158,7 +158,7 @@ async def main_async(args: argparse.Namespace) -> list[Level]:
                 )
                 results.append(level)
                 print(json.dumps(asdict(level)), flush=True)
-            for clients in args.levels:
+            for clients in args.levels if "documents" in args.workloads else []:
                 level = await run_level(
                     http,
                     f"{round(doc_tokens / 1000)}k-token documents",
@@ -233,6 +233,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
     p.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 64])
+    p.add_argument("--workloads", type=lambda s: s.split(","), default=["queries", "documents"])
     p.add_argument("--query-requests", type=int, default=1000, help="at most this many short requests per level")
     p.add_argument("--query-seconds", type=float, default=20.0, help="and for at most this long")
     p.add_argument("--doc-tokens", type=int, default=8000)

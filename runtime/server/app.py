@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -44,6 +44,7 @@ from longvec.runtime.server.schema import (
 )
 
 log = logging.getLogger("longvec.server")
+T = TypeVar("T")
 
 ROUTES = ("/v1/embeddings", "/v1/documents", "/health", "/metrics")
 
@@ -194,13 +195,19 @@ def create_app(
         emb, batcher = state.require()
         check_dimensions(body.dimensions, emb.dim)
         texts = [body.input] if isinstance(body.input, str) else body.input
-        n_tokens = await run_in_threadpool(admit, texts, "input", "", not isinstance(body.input, str))
+        n_tokens = await _call(admit, _heavy(texts), texts, "input", "", not isinstance(body.input, str))
         vectors = await _unless_disconnected(
             request, batcher.submit(Work(("embed",), texts, [None] * len(texts), n_tokens))
         )
         metrics.tokens.inc("/v1/embeddings", by=n_tokens)
-        content = await run_in_threadpool(
-            payloads.embeddings, vectors, body.dimensions, body.encoding_format, settings.model_name, n_tokens
+        content = await _call(
+            payloads.embeddings,
+            len(vectors) > SMALL_RESPONSE_VECTORS,
+            vectors,
+            body.dimensions,
+            body.encoding_format,
+            settings.model_name,
+            n_tokens,
         )
         return Response(content, media_type="application/json")
 
@@ -225,13 +232,15 @@ def create_app(
         except InputError as e:
             raise with_param(e, "window" if "window" in str(e) else "stride") from None
         texts = [d.text for d in body.documents]
-        n_tokens = await run_in_threadpool(admit, texts, "documents", ".text")
+        n_tokens = await _call(admit, _heavy(texts), texts, "documents", ".text")
         key = ("documents", body.chunking, body.chunk_tokens, body.mode, body.window, body.stride, body.sparse)
         work = Work(key, texts, [d.spans for d in body.documents], n_tokens)
         results = await _unless_disconnected(request, batcher.submit(work))
         metrics.tokens.inc("/v1/documents", by=n_tokens)
-        content = await run_in_threadpool(
+        n_vectors = sum(1 + len(r.chunk_spans) for r in results)
+        content = await _call(
             payloads.documents,
+            n_vectors > SMALL_RESPONSE_VECTORS,
             results,
             [d.id for d in body.documents],
             body.dimensions,
@@ -280,6 +289,20 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
     app.state.longvec = state
     return app
+
+
+# Work this small runs on the event loop: a thread hop per request costs more than it saves, and dozens of
+# threads contending for the GIL starve the loop under load. Bigger work goes to the thread pool.
+SMALL_REQUEST_CHARS = 20_000
+SMALL_RESPONSE_VECTORS = 64
+
+
+def _heavy(texts: list[str]) -> bool:
+    return sum(len(t) for t in texts) > SMALL_REQUEST_CHARS
+
+
+async def _call(fn: Callable[..., T], heavy: bool, *args: Any) -> T:
+    return await run_in_threadpool(fn, *args) if heavy else fn(*args)
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[list[Any]]) -> list[Any]:
