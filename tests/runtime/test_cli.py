@@ -35,7 +35,7 @@ def longvec(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProc
 def test_export_then_inspect(tiny_export: TinyExport, tmp_path: Path) -> None:
     model_dir = tiny_export("mpnet")[0]
     out = tmp_path / "bundle"
-    done = longvec("export", model_dir, out)
+    done = longvec("export", model_dir, out, "--variants", "optimized")
     assert done.returncode == 0, done.stderr
     assert f"wrote {out} (fp32, optimized)" in done.stdout
     assert "parity optimized: max|diff|" in done.stdout
