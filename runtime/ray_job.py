@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.corpus import Corpus, Fields, import_pyarrow, iter_records, scan
+from longvec.runtime.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.jobs import JobOptions, Summary, job_header, table_metadata
 from longvec.runtime.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
@@ -27,7 +27,8 @@ from longvec.runtime.shards import TABLES, OutputDir, publish, schemas, temporar
 from longvec.runtime.sparse import require_stemmer
 
 BATCH_SIZE = 64
-READ_BATCH = 1024
+READ_ROWS = 256  # documents per read task and block: 4 actor batches
+MAX_RANGES_PER_FILE = 64
 STAGING = "_staging"
 # Ray schedules by logical CPUs: actors holding all of them would starve the read and write tasks forever (a
 # deadlock, not a slowdown). Reads and writes are light, so they share half a CPU and the actors get the rest.
@@ -96,10 +97,21 @@ def _read(ray: Any, corpus: Corpus, fields: Fields) -> Any:
     """Normalized columns (id, text, error, source) from every input file, read by longvec's own reader, so
     parsing, checks and error reasons are those of the local engine. Ray's readers are not used: their
     file-listing tasks want a whole CPU, which an actor pool filling the cluster never leaves them (a
-    deadlock on small clusters). Input paths must be visible to every node (a shared filesystem)."""
-    items = [{"file": i} for i in range(len(corpus.files))]
+    deadlock on small clusters). Input paths must be visible to every node (a shared filesystem).
+
+    Each read task reads a range of positions, so that blocks are small and spread over all actors (one block
+    per file would feed one actor). A range re-reads its file from the start, skipping without parsing; ranges
+    per file are capped so that this stays far cheaper than embedding."""
+    items = []
+    start = 0
+    for f in corpus.files:
+        step = max(READ_ROWS, -(-f.n_records // MAX_RANGES_PER_FILE))
+        items += [
+            {"start": a, "end": min(a + step, start + f.n_records)} for a in range(start, start + f.n_records, step)
+        ]
+        start += f.n_records
     return ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-        _read_files,
+        _read_ranges,
         fn_kwargs={"corpus": corpus, "fields": fields},
         batch_size=1,
         batch_format="pyarrow",
@@ -107,13 +119,14 @@ def _read(ray: Any, corpus: Corpus, fields: Fields) -> Any:
     )
 
 
-def _read_files(batch: Any, corpus: Corpus, fields: Fields) -> Iterator[Any]:
-    for index in batch["file"].to_pylist():
-        start = sum(f.n_records for f in corpus.files[:index])
-        end = start + corpus.files[index].n_records
-        records = iter_records(corpus, fields, wanted=lambda p, start=start, end=end: start <= p < end)
-        while chunk := list(itertools.islice(records, READ_BATCH)):
-            yield _normalized(chunk)
+def _read_ranges(batch: Any, corpus: Corpus, fields: Fields) -> Iterator[Any]:
+    for start, end in zip(batch["start"].to_pylist(), batch["end"].to_pylist()):
+        yield _normalized(_records_in(corpus, fields, range(start, end)))
+
+
+def _records_in(corpus: Corpus, fields: Fields, wanted: range) -> list[Record]:
+    records = iter_records(corpus, fields, wanted=wanted.__contains__)
+    return list(itertools.takewhile(lambda r: r.position in wanted, records))  # stop reading at the range's end
 
 
 def _normalized(records: list[Any]) -> Any:
