@@ -17,13 +17,21 @@ _BAD_GRAPH: tuple[type[Exception], ...] = (_state.Fail, _state.InvalidProtobuf, 
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
+    """Chosen on measurements (bench/ort_options.py, bench/RESULTS.md "Performance"), 2 threads, shared CPU:
+    - no thread spinning: idle pool threads spin-wait for work by default; on a CPU shared with other processes
+      (a server's other workers, batch jobs, the tokenizer) the spinning steals the cores the work needs. Measured
+      under load: short-query latency 0.33-0.45x, 16 x 256 windows 1.05-1.36x the default's throughput.
+    - sequential execution, one inter-op thread: the parallel executor was 0.71x (the encoder graph is a chain).
+    - ORT_ENABLE_ALL: lower levels were slower (basic 0.71-0.83x) and did not load faster.
+    - arena and memory pattern stay on, IO binding is not used: no consistent gain measured (CPU outputs are
+      copied once into NumPy, under 1% of a batch's time)."""
     opts = ort.SessionOptions()
-    # One request at a time per session: intra-op threads do the work, inter-op parallelism only adds
-    # scheduling overhead for a sequential encoder graph.
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
     return opts
 
