@@ -190,7 +190,7 @@ def table(results: list[Level]) -> str:
         unfinished = f", {r.unfinished} unfinished" if r.unfinished else ""
         statuses = ", ".join(f"{k}: {v}" for k, v in r.statuses.items()) + unfinished
         lines.append(
-            f"| {r.workload} | {r.clients} | {r.completed} | {r.rps:.1f} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | "
+            f"| {r.workload} | {r.clients} | {r.completed} | {r.rps:.3g} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | "
             f"{r.p99_ms:.0f} | {r.tokens_per_s:,} | {statuses} |"
         )
     return "\n".join(lines)
