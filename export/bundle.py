@@ -22,7 +22,8 @@ from longvec.runtime.bundle import sha256_file
 from longvec.runtime.errors import ExportError
 from longvec.runtime.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
 
-DEFAULT_VARIANTS: tuple[str, ...] = ("optimized", "int8")
+# int8 is opt-in: on all-MiniLM-L6-v2 it passes on real prose but not on the parity text "?!" (see quantize.py)
+DEFAULT_VARIANTS: tuple[str, ...] = ("optimized",)
 KNOWN_VARIANTS: tuple[str, ...] = ("optimized", "int8", "fp16")
 _FILES = {
     "fp32": "model.onnx",

@@ -44,7 +44,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--variants",
         default=None,
-        help="comma-separated from optimized,int8,fp16 (default: optimized,int8; fp32 is always written)",
+        help="comma-separated from optimized,int8,fp16 (default: optimized; fp32 is always written)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
 
