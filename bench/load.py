@@ -200,12 +200,16 @@ SECTION = "## Server load"
 
 
 def section(results: list[Level], args: argparse.Namespace, load_avg: tuple[float, float, float]) -> str:
+    cpus = os.cpu_count() or 1
+    busy = (
+        " (the machine was shared with other jobs, so absolute figures are pessimistic)" if load_avg[0] > cpus else ""
+    )
     return f"""{SECTION}
 
 `python bench/load.py {args.bundle} --write-results bench/RESULTS.md`: a `longvec serve` subprocess on 127.0.0.1
 (default settings: 8192-token batches, all cores) and async httpx clients on the same machine; raw numbers in
 `{args.out}`. Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} cores, load average
-{load_avg[0]:.1f} at the start (the machine is shared with other jobs, so absolute figures are pessimistic).
+{load_avg[0]:.1f} at the start{busy}.
 
 Short queries: 4-16 words (about 10 tokens) per request to `/v1/embeddings`. Documents: one {args.doc_tokens}-word
 text (its token count in the row) per request to `/v1/documents` (late chunking, 128-token chunks). A level stops
