@@ -17,6 +17,7 @@ from longvec.kernels import (
     span_mean,
     span_sums_from_prefix,
 )
+from longvec.kernels.pooling import segment_sums
 
 # float16 inputs are exact in float64 and accumulated in float32, so both get float32-accumulation tolerances;
 # the sums of ~50k unit-scale values carry absolute error ~1e-7 * sqrt(n) * |partial sums|.
@@ -125,6 +126,20 @@ def test_prefix_accumulator_rejects_unknown_and_unseen_edges() -> None:
         acc.span_sums(np.array([[3, 10]]))
     with pytest.raises(ValueError, match="boundary"):
         PrefixAccumulator(np.zeros(0, np.int64), 2).span_sums(np.array([[0, 0]]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(documents(), st.data())
+def test_segment_sums_match_loop_on_both_paths(doc: tuple[np.ndarray, np.ndarray], data: st.DataObject) -> None:
+    # few long segments take the per-segment loop, many short ones np.add.reduceat: both must agree with a loop
+    states, _ = doc
+    n = states.shape[0]
+    starts = np.unique([0, *data.draw(st.lists(st.integers(0, n - 1), max_size=data.draw(st.sampled_from([3, n]))))])
+    bounds = [*starts.tolist(), n]
+    spans = np.array(list(itertools.pairwise(bounds)), dtype=np.int64)
+    got = segment_sums(states, starts)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, loop_reduce(states, spans, "sum"), rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("kernel", [span_mean, span_max, span_first])
