@@ -23,8 +23,11 @@ def session_options(threads: int | None) -> ort.SessionOptions:
       under load: short-query latency 0.33-0.45x, 16 x 256 windows 1.05-1.36x the default's throughput.
     - sequential execution, one inter-op thread: the parallel executor was 0.71x (the encoder graph is a chain).
     - ORT_ENABLE_ALL: lower levels were slower (basic 0.71-0.83x) and did not load faster.
-    - arena and memory pattern stay on, IO binding is not used: no consistent gain measured (CPU outputs are
-      copied once into NumPy, under 1% of a batch's time)."""
+    - memory pattern off: it allocates a plan per batch shape on that shape's second run (+140 MB for MiniLM at
+      32 x 256), so a long document's peak RSS grew by 220 MB over a short one's in a cold process; without it
+      10k -> 100k tokens grows 32 MB (bench/memory.py --no-warmup). No throughput gain from it was measured.
+    - the arena stays on, IO binding is not used: no consistent gain measured (CPU outputs are copied once into
+      NumPy, under 1% of a batch's time)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
@@ -32,6 +35,7 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.enable_mem_pattern = False
     opts.log_severity_level = 3
     return opts
 
