@@ -73,11 +73,13 @@ class Worker:
             raise BackendUnavailable(f"{self.label} worker exited ({self.proc.returncode}): " + " | ".join(tail))
         return json.loads(line)
 
-    def run(self, case: str) -> list[float]:
+    def run(self, case: str) -> tuple[list[float], list[float]]:
+        """Seconds per call, and for longvec the seconds of each call spent inside the encoder backend."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps({"case": case}) + "\n")
         self.proc.stdin.flush()
-        return [float(s) for s in self._read()["seconds"]]
+        reply = self._read()
+        return [float(s) for s in reply["seconds"]], [float(s) for s in reply.get("encoder_seconds", [])]
 
     def close(self) -> None:
         if self.proc.poll() is None and self.proc.stdin is not None:
@@ -153,18 +155,26 @@ def repeats_for(case: Case, cfg: BenchConfig) -> int:
     return cfg.repeats
 
 
-def measure(workers: list[Worker], cases: list[Case], cfg: BenchConfig) -> dict[str, dict[str, list[list[float]]]]:
-    """samples[worker label][case name] = one list of per-call seconds per repeat."""
-    samples: dict[str, dict[str, list[list[float]]]] = {w.label: {c.name: [] for c in cases} for w in workers}
+Samples = dict[str, dict[str, list[list[float]]]]
+
+
+def measure(workers: list[Worker], cases: list[Case], cfg: BenchConfig) -> tuple[Samples, Samples]:
+    """samples[worker label][case name] = one list of per-call seconds per repeat; and the same for the seconds
+    spent inside the encoder (longvec workers only)."""
+    samples: Samples = {w.label: {c.name: [] for c in cases} for w in workers}
+    inside: Samples = {w.label: {c.name: [] for c in cases} for w in workers if w.system == "longvec"}
     for r in range(cfg.repeats):
         for k, case in enumerate(cases):
             if r >= repeats_for(case, cfg):
                 continue
             shift = (r + k) % len(workers)
             for w in workers[shift:] + workers[:shift]:
-                samples[w.label][case.name].append(w.run(case.name))
+                seconds, encoder = w.run(case.name)
+                samples[w.label][case.name].append(seconds)
+                if w.label in inside:
+                    inside[w.label][case.name].append(encoder)
         print(f"  repeat {r + 1}/{cfg.repeats} done (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
-    return samples
+    return samples, inside
 
 
 def cold_start(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
@@ -260,7 +270,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     try:
         if not workers:
             raise BackendUnavailable(f"no system could be loaded: {unavailable}")
-        samples = measure(workers, cases, cfg)
+        samples, encoder_samples = measure(workers, cases, cfg)
         ready = {w.label: w.ready for w in workers}
     finally:
         for w in workers:
@@ -289,6 +299,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "unavailable": unavailable,
         "cases": {c.name: c.summary() for c in cases},
         "samples": samples,
+        "encoder_samples": encoder_samples,
         "cold_start": cold,
         **extras,
     }

@@ -43,6 +43,8 @@ def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path) -> None
             assert st["median_s"] > 0 and st["tokens_per_s"] > 0
             assert st["p50_ms"] <= st["p95_ms"] <= st["p99_ms"]
     assert set(results["overhead_pct"]["optimized"]) == {"query", "2x64", "doc-600"}
+    in_call = results["overhead_in_call_pct"]["optimized"]  # time outside the encoder within longvec's own calls
+    assert set(in_call) == {"query", "2x64", "doc-600"} and all(0.0 < v < 100.0 for v in in_call.values())
     cold = results["cold_start_median"]["longvec/optimized"]
     assert cold["n"] == 1 and cold["seconds"] > 0 and cold["peak_rss_mb"] > 50
     assert results["machine"]["cores"] >= 1 and "onnxruntime" in results["versions"]["longvec/optimized"]
