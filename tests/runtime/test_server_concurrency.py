@@ -88,9 +88,10 @@ def test_concurrent_clients_get_exactly_their_own_vectors(
     library_seconds = time.monotonic() - started
     one_before, total_before = batch_histogram(server)
 
-    # Bounded: 90 s on an idle machine (where this takes ~30 s). On a shared, busy machine the library's own
-    # time for the distinct texts is the yardstick: the server's work is about twice that.
-    bound = max(90.0, 4 * library_seconds) * (1 if len(long_lengths) < 5 else 4)
+    # Bounded, but not a timing assertion: ~30 s on an idle machine. On a shared, busy machine the library's own
+    # time for the distinct texts is the yardstick (the server's work is about twice that); a run under load
+    # average ~15 needed more than 4x, so the bound leaves 8x.
+    bound = max(180.0, 8 * library_seconds) * (1 if len(long_lengths) < 5 else 4)
     started = time.monotonic()
     results = asyncio.run(run_clients(server, clients, timeout=bound))
     elapsed = time.monotonic() - started
