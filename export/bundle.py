@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from longvec.export import graph, optimize, parity
 from longvec.export.source import SourceDir, read_source
+from longvec.runtime.batching import pad_batch
 from longvec.runtime.bundle import sha256_file
 from longvec.runtime.errors import ExportError
 from longvec.runtime.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
@@ -53,15 +54,7 @@ def _batches(tok: Tokenizer, framing: Framing, limit: int) -> list[tuple[np.ndar
         + list(framing.suffix_ids)
         for e in tok.encode_batch(list(parity.PARITY_TEXTS), add_special_tokens=False)
     ]
-    out = []
-    for part in (seqs[0::2], seqs[1::2]):
-        width = max(len(s) for s in part)
-        ids = np.full((len(part), width), framing.pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for r, s in enumerate(part):
-            ids[r, : len(s)], mask[r, : len(s)] = s, 1
-        out.append((ids, mask))
-    return out
+    return [pad_batch([np.asarray(s) for s in part], framing.pad_id) for part in (seqs[0::2], seqs[1::2])]
 
 
 def _ort_states(path: Path) -> StatesFn:

@@ -31,6 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 from tokenizers import Tokenizer
 
+from longvec.runtime.batching import pad_batch
 from longvec.runtime.errors import ExportError
 from longvec.runtime.manifest import Framing
 
@@ -68,15 +69,10 @@ def text_windows(text: str, tokenizer: Tokenizer, framing: Framing, limit: int) 
 
 
 def padded_batches(windows: list[list[int]], pad_id: int, size: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
-    out = []
-    for start in range(0, len(windows), size):
-        part = windows[start : start + size]
-        ids = np.full((len(part), max(len(w) for w in part)), pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for r, w in enumerate(part):
-            ids[r, : len(w)], mask[r, : len(w)] = w, 1
-        out.append((ids, mask))
-    return out
+    return [
+        pad_batch([np.asarray(w) for w in windows[start : start + size]], pad_id)
+        for start in range(0, len(windows), size)
+    ]
 
 
 def packaged_text(name: str) -> str:
