@@ -149,7 +149,12 @@ def _wait_for_shards(proc: subprocess.Popen[bytes], out: Path, n: int, timeout: 
 
 
 def test_ctrl_c_then_kill_9_then_rerun_gives_every_document_exactly_once(tmp_path: Path, bundle_dir: Path) -> None:
-    docs = good_docs()
+    # Four copies (distinct ids): on an idle machine seven shards finished before the Ctrl-C arrived.
+    docs = [
+        {**d, "id": d["id"] + 10 * copy if isinstance(d["id"], int) else f"{d['id']}-{copy}"}
+        for copy in range(4)
+        for d in good_docs()
+    ]
     source = write_jsonl(tmp_path / "in.jsonl", docs, bad=True)
     out = tmp_path / "out"
     n_shards = -(-(len(docs) + len(BAD_LINES)) // 3)
