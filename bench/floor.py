@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _best(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+from timing import median_seconds
 
 
 def fp32_gflops(m: int, k: int, n: int, repeats: int) -> float:
@@ -30,7 +20,7 @@ def fp32_gflops(m: int, k: int, n: int, repeats: int) -> float:
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
     out = np.empty((m, n), dtype=np.float32)
-    return 2 * m * k * n / _best(lambda: np.matmul(a, b, out=out), repeats) / 1e9
+    return 2 * m * k * n / median_seconds(lambda: np.matmul(a, b, out=out), repeats) / 1e9
 
 
 def int8_gops(m: int, k: int, n: int, threads: int, repeats: int, op: str) -> float:
@@ -70,7 +60,7 @@ def int8_gops(m: int, k: int, n: int, threads: int, repeats: int, op: str) -> fl
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     onnx.checker.check_model(model)
-    return 2 * m * k * n / _best(lambda: sess.run(None, {"A": a}), repeats) / 1e9
+    return 2 * m * k * n / median_seconds(lambda: sess.run(None, {"A": a}), repeats) / 1e9
 
 
 def main() -> int:

@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
+from timing import median_seconds
 
 from longvec.kernels import span_mean
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
 
 
 def main() -> int:
@@ -32,8 +22,8 @@ def main() -> int:
     states = np.random.default_rng(0).standard_normal((args.tokens, args.dim), dtype=np.float32)
     edges = np.linspace(0, args.tokens, args.spans + 1).astype(np.int64)
     spans = np.stack([edges[:-1], edges[1:]], axis=1)
-    pooled_ms = median_ms(lambda: span_mean(states, spans), args.repeats)
-    sum_ms = median_ms(lambda: states.sum(), args.repeats)
+    pooled_ms = 1000 * median_seconds(lambda: span_mean(states, spans), args.repeats)
+    sum_ms = 1000 * median_seconds(lambda: states.sum(), args.repeats)
     out = {
         "tokens": args.tokens,
         "dim": args.dim,
