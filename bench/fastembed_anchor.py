@@ -21,7 +21,7 @@ from pathlib import Path
 import data as evaldata
 import numpy as np
 
-from longvec.runtime.sparse import STOPWORDS, SparseEncoder
+from longvec.runtime.core.sparse import STOPWORDS, SparseEncoder
 
 
 def compare(fe: list, ours: list) -> dict:

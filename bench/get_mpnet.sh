@@ -46,6 +46,6 @@ fi
 if [ -f "$BUNDLE_DIR/manifest.json" ]; then
     echo "bundle exists: $BUNDLE_DIR"
 else
-    HF_HUB_OFFLINE=1 "$PY" -c "import sys; from longvec.runtime.cli import main; sys.exit(main())" \
+    HF_HUB_OFFLINE=1 "$PY" -c "import sys; from longvec.runtime.cli.main import main; sys.exit(main())" \
         export "$MODEL_DIR" "$BUNDLE_DIR" --variants optimized --overwrite
 fi

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from longvec.runtime.sparse import SparseVector
+from longvec.runtime.core.sparse import SparseVector
 
 
 def dense_scores(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from longvec.runtime.bundle import Bundle
+from longvec.runtime.bundle.reader import Bundle
 
 DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-longdoc-dev" / "documents.jsonl"
 

@@ -26,7 +26,7 @@ import data as evaldata
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
-LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli import main; sys.exit(main())"]
+LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"]
 
 
 def build_corpus(path: Path, n_docs: int, source: Path) -> int:

@@ -58,7 +58,7 @@ def free_port() -> int:
 
 
 def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
-    code = "import sys; from longvec.runtime.cli import main; sys.exit(main())"
+    code = "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"
     cmd = [sys.executable, "-c", code, "serve", str(bundle), "--host", HOST, "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180

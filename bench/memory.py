@@ -58,8 +58,8 @@ class NullBackend:
 def load_embedder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from longvec.runtime import Embedder
     from longvec.runtime.backends.fake import FakeBackend
-    from longvec.runtime.bundle import Bundle
-    from longvec.runtime.text import TextTokenizer
+    from longvec.runtime.bundle.reader import Bundle
+    from longvec.runtime.core.text import TextTokenizer
 
     if args.backend == "real":
         return Embedder.load(args.bundle, variant=args.variant, threads=args.threads, window=args.window)

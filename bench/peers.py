@@ -101,7 +101,7 @@ class FastembedSystem:
 
 
 def main(argv: list[str]) -> int:
-    from longvec.runtime.bench_worker import serve
+    from longvec.runtime.bench.worker import serve
 
     model_dir = Path(argv[argv.index("--model-dir") + 1])
     rest = argv[: argv.index("--model-dir")] + argv[argv.index("--model-dir") + 2 :]

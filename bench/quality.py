@@ -31,7 +31,7 @@ import report
 from index import SparseIndex, best_per_group, convex, dense_scores, evaluate, rrf
 
 from longvec.runtime import DocumentResult, Embedder
-from longvec.runtime.sparse import SparseVector
+from longvec.runtime.core.sparse import SparseVector
 
 ALPHAS = tuple(round(a, 1) for a in np.arange(0.0, 1.01, 0.1))
 

@@ -18,10 +18,10 @@ from tokenizers import Tokenizer
 
 from longvec.export import graph, optimize, parity
 from longvec.export.source import SourceDir, read_source
-from longvec.runtime.batching import pad_batch
-from longvec.runtime.bundle import sha256_file
+from longvec.runtime.bundle.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
+from longvec.runtime.bundle.reader import sha256_file
+from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.errors import ExportError
-from longvec.runtime.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
 
 # int8 is opt-in: on all-MiniLM-L6-v2 it passes on real prose but not on the parity text "?!" (see quantize.py)
 DEFAULT_VARIANTS: tuple[str, ...] = ("optimized",)

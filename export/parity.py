@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from longvec.kernels import l2_normalize
+from longvec.runtime.bundle.manifest import Parity, PoolingConfig
 from longvec.runtime.errors import ParityError
-from longvec.runtime.manifest import Parity, PoolingConfig
 
 # Mixed lengths in one padded batch, unicode, punctuation only, numbers, code: what breaks exports.
 PARITY_TEXTS: tuple[str, ...] = (

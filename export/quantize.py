@@ -31,9 +31,9 @@ import onnx
 from onnx import helper, numpy_helper
 from tokenizers import Tokenizer
 
-from longvec.runtime.batching import pad_batch
+from longvec.runtime.bundle.manifest import Framing
+from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.errors import ExportError
-from longvec.runtime.manifest import Framing
 
 # Channels whose calibration maximum exceeds this percentile of all channel maxima are scaled down to it.
 SMOOTH_PERCENTILE = 75.0

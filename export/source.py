@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longvec.runtime.bundle.manifest import PoolingConfig
 from longvec.runtime.errors import ExportError
-from longvec.runtime.manifest import PoolingConfig
 
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 

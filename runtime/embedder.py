@@ -11,15 +11,15 @@ import numpy as np
 
 from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, open_backend
-from longvec.runtime.bundle import Bundle
-from longvec.runtime.chunking import CHUNKINGS, Chunks, make_chunks
+from longvec.runtime.bundle.manifest import Manifest
+from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
+from longvec.runtime.core.pipeline import Batching, Encoded, Job, Pipeline
+from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
+from longvec.runtime.core.stitch import Stitch
+from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
+from longvec.runtime.core.windows import WindowPlan
 from longvec.runtime.errors import InputError
-from longvec.runtime.manifest import Manifest
-from longvec.runtime.pipeline import Batching, Encoded, Job, Pipeline
-from longvec.runtime.sparse import SparseEncoder, SparseVector, require_stemmer
-from longvec.runtime.stitch import Stitch
-from longvec.runtime.text import TextTokenizer, Tokens, validate_texts
-from longvec.runtime.windows import WindowPlan
 
 Mode = Literal["late", "naive", "window_mean", "truncate", "blend"]
 MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
@@ -158,7 +158,7 @@ class Embedder:
         sparse: bool = False,
     ) -> list[DocumentResult]:
         """A document vector plus chunk vectors with character spans, for texts of any length. `sparse=True`
-        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.sparse)."""
+        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.core.sparse)."""
         texts = validate_texts(texts)
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")

@@ -14,9 +14,9 @@ import pytest
 
 from longvec.runtime import Embedder
 from longvec.runtime.backends.fake import FakeBackend
-from longvec.runtime.manifest import Framing, Manifest, Parity, PoolingConfig, SourceModel, Variant
-from longvec.runtime.pipeline import Batching
-from longvec.runtime.text import TextTokenizer
+from longvec.runtime.bundle.manifest import Framing, Manifest, Parity, PoolingConfig, SourceModel, Variant
+from longvec.runtime.core.pipeline import Batching
+from longvec.runtime.core.text import TextTokenizer
 
 
 def minilm_dir() -> Path:

@@ -54,7 +54,7 @@ def _sparse_missing() -> str | None:
     if "sparse" not in inspect.signature(Embedder.embed_documents).parameters:
         return "this longvec version has no sparse chunk vectors"
     try:
-        from longvec.runtime.sparse import require_stemmer
+        from longvec.runtime.core.sparse import require_stemmer
 
         require_stemmer()
     except (ImportError, LongvecError) as e:

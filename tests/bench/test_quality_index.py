@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longvec.runtime.sparse import SparseEncoder, term_id
+from longvec.runtime.core.sparse import SparseEncoder, term_id
 
 # bench/ holds scripts, not a package: load bench/index.py under a name of its own
 _spec = importlib.util.spec_from_file_location("bench_index", Path(__file__).resolve().parents[2] / "bench/index.py")

@@ -17,7 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from longvec.runtime import Embedder, InputError
-from longvec.runtime.bundle import Bundle
+from longvec.runtime.bundle.reader import Bundle
 
 ARCH_NAMES = ("bert", "roberta", "xlm-roberta", "mpnet", "modernbert")
 MEAN_POOLED = ("bert", "roberta", "mpnet", "modernbert")

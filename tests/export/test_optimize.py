@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from longvec.runtime.bundle import Bundle
+from longvec.runtime.bundle.reader import Bundle
 
 MINILM_FUSIONS = {
     "EmbedLayerNormalization": 1,

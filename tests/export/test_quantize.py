@@ -15,9 +15,9 @@ from tokenizers import Tokenizer
 
 from longvec.export import export_bundle, parity, quantize
 from longvec.runtime import Embedder
-from longvec.runtime.bundle import Bundle
+from longvec.runtime.bundle.manifest import PoolingConfig
+from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.errors import ParityError
-from longvec.runtime.manifest import PoolingConfig
 
 TinyExport = Callable[[str], tuple[Path, Path]]
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 
 API_KEY = "test-key-0123"
 # the CLI entry point, as `longvec` would run it, without needing the console script on PATH
-LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli import main; sys.exit(main())"]
+LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"]
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from longvec.runtime import Embedder
-from longvec.runtime.bench_workload import build_cases, read_corpus
+from longvec.runtime.bench.workloads import build_cases, read_corpus
 
 DATA = Path(os.environ.get("LONGVEC_DATA", "/work/shared/data")) / "squad-longdoc-dev"
 CORPUS = [

@@ -23,7 +23,7 @@ from longvec.runtime import (
     UnsafePath,
     VariantNotFound,
 )
-from longvec.runtime.bundle import Bundle, sha256_file
+from longvec.runtime.bundle.reader import Bundle, sha256_file
 
 
 @pytest.fixture

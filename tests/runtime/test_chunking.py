@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longvec.runtime.chunking import Chunks, make_chunks
+from longvec.runtime.core.chunking import Chunks, make_chunks
+from longvec.runtime.core.text import TextTokenizer, Tokens
 from longvec.runtime.errors import InputError
-from longvec.runtime.text import TextTokenizer, Tokens
 
 PIECES = [
     "word", "Lighthouse", "keeper's", "don't", "3.14", "1,000", "e-mail", "x",  # ASCII words

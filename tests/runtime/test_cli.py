@@ -1,4 +1,4 @@
-"""The `longvec` command end to end (export, inspect, search) and its exit-code table (runtime/cli.py)."""
+"""The `longvec` command end to end (export, inspect, search) and its exit-code table (runtime/cli/main.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from longvec.runtime import Embedder
-from longvec.runtime.cli import main
-from longvec.runtime.manifest import Manifest
+from longvec.runtime.bundle.manifest import Manifest
+from longvec.runtime.cli.main import main
 
 TinyExport = Callable[[str], tuple[Path, Path]]
 

@@ -52,7 +52,7 @@ def test_cli_imports_only_what_the_command_needs(tiny_bundle: Path) -> None:
     """Every subcommand registers itself, yet `longvec inspect` loads neither torch nor a server or batch stack."""
     loaded = loaded_top_level(
         f"""
-from longvec.runtime.cli import COMMANDS, build_parser, main
+from longvec.runtime.cli.main import COMMANDS, build_parser, main
 import contextlib, io
 build_parser()  # registers the optional subcommands too
 assert {{"export", "inspect", "search"}} <= set(COMMANDS)

@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from longvec.runtime import Embedder
-from longvec.runtime.cli import main
-from longvec.runtime.corpus import Fields, check_record, parse_json_line
-from longvec.runtime.jobs import JobOptions, run_local
-from longvec.runtime.progress import Progress
+from longvec.runtime.cli.main import main
+from longvec.runtime.jobs.corpus import Fields, check_record, parse_json_line
+from longvec.runtime.jobs.local import JobOptions, run_local
+from longvec.runtime.jobs.progress import Progress
 
-LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli import main; sys.exit(main())"]
+LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouses.txt"
 
 
@@ -285,8 +285,8 @@ def test_progress_bar_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:
 
 def test_job_modules_import_without_pyarrow_ray_or_torch() -> None:
     code = (
-        "import sys, longvec.runtime.jobs, longvec.runtime.jobs_cli, longvec.runtime.ray_actor, "
-        "longvec.runtime.ray_job, longvec.runtime.cli; "
+        "import sys, longvec.runtime.jobs.local, longvec.runtime.cli.embed, longvec.runtime.jobs.ray_actor, "
+        "longvec.runtime.jobs.ray_engine, longvec.runtime.cli.main; "
         "bad = [m for m in ('pyarrow', 'ray', 'torch', 'pandas') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())

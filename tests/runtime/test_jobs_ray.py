@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from longvec.runtime import Embedder
-from longvec.runtime.jobs import JobOptions, run_local
-from longvec.runtime.ray_actor import EmbedActor
+from longvec.runtime.jobs.local import JobOptions, run_local
+from longvec.runtime.jobs.ray_actor import EmbedActor
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouses.txt"
 
@@ -38,7 +38,7 @@ def rows(out: Path) -> tuple[pa.Table, pa.Table, list[tuple[str | None, str]]]:
 def test_ray_engine_gives_the_same_rows_as_the_local_engine(tmp_path: Path, bundle_dir: Path) -> None:
     import ray
 
-    from longvec.runtime.ray_job import run_ray
+    from longvec.runtime.jobs.ray_engine import run_ray
 
     source = corpus(tmp_path)
     options = JobOptions(chunk_tokens=64, shard_size=5, threads=1, sparse=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from longvec.runtime.cli import build_parser, main
+from longvec.runtime.cli.main import build_parser, main
 
 
 def test_every_flag_has_an_environment_variable(capsys: pytest.CaptureFixture[str]) -> None:

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longvec.runtime import Embedder
-from longvec.runtime import sparse as sp
+from longvec.runtime.core import sparse as sp
+from longvec.runtime.core.sparse import SparseEncoder, SparseVector, murmur3_32, term_id, terms
 from longvec.runtime.errors import BackendUnavailable, InputError
-from longvec.runtime.sparse import SparseEncoder, SparseVector, murmur3_32, term_id, terms
 
 TEXT = (
     "The Amazon rainforest covers much of the Amazon basin of South America. The majority of the forest is "
@@ -148,7 +148,7 @@ def test_embed_sparse_queries_matches_encoder(fake: Embedder) -> None:
 
 _CHILD = """
 import json, sys
-from longvec.runtime.sparse import SparseEncoder
+from longvec.runtime.core.sparse import SparseEncoder
 enc = SparseEncoder()
 print(json.dumps([enc.document(t).to_dict() for t in json.loads(sys.stdin.read())]))
 """

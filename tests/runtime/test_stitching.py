@@ -11,7 +11,7 @@ import pytest
 
 from longvec.kernels import l2_normalize, stitch_center, stitch_weighted
 from longvec.runtime import Embedder
-from longvec.runtime.batching import pack_by_length
+from longvec.runtime.core.batching import pack_by_length
 
 STORY = (
     "the keeper climbed the tower at dusk . oil for the lamp came by boat every month , and storms cut the island "

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
-from longvec.runtime.text import TextTokenizer, piece_bounds
+from longvec.runtime.core.text import TextTokenizer, piece_bounds
 
 PIECES = [
     "word", "Lighthouse", "keeper's", " 's", "don't", "3.14", "e-mail", "東京", "は", "。", "🚢", "👩‍👩‍👧",

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longvec.runtime import Embedder
+from longvec.runtime.core.windows import WindowPlan
 from longvec.runtime.errors import InputError
-from longvec.runtime.windows import WindowPlan
 
 
 @st.composite

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.corpus import import_pyarrow
 from longvec.runtime.errors import InputError
+from longvec.runtime.jobs.corpus import import_pyarrow
 
 PROGRESS = "_progress.json"
 FORMAT_VERSION = 1

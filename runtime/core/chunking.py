@@ -13,8 +13,8 @@ from typing import Literal
 
 import numpy as np
 
+from longvec.runtime.core.text import Tokens
 from longvec.runtime.errors import InputError
-from longvec.runtime.text import Tokens
 
 Chunking = Literal["tokens", "sentences", "paragraphs", "spans"]
 CHUNKINGS: tuple[str, ...] = ("tokens", "sentences", "paragraphs", "spans")

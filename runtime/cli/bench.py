@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from longvec.runtime.cli import command
+from longvec.runtime.cli.main import command
 from longvec.runtime.errors import InputError
 
 _DATA = Path(os.environ.get("LONGVEC_DATA", "/work/shared/data")) / "squad-longdoc-dev"
@@ -71,9 +71,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 @command("bench", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     """Throughput, latency, cold start and overhead of longvec beside its peers (see bench/RESULTS.md)."""
-    from longvec.runtime.bench_report import markdown
-    from longvec.runtime.benchmark import BenchConfig, run
-    from longvec.runtime.bundle import Bundle
+    from longvec.runtime.bench.report import markdown
+    from longvec.runtime.bench.runner import BenchConfig, run
+    from longvec.runtime.bundle.reader import Bundle
 
     if args.repeats < 1 or args.threads < 1:
         raise InputError("--repeats and --threads must be >= 1")

@@ -104,7 +104,7 @@ class BareOrtSystem:
         import onnxruntime as ort
 
         from longvec.runtime.backends.onnx import session_options
-        from longvec.runtime.bundle import Bundle
+        from longvec.runtime.bundle.reader import Bundle
 
         b = Bundle.open(bundle, verify=False)
         path = b.path(b.variant(variant).file)

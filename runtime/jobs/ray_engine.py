@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
+from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import Embedder
-from longvec.runtime.jobs import JobOptions, Summary, job_header, table_metadata
-from longvec.runtime.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
-from longvec.runtime.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
-from longvec.runtime.sparse import require_stemmer
+from longvec.runtime.jobs.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
+from longvec.runtime.jobs.local import JobOptions, Summary, job_header, table_metadata
+from longvec.runtime.jobs.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
+from longvec.runtime.jobs.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
 
 BATCH_SIZE = 64
 READ_ROWS = 256  # documents per read task and block: 4 actor batches

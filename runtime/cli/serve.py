@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from longvec.runtime.cli import command
+from longvec.runtime.cli.main import command
 from longvec.runtime.errors import BackendUnavailable, InputError
 
 # flag -> (environment variable, type, default, help)
@@ -69,8 +69,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"`longvec serve` needs FastAPI and uvicorn: pip install 'longvec[serve]' ({e})"
         ) from e
     from longvec.runtime import Embedder
-    from longvec.runtime.bundle import Bundle
-    from longvec.runtime.windows import WindowPlan
+    from longvec.runtime.bundle.reader import Bundle
+    from longvec.runtime.core.windows import WindowPlan
 
     for name in ("port", "max_batch_tokens", "max_queue", "max_request_tokens", "max_items", "max_body_bytes"):
         if getattr(args, name) < (0 if name == "port" else 1):

@@ -68,7 +68,7 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
 
 @command("inspect", _inspect_args)
 def _inspect(args: argparse.Namespace) -> int:
-    from longvec.runtime.bundle import Bundle
+    from longvec.runtime.bundle.reader import Bundle
 
     m = Bundle.open(args.bundle_dir).manifest
     if args.json:
@@ -141,7 +141,7 @@ def _load_optional_commands() -> None:
     """Subcommands that live next to their feature register themselves on import."""
     import importlib
 
-    for module in ("longvec.runtime.serve_cli", "longvec.runtime.jobs_cli", "longvec.runtime.bench_cli"):
+    for module in ("longvec.runtime.cli.serve", "longvec.runtime.cli.embed", "longvec.runtime.cli.bench"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -160,10 +160,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = next((c for t, c in EXIT_CODES.items() if isinstance(e, t)), 1)
         print(f"longvec: error: {e}", file=sys.stderr)
         return code
-
-
-if __name__ == "__main__":
-    # `python -m longvec.runtime.cli`: optional subcommands register on the importable module, not on __main__
-    from longvec.runtime.cli import main as _main
-
-    sys.exit(_main())

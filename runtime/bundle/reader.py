@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest, Variant
 from longvec.runtime.errors import BundleNotFound, ChecksumMismatch, ManifestError, UnsafePath, VariantNotFound
-from longvec.runtime.manifest import MANIFEST_NAME, Manifest, Variant
 
 
 def sha256_file(path: Path) -> str:

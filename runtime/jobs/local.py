@@ -1,7 +1,7 @@
 """Batch jobs: embed a corpus from files into Parquet shards, with progress, resume and an errors file.
 
 One machine runs `run_local` (this module, the plain runtime); beyond one machine the same job runs on Ray Data
-(`longvec.runtime.ray_job`). Both go through `embed_records`, so a document gets the same rows either way.
+(`longvec.runtime.jobs.ray_engine`). Both go through `embed_records`, so a document gets the same rows either way.
 
 Shards are ranges of input positions (`shard_size` documents, bad ones included), so they are the same on every
 run of the same input; `_progress.json` lists the finished ones and a rerun does only the rest.
@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from longvec.runtime.corpus import Corpus, Fields, Record, iter_records, scan
+from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DocumentResult, Embedder
 from longvec.runtime.errors import InputError
-from longvec.runtime.progress import Progress, duration
-from longvec.runtime.shards import FORMAT_VERSION, OutputDir, Rows
-from longvec.runtime.sparse import require_stemmer
+from longvec.runtime.jobs.corpus import Corpus, Fields, Record, iter_records, scan
+from longvec.runtime.jobs.progress import Progress, duration
+from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
 
 DEFAULT_SHARD_SIZE = 1000
 # Documents per embed_documents call: large enough for length-sorted packing across documents, small enough that

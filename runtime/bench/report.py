@@ -253,7 +253,7 @@ def _x(ratio: float | None) -> str:
     return "" if ratio is None else f"{ratio:.2f}x"
 
 
-if __name__ == "__main__":  # re-print the tables of a results.json: python -m longvec.runtime.bench_report FILE
+if __name__ == "__main__":  # re-print the tables of a results.json: python -m longvec.runtime.bench.report FILE
     import json
     import sys
     from pathlib import Path

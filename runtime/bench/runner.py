@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from longvec.runtime.bench_workload import Case, build_cases, read_corpus, read_queries
-from longvec.runtime.bundle import Bundle
+from longvec.runtime.bench.workloads import Case, build_cases, read_corpus, read_queries
+from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core.text import TextTokenizer
 from longvec.runtime.errors import BackendUnavailable, InputError
-from longvec.runtime.text import TextTokenizer
 
 OWN_SYSTEMS = ("longvec", "bare-ort")
 PEER_SYSTEMS = ("sentence-transformers", "fastembed")
@@ -126,7 +126,7 @@ def _worker_cmd(cfg: BenchConfig, system: str, variant: str, workload: Path) -> 
     common = [system, "--bundle", str(cfg.bundle), "--variant", variant, "--threads", str(cfg.threads)]
     common += ["--workload", str(workload)]
     if system in OWN_SYSTEMS:
-        return [sys.executable, "-m", "longvec.runtime.bench_worker", *common]
+        return [sys.executable, "-m", "longvec.runtime.bench.worker", *common]
     if cfg.model_dir is None:
         raise BackendUnavailable(f"{system} needs the source model directory (--model-dir)")
     return [sys.executable, str(_peer_script(cfg, "peers.py")), *common, "--model-dir", str(cfg.model_dir)]
@@ -179,7 +179,7 @@ def measure(workers: list[Worker], cases: list[Case], cfg: BenchConfig) -> tuple
 
 def cold_start(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
     """Fresh interpreter per run: import + load + first embedding, wall seconds and peak RSS, interleaved."""
-    from longvec.runtime.bench_worker import COLD_START
+    from longvec.runtime.bench.worker import COLD_START
 
     snippets = dict(COLD_START)
     if cfg.bench_dir is not None and (cfg.bench_dir / "peers.py").is_file():
@@ -241,7 +241,7 @@ def run_extra(cfg: BenchConfig, script: str, args: list[str]) -> dict[str, Any]:
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
-    from longvec.runtime.bench_report import summarize
+    from longvec.runtime.bench.report import summarize
 
     bundle = Bundle.open(cfg.bundle, verify=False)
     for v in cfg.variants:

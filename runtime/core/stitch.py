@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from longvec.kernels import PrefixAccumulator, center_ownership, window_weights
-from longvec.runtime.manifest import Pooling
+from longvec.runtime.bundle.manifest import Pooling
 
 Stitch = Literal["center", "weighted"]
 

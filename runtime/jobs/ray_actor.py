@@ -1,7 +1,7 @@
 """`EmbedActor`: longvec inside a Ray Data pipeline. The bundle is loaded once per actor, not once per batch.
 
     import ray
-    from longvec.runtime.ray_actor import EmbedActor
+    from longvec.runtime.jobs.ray_actor import EmbedActor
 
     ds = ray.data.read_parquet("s3://bucket/corpus/")          # columns "id" and "text"
     ds = ds.map_batches(
@@ -12,7 +12,7 @@
     ds.write_parquet("s3://bucket/vectors/")   # id, n_tokens, vector, chunks[{char_start, char_end, vector}], error
 
 With `sparse=True` each chunk also carries `sparse_indices` and `sparse_values` (BM25 term weights, see
-longvec.runtime.sparse).
+longvec.runtime.core.sparse).
 
 Each output row is one input document: its vector and its chunks (a list of structs), or `error` (and null
 vectors) when it could not be embedded; failed documents never fail the batch. The class itself needs no
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.corpus import Fields, Record, check_record, import_pyarrow
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, Embedder
 from longvec.runtime.errors import BackendUnavailable
-from longvec.runtime.shards import Rows, sparse_columns
+from longvec.runtime.jobs.corpus import Fields, Record, check_record, import_pyarrow
+from longvec.runtime.jobs.shards import Rows, sparse_columns
 
 # Columns a pre-parsing step may add (longvec's own JSONL reader does): the record is then taken as parsed.
 ERROR_COLUMN = "_longvec_error"
@@ -81,7 +81,7 @@ class EmbedActor:
 
     def __call__(self, batch: Any) -> Any:
         """An Arrow table (or a dict of columns) of documents in, one row per document out."""
-        from longvec.runtime.jobs import embed_records
+        from longvec.runtime.jobs.local import embed_records
 
         pa = import_pyarrow()
         table = batch if isinstance(batch, pa.Table) else pa.table(batch)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from longvec.runtime.backends.fake import FakeBackend
+from longvec.runtime.bundle.manifest import Manifest
+from longvec.runtime.core.text import TextTokenizer
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import InputError
-from longvec.runtime.manifest import Manifest
-from longvec.runtime.text import TextTokenizer
 
 Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask)
 

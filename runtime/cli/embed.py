@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from longvec.runtime.cli import command
-from longvec.runtime.corpus import Fields
+from longvec.runtime.cli.main import command
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS
-from longvec.runtime.jobs import DEFAULT_SHARD_SIZE, JobOptions, Summary, default_variant, run_local
+from longvec.runtime.jobs.corpus import Fields
+from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, default_variant, run_local
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def _embed(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     if args.engine == "ray":
-        from longvec.runtime.ray_job import run_ray
+        from longvec.runtime.jobs.ray_engine import run_ray
 
         summary = run_ray(args.bundle_dir, args.input, args.output_dir, options, args.ray_address, args.ray_actors)
     else:

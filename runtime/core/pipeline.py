@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from longvec.runtime.backends import Backend
-from longvec.runtime.batching import pack_by_length, pad_batch
-from longvec.runtime.manifest import Framing, PoolingConfig
-from longvec.runtime.stitch import DocumentStates, Stitch
-from longvec.runtime.windows import WindowPlan
+from longvec.runtime.bundle.manifest import Framing, PoolingConfig
+from longvec.runtime.core.batching import pack_by_length, pad_batch
+from longvec.runtime.core.stitch import DocumentStates, Stitch
+from longvec.runtime.core.windows import WindowPlan
 
 
 @dataclass(frozen=True)

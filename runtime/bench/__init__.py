@@ -1,0 +1,1 @@
+"""The `longvec bench` harness: runner, worker processes, workloads, report."""

@@ -1,0 +1,1 @@
+"""Text to pooled vectors: tokenize, plan windows, batch them, run the backend, stitch, pool spans."""
