@@ -71,9 +71,13 @@ class EmbedActor:
         text_field: str = "text",
         id_field: str = "id",
         sparse: bool = False,
+        window: int | None = None,
+        embed_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """`embed_kwargs`: more embed_documents arguments (chunking, mode, prompt, prompt_name)."""
         kwargs = {} if variant is None else {"variant": variant}
-        self.embedder = Embedder.load(bundle, threads=threads, **kwargs)
+        self.embedder = Embedder.load(bundle, threads=threads, window=window, **kwargs)
+        self.embed_kwargs = dict(embed_kwargs or {})
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)
         self.sparse = sparse
@@ -86,7 +90,7 @@ class EmbedActor:
         pa = import_pyarrow()
         table = batch if isinstance(batch, pa.Table) else pa.table(batch)
         records = self._records(table.to_pydict())
-        rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse)
+        rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse, self.embed_kwargs)
         return self._table(records, rows)
 
     def _records(self, columns: dict[str, list[Any]]) -> list[Record]:

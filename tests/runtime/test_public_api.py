@@ -27,9 +27,13 @@ EXPORTS = [
     "LongvecError",
     "ManifestError",
     "SchemaVersionError",
+    "SparseVector",
     "UnsafePath",
     "VariantNotFound",
+    "fuse_scores",
+    "sparse_scores",
 ]
+NOT_ERRORS = ("Embedder", "DocumentResult", "SparseVector", "fuse_scores", "sparse_scores")
 
 P = inspect.Parameter
 EMPTY = P.empty
@@ -48,6 +52,11 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("window", P.POSITIONAL_OR_KEYWORD, None),
         ("stride", P.POSITIONAL_OR_KEYWORD, None),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("dimensions", P.KEYWORD_ONLY, None),
+        ("normalize", P.KEYWORD_ONLY, None),
+        ("batch_size", P.KEYWORD_ONLY, 1024),
+        ("show_progress_bar", P.KEYWORD_ONLY, False),
     ],
     "embed_documents": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
@@ -61,6 +70,12 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
         ("sparse", P.POSITIONAL_OR_KEYWORD, False),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("dimensions", P.KEYWORD_ONLY, None),
+        ("normalize", P.KEYWORD_ONLY, None),
+        ("snap", P.KEYWORD_ONLY, False),
+        ("batch_size", P.KEYWORD_ONLY, 1024),
+        ("show_progress_bar", P.KEYWORD_ONLY, False),
     ],
 }
 RESULT_FIELDS = [
@@ -82,7 +97,7 @@ def test_exports() -> None:
         assert getattr(longvec.runtime, name).__module__.startswith("longvec.runtime.")
     for name in EXPORTS:
         value = getattr(longvec.runtime, name)
-        if name not in ("Embedder", "DocumentResult"):
+        if name not in NOT_ERRORS:
             assert issubclass(value, LongvecError), name
 
 
