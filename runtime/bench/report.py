@@ -156,7 +156,36 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def markdown(results: dict[str, Any]) -> str:
+SMOKE_NOTE = (
+    "Smoke run (--quick): sizes and repeats too small to measure anything, so no ratios, overheads or targets "
+    "are shown; run without --quick for those."
+)
+
+
+def markdown(results: dict[str, Any], smoke: bool = False) -> str:
+    """The tables of a run. A smoke run (`--quick`) shows only what was timed: no ratios, no targets."""
+    if smoke:
+        results = {
+            **results,
+            "ratios_vs_st": {},
+            "vs_fastembed": {},
+            "overhead_pct": {},
+            "overhead_in_call_pct": {},
+            "floor_fraction": {},
+            "span_pooling": {},
+            "floor": {},
+            "targets": [],
+        }
+    lines = [SMOKE_NOTE, ""] if smoke else []
+    if results["stats"]:
+        lines += _throughput(results)
+    else:
+        lines += ["No system produced timings (see Unavailable below)."]
+    return "\n".join(lines + _sections(results))
+
+
+def _throughput(results: dict[str, Any]) -> list[str]:
+    ratios = bool(results["ratios_vs_st"] or results["vs_fastembed"])
     lines = ["### Throughput and latency (median of n interleaved repeats)", ""]
     lines.append(
         _row(
@@ -170,12 +199,11 @@ def markdown(results: dict[str, Any]) -> str:
                 "p50 ms",
                 "p95 ms",
                 "p99 ms",
-                "vs ST",
-                "vs fastembed",
+                *(["vs ST", "vs fastembed"] if ratios else []),
             ]
         )
     )
-    lines.append(_row(["---"] * 11))
+    lines.append(_row(["---"] * (11 if ratios else 9)))
     for name in results["cases"]:
         for label, by_case in results["stats"].items():
             st = by_case.get(name)
@@ -196,11 +224,15 @@ def markdown(results: dict[str, Any]) -> str:
                         f"{st['p50_ms']:.1f}",
                         f"{st['p95_ms']:.1f}",
                         f"{st['p99_ms']:.1f}",
-                        _x(vs_st),
-                        _x(vs_fe),
+                        *([_x(vs_st), _x(vs_fe)] if ratios else []),
                     ]
                 )
             )
+    return lines
+
+
+def _sections(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     if results["overhead_pct"]:
         lines += ["", "### Runtime overhead: 1 - bare onnxruntime loop / longvec end to end, same windows", ""]
         names = list(results["cases"])
@@ -240,13 +272,32 @@ def markdown(results: dict[str, Any]) -> str:
             f"### Span pooling: {span['tokens']} x {span['dim']} into {span['spans']} spans: span_mean "
             f"{span['span_mean_ms']:.1f} ms, states.sum() {span['sum_ms']:.1f} ms, ratio {span['ratio']:.2f}",
         ]
-    lines += ["", "### Targets", "", _row(["target", "measured", "limit", "holds"]), _row(["---"] * 4)]
+    if results["targets"]:
+        lines += ["", "### Targets", "", _row(["target", "measured", "limit", "holds"]), _row(["---"] * 4)]
     for t in results["targets"]:
         value = "" if t["value"] is None else f"{t['value']:.3g}"
         lines.append(_row([t["target"], value, t["limit"], {True: "yes", False: "**no**", None: "n/a"}[t["holds"]]]))
     if results["unavailable"]:
         lines += ["", "Unavailable: " + "; ".join(f"{k}: {v}" for k, v in results["unavailable"].items())]
-    return "\n".join(lines)
+    plot = _plot_line(results)
+    if plot:
+        lines += ["", plot]
+    return lines
+
+
+def _plot_line(results: dict[str, Any]) -> str:
+    """Where the plot went, or why there is none and what installs it."""
+    if "plot" not in (results.get("config", {}).get("extras") or ()):
+        return ""
+    plot = results.get("plot")
+    if not isinstance(plot, dict):
+        return "Plot: skipped (the run ended before plotting)."
+    if "plot" in plot:
+        return f"Plot: {plot['plot']}"
+    error = str(plot.get("error", "unknown reason"))
+    if "matplotlib" in error:
+        return "Plot: skipped, matplotlib is not installed (pip install matplotlib)."
+    return f"Plot: skipped ({error})."
 
 
 def _x(ratio: float | None) -> str:
