@@ -18,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from longvec.runtime.errors import (
     BackendUnavailable,
@@ -226,6 +227,13 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, max_help_position=32, width=110)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (what was wrong and where to look), exit 2, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -237,7 +245,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     _load_optional_commands()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="longvec",
         description="Embed documents of any length: export a model once, then embed, search, serve and benchmark "
         "it without torch. Exit codes: 0 ok, 2 usage, 3 bundle, 4 input, 5 missing dependency, 6 export, "
@@ -245,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"longvec {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, (add_args, fn) in COMMANDS.items():
         summary = (fn.__doc__ or "").strip().split("\n")[0] or None
         p = sub.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)

@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from longvec.runtime.cli.main import command
+from longvec.runtime.cli.main import VARIANT_NAMES, command
 from longvec.runtime.errors import BackendUnavailable, InputError
 
 # flag -> (environment variable, type, default, help)
@@ -29,6 +29,13 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
     "--threads": ("LONGVEC_THREADS", int, None, "encoder threads; none means all cores"),
     "--window": ("LONGVEC_WINDOW", int, None, "encoder window in positions; none means the bundle's"),
     "--log-level": ("LONGVEC_LOG_LEVEL", str, "info", "uvicorn log level"),
+}
+
+
+# flags whose values are a closed set: a typo fails before the bundle loads
+CHOICES: dict[str, tuple[str, ...]] = {
+    "--log-level": ("critical", "error", "warning", "info", "debug", "trace"),
+    "--variant": VARIANT_NAMES,
 }
 
 
@@ -53,6 +60,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
             flag,
             type=kind,
             default=value if value is not None else default,
+            choices=CHOICES.get(flag),
             help=f"{text} (env {env}; default {default})",
         )
 
