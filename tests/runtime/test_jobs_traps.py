@@ -5,8 +5,8 @@ another job (--overwrite), and no `_lock` left behind by a refused start."""
 from __future__ import annotations
 
 import errno
-import os
 import json
+import os
 from pathlib import Path
 from typing import Any
 
