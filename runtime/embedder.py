@@ -235,7 +235,10 @@ class Embedder:
         for offset, batch in _groups(texts, batch_size):
             with _renumbered(offset):
                 batch = validate_texts(batch)
-                yield from self._embed_batches(batch, prompt, prompt_name, window, stride, output, len(batch), False)
+                for vectors in self._embed_batches(
+                    batch, prompt, prompt_name, window, stride, output, len(batch), False
+                ):
+                    yield from vectors
 
     def _embed_batches(
         self,
