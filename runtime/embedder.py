@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from itertools import islice
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Literal, cast
 
 import numpy as np
 
@@ -21,6 +18,7 @@ from longvec.runtime.core.pipeline import Batching, Encoded, Job, Pipeline
 from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
 from longvec.runtime.core.stitch import Stitch
+from longvec.runtime.core.streaming import groups, progress, renumbered
 from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
 from longvec.runtime.core.windows import WindowPlan
 from longvec.runtime.errors import InputError
@@ -34,8 +32,6 @@ DEFAULT_CHUNK_TOKENS = 128
 # Texts per pipeline call: enough for length-sorted packing across texts, while tokens and outputs of a huge list
 # are held one group at a time (and the progress bar moves).
 DEFAULT_BATCH_SIZE = 1024
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -232,8 +228,8 @@ class Embedder:
         """`embed` over any iterable, lazily: reads `batch_size` texts at a time and yields one [dim] vector per
         text in order, so a corpus never has to fit in memory. Errors name the text by its overall position."""
         output = self._output(dimensions, normalize)
-        for offset, batch in _groups(texts, batch_size):
-            with _renumbered(offset):
+        for offset, batch in groups(texts, batch_size):
+            with renumbered(offset):
                 batch = validate_texts(batch)
                 for vectors in self._embed_batches(
                     batch, prompt, prompt_name, window, stride, output, len(batch), False
@@ -242,7 +238,7 @@ class Embedder:
 
     def _embed_batches(
         self,
-        texts: list[str],
+        texts: Sequence[str],
         prompt: str | None,
         prompt_name: str | None,
         window: int | None,
@@ -254,9 +250,9 @@ class Embedder:
         text = self.resolve_prompt(prompt, prompt_name)
         plan = self.plan(window, stride, text)
         ids = prompt_ids(self.tokenizer, text)
-        with _progress(len(texts), show_progress_bar) as bar:
-            for offset, batch in _groups(texts, batch_size):
-                with _renumbered(offset):
+        with progress(len(texts), show_progress_bar) as bar:
+            for offset, batch in groups(texts, batch_size):
+                with renumbered(offset):
                     jobs = [Job(t.ids) for t in self._tokens(batch, text)]
                 encoded = self._pipeline.run(jobs, plan, ids)
                 bar(len(batch))
@@ -328,10 +324,10 @@ class Embedder:
         text = self.resolve_prompt(prompt, prompt_name)
         plan = self.plan(window, stride, text)
         results: list[DocumentResult] = []
-        with _progress(len(texts), show_progress_bar) as bar:
-            for offset, batch in _groups(texts, batch_size):
+        with progress(len(texts), show_progress_bar) as bar:
+            for offset, batch in groups(texts, batch_size):
                 batch_spans = None if spans is None else spans[offset : offset + len(batch)]
-                with _renumbered(offset):
+                with renumbered(offset):
                     results.extend(self._documents(batch, batch_spans, plan, text, output, snap, *args))
                 bar(len(batch))
         return results
@@ -359,8 +355,8 @@ class Embedder:
         output = self._output(dimensions, normalize)
         text = self.resolve_prompt(prompt, prompt_name)
         plan = self.plan(window, stride, text)
-        for offset, batch in _groups(texts, batch_size):
-            with _renumbered(offset):
+        for offset, batch in groups(texts, batch_size):
+            with renumbered(offset):
                 yield from self._documents(validate_texts(batch), None, plan, text, output, False, *args)
 
     @staticmethod
@@ -488,66 +484,3 @@ class Embedder:
             n_windows=doc.n_windows,
             mode=mode,
         )
-
-
-def _groups(items: Iterable[T], size: int) -> Iterator[tuple[int, list[T]]]:
-    """(offset, up to `size` items) from any iterable, read lazily."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise InputError(f"batch_size must be a positive int, got {size!r}")
-    if isinstance(items, str):
-        raise TypeError("texts must be an iterable of str, not a single str (wrap it in a list)")
-    it = iter(items)
-    offset = 0
-    while batch := list(islice(it, size)):
-        yield offset, batch
-        offset += len(batch)
-
-
-class _renumbered:
-    """Errors raised for a group of texts name each text by its overall position (texts[1030], not texts[6])."""
-
-    _INDEX = re.compile(r"texts\[(\d+)\]")
-
-    def __init__(self, offset: int) -> None:
-        self.offset = offset
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
-        if self.offset and isinstance(error, (InputError, TypeError)) and error.args:
-            message = self._INDEX.sub(lambda m: f"texts[{int(m.group(1)) + self.offset}]", str(error.args[0]))
-            error.args = (message, *error.args[1:])
-
-
-class _progress:
-    """`with _progress(total, on) as advance: advance(n)`: tqdm on stderr when installed, else a counter line."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.done, self._bar = total, enabled, 0, None
-
-    def __enter__(self) -> Any:
-        if self.enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self._bar = tqdm(total=self.total, unit="text", file=sys.stderr)
-            except ImportError:
-                self._bar = None
-        return self.advance
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.update(n)
-        else:
-            sys.stderr.write(f"\r{self.done}/{self.total} texts")
-            sys.stderr.flush()
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self.enabled:
-            sys.stderr.write("\n")
