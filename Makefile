@@ -30,7 +30,7 @@ $(BUNDLE)/manifest.json: $(VENV)/.longvec
 
 demo: $(BUNDLE)/manifest.json
 	$(BIN)/longvec inspect $(BUNDLE)
-	$(BIN)/longvec search $(BUNDLE) examples/lighthouses.txt "How did keepers keep the lamp burning through the night?"
+	$(BIN)/longvec search $(BUNDLE) examples/lighthouses.txt "How did keepers keep the lamp burning through the night?" --chunking sentences
 
 test: $(BUNDLE)/manifest.json
 	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m "not slow" -q

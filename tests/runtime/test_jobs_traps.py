@@ -80,6 +80,9 @@ def test_duplicate_ids_go_to_the_errors_file_and_are_counted(
         ("2", "b.parquet:row 0", "duplicate id '2' (first at a.jsonl:3)"),
     ]
     assert "2 documents could not be embedded, 2 of them for a duplicate id" in out
+    # the model's name (the tiny bundle's: its model directory's, "bert") in the progress log and the metadata
+    assert "embedding 5 documents with bert" in out
+    assert pq.read_schema(tmp_path / "out" / "documents" / "part-00000.parquet").metadata[b"longvec.model"] == b"bert"
 
 
 def test_an_output_folder_inside_the_input_is_refused(
