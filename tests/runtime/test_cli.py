@@ -56,6 +56,22 @@ def test_export_then_inspect(tiny_export: TinyExport, tmp_path: Path) -> None:
         assert emb.embed(["the exported bundle works"]).shape == (1, 32)
 
 
+def test_export_name_and_verbose(tiny_export: TinyExport, tmp_path: Path) -> None:
+    """--name is recorded and shown; --verbose lets other libraries speak (onnxruntime's quantization advice),
+    which the default keeps quiet."""
+    model_dir = tiny_export("bert")[0]
+    quiet = longvec("export", model_dir, tmp_path / "a", "--variants", "int8", "--name", "my-org/tiny-encoder")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert (
+        Manifest.from_json((tmp_path / "a" / "manifest.json").read_text(), tmp_path / "a").name == "my-org/tiny-encoder"
+    )
+    assert longvec("inspect", tmp_path / "a").stdout.startswith("model        my-org/tiny-encoder  (weights ")
+    loud = longvec("export", model_dir, tmp_path / "b", "--variants", "int8", "--verbose")
+    assert loud.returncode == 0, loud.stderr
+    assert "quantization" in loud.stderr
+
+
 def test_bundle_error_exits_3_without_a_traceback(tmp_path: Path) -> None:
     done = longvec("inspect", tmp_path / "missing")
     assert done.returncode == 3

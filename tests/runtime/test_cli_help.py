@@ -116,6 +116,11 @@ def latin1(tmp_path: Path) -> Path:
         ("search: missing input file", 4, "no such file"),
         ("search: a non-UTF-8 file", 4, "not UTF-8"),
         ("search: a typo in --mode", 2, "invalid choice: 'lat'"),
+        (
+            "search: an unknown --prompt-name",
+            4,
+            "unknown prompt_name 'qurey'; this bundle's prompts: 'passage', 'query'",
+        ),
         ("embed: missing input file", 4, "no such file or directory"),
         ("embed: a non-UTF-8 JSONL line", 4, "every document failed"),
         ("serve: a bad log level", 2, "invalid choice: 'loud'"),
@@ -127,10 +132,13 @@ def test_common_mistakes_are_one_line_and_a_documented_exit_code(
     case: str, code: int, says: str, tiny_bundle: Path, latin1: Path, tmp_path: Path
 ) -> None:
     missing = tmp_path / "missing.txt"
+    document = tmp_path / "doc.txt"
+    document.write_text("The keeper trimmed the wick every night. " * 20, encoding="utf-8")
     argv: list[str | Path] = {
         "search: missing input file": ["search", tiny_bundle, missing, "query"],
         "search: a non-UTF-8 file": ["search", tiny_bundle, latin1, "query"],
         "search: a typo in --mode": ["search", tiny_bundle, latin1, "query", "--mode", "lat"],
+        "search: an unknown --prompt-name": ["search", tiny_bundle, document, "query", "--prompt-name", "qurey"],
         "embed: missing input file": ["embed", tiny_bundle, tmp_path / "missing.jsonl", tmp_path / "out"],
         "embed: a non-UTF-8 JSONL line": ["embed", tiny_bundle, tmp_path / "bad.jsonl", tmp_path / "out"],
         "serve: a bad log level": ["serve", tiny_bundle, "--log-level", "loud"],
