@@ -161,8 +161,10 @@ class Embedder:
     ) -> WindowPlan:
         """The windows a call with these arguments would use: `.content` tokens of text per window, `.stride`,
         `.n_windows(n_tokens)`. Arguments as for `embed`; raises InputError for an impossible window or stride."""
-        text = self.resolve_prompt(prompt, prompt_name)
-        overhead = self._overhead + len(prompt_ids(self.tokenizer, text))
+        return self._plan(window, stride, self.resolve_prompt(prompt, prompt_name))
+
+    def _plan(self, window: int | None, stride: int | None, prompt_text: str | None) -> WindowPlan:
+        overhead = self._overhead + len(prompt_ids(self.tokenizer, prompt_text))
         return WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
 
     def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
@@ -248,7 +250,7 @@ class Embedder:
         show_progress_bar: bool,
     ) -> Iterator[np.ndarray]:
         text = self.resolve_prompt(prompt, prompt_name)
-        plan = self.plan(window, stride, text)
+        plan = self._plan(window, stride, text)
         ids = prompt_ids(self.tokenizer, text)
         with progress(len(texts), show_progress_bar) as bar:
             for offset, batch in groups(texts, batch_size):
@@ -322,7 +324,7 @@ class Embedder:
         args = self._document_args(chunking, chunk_tokens, mode, spans, stitch, sparse)
         output = self._output(dimensions, normalize)
         text = self.resolve_prompt(prompt, prompt_name)
-        plan = self.plan(window, stride, text)
+        plan = self._plan(window, stride, text)
         results: list[DocumentResult] = []
         with progress(len(texts), show_progress_bar) as bar:
             for offset, batch in groups(texts, batch_size):
@@ -354,7 +356,7 @@ class Embedder:
         args = self._document_args(chunking, chunk_tokens, mode, None, stitch, sparse)
         output = self._output(dimensions, normalize)
         text = self.resolve_prompt(prompt, prompt_name)
-        plan = self.plan(window, stride, text)
+        plan = self._plan(window, stride, text)
         for offset, batch in groups(texts, batch_size):
             with renumbered(offset):
                 yield from self._documents(validate_texts(batch), None, plan, text, output, False, *args)

@@ -112,18 +112,21 @@ def job_header(engine: str, corpus: Corpus, embedder: Embedder, options: JobOpti
             "id_field": options.fields.id,
             "shard_size": options.shard_size,
             "sparse": options.sparse,
-            # added later: recorded only when not the default, so output started before still resumes
-            **{
-                k: v
-                for k, v in (
-                    ("chunking", options.chunking),
-                    ("mode", options.mode),
-                    ("prompt", embedder.resolve_prompt(options.prompt, options.prompt_name)),
-                )
-                if v != {"chunking": DEFAULT_CHUNKING, "mode": DEFAULT_MODE, "prompt": None}[k]
-            },
+            **_later_options(embedder, options),
         },
     }
+
+
+def _later_options(embedder: Embedder, options: JobOptions) -> dict[str, Any]:
+    """Options added after the first release, recorded only when not the default, so that an output started
+    before they existed still resumes."""
+    values = {
+        "chunking": options.chunking,
+        "mode": options.mode,
+        "prompt": embedder.resolve_prompt(options.prompt, options.prompt_name),  # the text that reaches the model
+    }
+    defaults = {"chunking": DEFAULT_CHUNKING, "mode": DEFAULT_MODE, "prompt": None}
+    return {k: v for k, v in values.items() if v != defaults[k]}
 
 
 def table_metadata(embedder: Embedder, options: JobOptions) -> dict[str, str]:

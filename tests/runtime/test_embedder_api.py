@@ -164,3 +164,25 @@ def test_fuse_scores_is_a_min_max_convex_combination() -> None:
         fuse_scores(dense, sparse, alpha=1.5)
     with pytest.raises(InputError, match="same"):
         fuse_scores(dense, sparse[:2])
+
+
+def test_a_default_prompt_applies_everywhere_and_prompt_empty_turns_it_off(fake: Embedder) -> None:
+    """The fake with a bundle default prompt: windows leave room for it, and prompt="" gives exactly the vectors
+    and windows of a bundle without prompts (long texts included, where the room matters)."""
+    import dataclasses
+
+    manifest = dataclasses.replace(fake.manifest, prompts={"query": "query: ", "none": ""}, default_prompt="query")
+    prompted = Embedder(fake.backend, fake.tokenizer, manifest, fake.window, fake._pipeline.batching)
+    n_prompt = len(fake.tokenizer.ids("query:"))
+    assert prompted.plan().content == fake.plan().content - n_prompt
+    assert prompted.plan(prompt="").content == prompted.plan(prompt_name="none").content == fake.plan().content
+    np.testing.assert_allclose(prompted.embed(TEXTS, prompt=""), fake.embed(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(prompted.embed(TEXTS), fake.embed(TEXTS, prompt="query: "), atol=1e-6)
+    off = prompted.embed_documents(TEXTS, chunk_tokens=8, prompt="")
+    for d, w in zip(off, fake.embed_documents(TEXTS, chunk_tokens=8)):
+        assert d.n_windows == w.n_windows
+        np.testing.assert_allclose(d.chunk_vectors, w.chunk_vectors, atol=1e-6)
+    on = prompted.embed_documents(TEXTS, chunk_tokens=8)
+    assert on[1].n_windows == fake.embed_documents(TEXTS[1:2], chunk_tokens=8, prompt="query: ")[0].n_windows
+    with pytest.raises(InputError, match=r"unknown prompt_name 'q'; this bundle's prompts: 'none', 'query'"):
+        prompted.embed(TEXTS, prompt_name="q")
