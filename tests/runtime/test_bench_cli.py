@@ -53,6 +53,21 @@ def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path) -> None
     assert not (out / "workload.pkl").exists()
 
 
+def test_bench_without_data_is_an_input_error_naming_the_flag_and_the_variable(
+    bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from longvec.runtime.cli.main import EXIT_CODES, main
+    from longvec.runtime.errors import InputError
+
+    monkeypatch.delenv("LONGVEC_DATA", raising=False)
+    assert main(["bench", str(bundle_dir), "--quick", "--variants", "optimized"]) == EXIT_CODES[InputError]
+    err = capsys.readouterr().err
+    assert "--data DIR" in err and "LONGVEC_DATA" in err and "--corpus" in err
+    monkeypatch.setenv("LONGVEC_DATA", str(tmp_path))  # a root without the set: the missing file is named
+    assert main(["bench", str(bundle_dir), "--quick", "--variants", "optimized"]) == EXIT_CODES[InputError]
+    assert f"{tmp_path}/squad-longdoc-dev/documents.jsonl: no such file" in capsys.readouterr().err
+
+
 def test_workload_gives_every_system_the_same_windows(embedder: Embedder) -> None:
     corpus = read_corpus(DATA / "documents.jsonl") if (DATA / "documents.jsonl").is_file() else CORPUS * 20
     cases = build_cases(embedder.tokenizer, embedder.manifest, corpus, ["a query"], [(3, 64)], [2048])
