@@ -2,7 +2,7 @@
 
     HF_HUB_OFFLINE=1 python bench/int8_accuracy.py bundles/all-MiniLM-L6-v2 [--variants int8,fp16] [--windows 400]
 
-Windows of 128-512 tokens are cut from ../shared/data/squad-longdoc-dev/documents.jsonl (read at run time; none of
+Windows of 128-512 tokens are cut from $LONGVEC_DATA/squad-longdoc-dev/documents.jsonl (read at run time; none of
 it is calibration text). Speed is tokens / (CPU seconds / threads) at batch 8 x 512, the median of interleaved runs,
 because wall time on a shared machine measures the neighbours. A variant missing from the bundle is built from its
 optimized graph with longvec.export.quantize (the same code `longvec export` runs, without the export's gates).
@@ -19,13 +19,16 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import data as evaldata
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core.batching import pad_batch
 
-DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-longdoc-dev" / "documents.jsonl"
+DOCS = evaldata.DEFAULT_ROOT / "squad-longdoc-dev" / "documents.jsonl"
 
 
 def squad_windows(tok: Tokenizer, prefix: list[int], suffix: list[int], limit: int) -> list[list[int]]:
@@ -52,18 +55,13 @@ def session(path: Path, threads: int, profile: str | None = None) -> ort.Inferen
 
 
 def feeds(sess: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    all_ = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-    return {i.name: all_[i.name] for i in sess.get_inputs()}
+    return encoder_feeds([i.name for i in sess.get_inputs()], ids, mask)
 
 
 def embed(sess: ort.InferenceSession, windows: list[list[int]], pad: int) -> np.ndarray:
     out = []
     for start in range(0, len(windows), 8):
-        part = windows[start : start + 8]
-        ids = np.full((len(part), max(map(len, part))), pad, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for r, w in enumerate(part):
-            ids[r, : len(w)], mask[r, : len(w)] = w, 1
+        ids, mask = pad_batch([np.asarray(w) for w in windows[start : start + 8]], pad)
         h = sess.run(None, feeds(sess, ids, mask))[0]
         m = mask[..., None].astype(np.float32)
         e = (h * m).sum(1) / m.sum(1)

@@ -44,6 +44,8 @@ def child(graph: str, spec: dict, threads: int) -> dict:
 
     import onnxruntime as ort
 
+    from longvec.runtime.bundle.feeds import encoder_feeds
+
     t0 = time.perf_counter()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = spec.get("threads", threads)
@@ -61,8 +63,7 @@ def child(graph: str, spec: dict, threads: int) -> dict:
     rng = np.random.default_rng(0)
     for shape_name, (batch, seq, runs) in SHAPES.items():
         ids = rng.integers(1000, 20000, (batch, seq)).astype(np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        feeds = {k: feeds[k] for k in names}
+        feeds = encoder_feeds(names, ids, np.ones_like(ids))
         if spec.get("io_binding"):
             binding = sess.io_binding()
             for k, v in feeds.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from longvec.runtime.bundle.manifest import PoolingConfig
+from longvec.runtime.bundle.reader import sha256_files
 from longvec.runtime.errors import ExportError
 
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -30,12 +30,7 @@ class SourceDir:
 
     def revision(self) -> str:
         """sha256 over the weight files: a local directory has no hub revision to cite."""
-        digest = hashlib.sha256()
-        for weights in sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("pytorch_model*.bin")):
-            with weights.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()
+        return sha256_files(sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("pytorch_model*.bin")))
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import pickle
@@ -25,6 +26,7 @@ from typing import IO, Any, Protocol
 
 # Cold start: each snippet runs in a fresh interpreter (`python -c`), times import + load + first embedding
 # from its first line, and prints one JSON line with wall seconds and peak RSS. Only stdlib runs before `t0`.
+# "bare-ort" is the floor, so it imports nothing of longvec and spells out its feeds (runtime/bundle/feeds.py).
 COLD_START: dict[str, str] = {
     "longvec": """
 import json, resource, sys, time
@@ -104,21 +106,17 @@ class BareOrtSystem:
         import onnxruntime as ort
 
         from longvec.runtime.backends.onnx import session_options
+        from longvec.runtime.bundle.feeds import encoder_feeds
         from longvec.runtime.bundle.reader import Bundle
 
         b = Bundle.open(bundle, verify=False)
         path = b.path(b.variant(variant).file)
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
+        self.feeds = functools.partial(encoder_feeds, [i.name for i in self.session.get_inputs()])
         self.output = self.session.get_outputs()[0].name
 
     def run_batch(self, ids: Any, mask: Any) -> None:
-        import numpy as np
-
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.names:
-            feeds["token_type_ids"] = np.zeros_like(ids)
-        self.session.run([self.output], {k: feeds[k] for k in self.names})
+        self.session.run([self.output], self.feeds(ids, mask))
 
     def run_call(self, case: Any, index: int) -> None:
         for ids, mask in case.encoder_calls[index]:

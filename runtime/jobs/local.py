@@ -9,7 +9,6 @@ run of the same input; `_progress.json` lists the finished ones and a rerun does
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import time
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from longvec.runtime.core.sparse import require_stemmer
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DocumentResult, Embedder
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_VARIANT, DocumentResult, Embedder
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, iter_records, scan
 from longvec.runtime.jobs.progress import Progress, duration
@@ -31,15 +30,11 @@ BATCH_DOCUMENTS = 256
 BATCH_CHARS = 1_000_000
 
 
-def default_variant() -> str:
-    return str(inspect.signature(Embedder.load).parameters["variant"].default)
-
-
 @dataclass(frozen=True)
 class JobOptions:
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     fields: Fields = field(default_factory=Fields)
-    variant: str = field(default_factory=default_variant)
+    variant: str = DEFAULT_VARIANT
     shard_size: int = DEFAULT_SHARD_SIZE
     sparse: bool = False
     threads: int | None = None  # how, not what: not part of the job's identity
@@ -61,6 +56,21 @@ class Summary:
     shards_written: int
     shards_skipped: int
     documents_this_run: int
+
+    @classmethod
+    def of(cls, out: OutputDir, tokens: int, seconds: float, written: int, skipped: int, this_run: int) -> Summary:
+        """Totals over every finished shard of `out` (this run's and earlier ones), and what this run did."""
+        shards = out.done.values()
+        return cls(
+            documents=sum(s["documents"] for s in shards),
+            chunks=sum(s["chunks"] for s in shards),
+            errors=sum(s["errors"] for s in shards),
+            tokens=tokens,
+            seconds=seconds,
+            shards_written=written,
+            shards_skipped=skipped,
+            documents_this_run=this_run,
+        )
 
     @property
     def docs_per_s(self) -> float:
@@ -207,18 +217,5 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
         progress.close()
         n_shards = -(-total // size)
         out.finish(complete=len(out.done) == n_shards)
-    return _summary(out, progress.tokens, time.monotonic() - started, written, len(done), progress.done - already)
-
-
-def _summary(out: OutputDir, tokens: int, seconds: float, written: int, skipped: int, this_run: int) -> Summary:
-    shards = out.done.values()
-    return Summary(
-        documents=sum(s["documents"] for s in shards),
-        chunks=sum(s["chunks"] for s in shards),
-        errors=sum(s["errors"] for s in shards),
-        tokens=tokens,
-        seconds=seconds,
-        shards_written=written,
-        shards_skipped=skipped,
-        documents_this_run=this_run,
-    )
+    seconds = time.monotonic() - started
+    return Summary.of(out, progress.tokens, seconds, written, len(done), progress.done - already)

@@ -28,7 +28,7 @@ import numpy as np
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, Embedder
 from longvec.runtime.errors import BackendUnavailable
 from longvec.runtime.jobs.corpus import Fields, Record, check_record, import_pyarrow
-from longvec.runtime.jobs.shards import Rows, sparse_columns
+from longvec.runtime.jobs.shards import Rows, chunk_fields, document_fields, sparse_columns
 
 # Columns a pre-parsing step may add (longvec's own JSONL reader does): the record is then taken as parsed.
 ERROR_COLUMN = "_longvec_error"
@@ -45,16 +45,13 @@ def import_ray() -> Any:
 
 
 def output_schema(dim: int, sparse: bool = False) -> Any:
+    """One row per document: the columns of documents/, its chunks as structs of the columns of chunks/, and
+    the error and source of a document that failed."""
     pa = import_pyarrow()
-    vector = pa.list_(pa.float32(), dim)
-    lexical = [("sparse_indices", pa.list_(pa.int64())), ("sparse_values", pa.list_(pa.float32()))] if sparse else []
-    chunk = pa.struct([("char_start", pa.int64()), ("char_end", pa.int64()), ("vector", vector), *lexical])
     return pa.schema(
         [
-            ("id", pa.string()),
-            ("n_tokens", pa.int64()),
-            ("vector", vector),
-            ("chunks", pa.list_(chunk)),
+            *document_fields(dim),
+            ("chunks", pa.list_(pa.struct(chunk_fields(dim, sparse)))),
             ("error", pa.string()),
             ("source", pa.string()),
         ]

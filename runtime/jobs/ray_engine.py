@@ -242,16 +242,7 @@ def _publish(out: OutputDir, staging: Path) -> int:
 
 
 def _summary(out: OutputDir, tokens: int, seconds: float, written: int) -> Summary:
+    """A Ray job writes every shard or none: a finished directory is skipped whole."""
     shards = out.done.values()
-    documents = sum(s["documents"] for s in shards)
-    errors = sum(s["errors"] for s in shards)
-    return Summary(
-        documents=documents,
-        chunks=sum(s["chunks"] for s in shards),
-        errors=errors,
-        tokens=tokens,
-        seconds=seconds,
-        shards_written=written,
-        shards_skipped=0 if written else len(out.done),
-        documents_this_run=documents + errors if written else 0,
-    )
+    this_run = sum(s["documents"] + s["errors"] for s in shards) if written else 0
+    return Summary.of(out, tokens, seconds, written, 0 if written else len(out.done), this_run)
