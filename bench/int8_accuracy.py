@@ -24,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from longvec.runtime.bench.markdown import table
 from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.batching import pad_batch
@@ -131,12 +132,13 @@ def main() -> None:
         print(
             f"{len(windows)} SQuAD windows ({sum(map(len, windows))} tokens); speed at 8 x 512, {args.threads} threads"
         )
-        print("| variant | min cosine | mean cosine | tokens/s (CPU time) | x optimized |")
-        print("|---|---|---|---|---|")
+        rows = []
         for name, path in paths.items():
             cos = (embed(session(path, args.threads), windows, m.framing.pad_id) * ref).sum(1)
             ratio = toks[name] / toks["optimized"]
-            print(f"| {name} | {cos.min():.4f} | {cos.mean():.4f} | {toks[name]:.0f} | {ratio:.2f} |")
+            rows.append([name, f"{cos.min():.4f}", f"{cos.mean():.4f}", f"{toks[name]:.0f}", f"{ratio:.2f}"])
+        header = ["variant", "min cosine", "mean cosine", "tokens/s (CPU time)", "x optimized"]
+        print("\n".join(table(header, rows)))
         for name in ("optimized", "int8"):
             if name in paths:
                 prof = op_profile(paths[name], args.threads, tmp)

@@ -19,6 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from longvec.runtime.bench.machine import machine
+from longvec.runtime.bench.markdown import table
+
 # name -> changes from the baseline: longvec's options before this study (intra-op = threads, inter-op 1,
 # sequential, ORT_ENABLE_ALL, arena and memory pattern on, spinning on). longvec now ships "no-spinning".
 OPTION_SETS: dict[str, dict] = {
@@ -125,18 +128,24 @@ def main() -> int:
     medians = {s: {k: float(np.median([x[k] for x in runs[s]])) for k in keys} for s in sets}
     base = medians.get("baseline")
     print(f"variant {args.variant}, {args.threads} threads, median of {args.repeats}; tokens/s (ratio vs baseline)\n")
-    print("| options | 16x256 tok/s | 4x512 tok/s | query ms | load s | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    rows = []
     for s, m in medians.items():
         rel = (lambda k, m=m: f" ({m[k] / base[k]:.2f})") if base else (lambda k: "")
-        print(
-            f"| {s} | {m['16x256']:.0f}{rel('16x256')} | {m['4x512']:.0f}{rel('4x512')} | {m['query_ms']:.1f}"
-            f"{rel('query_ms')} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} |"
+        rows.append(
+            [
+                s,
+                f"{m['16x256']:.0f}{rel('16x256')}",
+                f"{m['4x512']:.0f}{rel('4x512')}",
+                f"{m['query_ms']:.1f}{rel('query_ms')}",
+                f"{m['load_s']:.2f}",
+                f"{m['peak_rss_mb']:.0f}",
+            ]
         )
+    header = ["options", "16x256 tok/s", "4x512 tok/s", "query ms", "load s", "peak RSS MB"]
+    print("\n".join(table(header, rows)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"variant": args.variant, "threads": args.threads, "medians": medians, "runs": runs}, indent=1)
-    )
+    results = {"variant": args.variant, "threads": args.threads, "machine": machine(), "medians": medians}
+    args.out.write_text(json.dumps({**results, "runs": runs}, indent=1))
     return 0
 
 

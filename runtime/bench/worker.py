@@ -61,32 +61,14 @@ class System(Protocol):
     def warm_up(self, case: Any) -> None: ...
 
 
-class TimedBackend:
-    """Wraps a backend and adds up the time spent inside it: the encoder's share of an end-to-end call, measured
-    within that same call (immune to the load drifting between the longvec and bare onnxruntime runs)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.hidden_size = inner.hidden_size
-        self.seconds = 0.0
-
-    def run(self, input_ids: Any, attention_mask: Any) -> Any:
-        start = time.perf_counter()
-        out = self.inner.run(input_ids, attention_mask)
-        self.seconds += time.perf_counter() - start
-        return out
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class LongvecSystem:
     def __init__(self, bundle: Path, variant: str, threads: int) -> None:
         from longvec.runtime import Embedder
+        from longvec.runtime.bench.wrappers import TimedBackend, with_backend
 
         loaded = Embedder.load(bundle, variant=variant, threads=threads)
         self.timed = TimedBackend(loaded.backend)
-        self.embedder = Embedder(self.timed, loaded.tokenizer, loaded.manifest)
+        self.embedder = with_backend(loaded, self.timed)
 
     def run_call(self, case: Any, index: int) -> None:
         texts = case.calls[index]
