@@ -22,6 +22,7 @@ from pathlib import Path
 import data as evaldata
 import numpy as np
 import onnxruntime as ort
+from timing import timing_args
 from tokenizers import Tokenizer
 
 from longvec.runtime.bench.markdown import table
@@ -105,8 +106,7 @@ def main() -> None:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--variants", default="int8,fp16")
     ap.add_argument("--windows", type=int, default=400)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=9)
+    timing_args(ap, repeats=9)
     args = ap.parse_args()
     bundle = Bundle.open(args.bundle, verify=False)
     m = bundle.manifest
@@ -128,7 +128,7 @@ def main() -> None:
                     quantize.make_variant(name, paths["optimized"], paths[name], tok, m.framing),
                 )
         ref = embed(session(paths["optimized"], args.threads), windows, m.framing.pad_id)
-        toks = speed(paths, args.threads, args.reps)
+        toks = speed(paths, args.threads, args.repeats)
         print(
             f"{len(windows)} SQuAD windows ({sum(map(len, windows))} tokens); speed at 8 x 512, {args.threads} threads"
         )

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_seconds, timing_args
 
 from longvec.runtime.bench.machine import machine
 from longvec.runtime.bench.markdown import table
@@ -81,14 +82,9 @@ def child(graph: str, spec: dict, threads: int) -> dict:
             def step(feeds=feeds) -> None:
                 sess.run(None, feeds)
 
-        step()
-        times = []
-        for _ in range(runs):
-            s = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - s)
-        out[shape_name] = batch * seq / float(np.median(times))  # tokens/s
-        out[f"{shape_name}_ms"] = 1000 * float(np.median(times))
+        seconds = median_seconds(step, runs)
+        out[shape_name] = batch * seq / seconds  # tokens/s
+        out[f"{shape_name}_ms"] = 1000 * seconds
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -97,8 +93,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("bundle", type=Path)
     p.add_argument("--variant", default="optimized")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    timing_args(p, repeats=5)
     p.add_argument("--sets", default=",".join(OPTION_SETS))
     p.add_argument("--out", type=Path, default=Path("bench/out/ort_options.json"))
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
