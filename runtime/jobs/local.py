@@ -10,6 +10,7 @@ run of the same input; `_progress.json` lists the finished ones and a rerun does
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,11 @@ DEFAULT_SHARD_SIZE = 1000
 # the progress bar moves and memory stays bounded when documents are books.
 BATCH_DOCUMENTS = 256
 BATCH_CHARS = 1_000_000
+# A test hook: set to a directory holding two named pipes, `paused` and `go`, the job stops before publishing
+# each shard (its rows written to temporaries): it writes the shard's index to `paused`, then waits for a line on
+# `go`. A test can so Ctrl-C or kill it at a known point instead of racing it. Unset, it costs one environment
+# lookup per shard.
+PAUSE_ENV = "LONGVEC_JOB_PAUSE"
 
 
 @dataclass(frozen=True)
@@ -163,6 +169,15 @@ def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
         yield batch
 
 
+def _pause_before_publishing(index: int) -> None:
+    gate = os.environ.get(PAUSE_ENV)
+    if gate:
+        with open(Path(gate) / "paused", "w", encoding="utf-8") as paused:  # blocks until the test listens
+            paused.write(f"{index}\n")
+        with open(Path(gate) / "go", encoding="utf-8") as go:  # blocks until the test lets the job go on
+            go.readline()
+
+
 def run_local(
     bundle: Path, source: Path, output_dir: Path, options: JobOptions, stream: TextIO | None = None
 ) -> Summary:
@@ -199,6 +214,7 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
                     rows = embed_records(embedder, batch, options.chunk_tokens, options.sparse)
                     writer.add(rows)
                     progress.update(len(batch), rows.tokens)
+                _pause_before_publishing(index)
                 stats = writer.commit()
             except BaseException:
                 if writer is not None:

@@ -6,9 +6,8 @@ framing (sentence-transformers' max_seq_length), so neither side truncates and t
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -59,21 +58,9 @@ MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model, framin
 N_RANDOM = 200
 
 
-def make_texts(emb: Embedder) -> list[str]:
-    rng = np.random.default_rng(20261126)
-    texts = list(EDGE_CASES)
-    for _ in range(N_RANDOM):
-        n_words = int(math.exp(rng.uniform(0.0, math.log(260))))  # log-uniform: many short, some long
-        words = [WORDS[i] for i in rng.integers(0, len(WORDS), size=n_words)]
-        while emb.count_tokens([" ".join(words)])[0] > MAX_TOKENS - 2:
-            words = words[: len(words) * 9 // 10]
-        texts.append(" ".join(words))
-    return texts
-
-
 @pytest.fixture(scope="module")
-def texts(embedder: Embedder) -> list[str]:
-    texts = make_texts(embedder)
+def texts(embedder: Embedder, mixed_texts: Callable[..., list[str]]) -> list[str]:
+    texts = [*EDGE_CASES, *mixed_texts(embedder, WORDS, N_RANDOM, max_words=260, max_tokens=MAX_TOKENS)]
     counts = np.array(embedder.count_tokens(texts)) + 2
     assert len(texts) >= 200 and counts.min() == 3 and counts.max() == MAX_TOKENS
     assert (counts > 128).sum() >= 20 and (counts < 16).sum() >= 20  # mixed lengths, not all short
