@@ -97,16 +97,16 @@ class BareOrtSystem:
         self.feeds = functools.partial(encoder_feeds, [i.name for i in self.session.get_inputs()])
         self.output = self.session.get_outputs()[0].name
 
-    def run_batch(self, ids: Any, mask: Any) -> None:
+    def run_encoder_batch(self, ids: Any, mask: Any) -> None:
         self.session.run([self.output], self.feeds(ids, mask))
 
     def run_call(self, case: Any, index: int) -> None:
         for ids, mask in case.encoder_calls[index]:
-            self.run_batch(ids, mask)
+            self.run_encoder_batch(ids, mask)
 
     def warm_up(self, case: Any) -> None:
         ids, mask = case.encoder_calls[0][0]
-        self.run_batch(ids, mask)
+        self.run_encoder_batch(ids, mask)
 
 
 SYSTEMS: dict[str, Callable[[Path, str, int], System]] = {"longvec": LongvecSystem, "bare-ort": BareOrtSystem}

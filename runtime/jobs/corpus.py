@@ -186,8 +186,8 @@ def _parquet_records(f: InputFile, fields: Fields, first: int) -> Iterator[Recor
     pa = import_pyarrow()
     columns = list(dict.fromkeys((fields.id, fields.text)))
     position = first
-    for batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
-        data = batch.to_pydict()
+    for record_batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
+        data = record_batch.to_pydict()
         for id_value, text in zip(data[fields.id], data[fields.text]):
             yield check_record(position, f"{f.name}:row {position - first}", id_value, text, fields)
             position += 1

@@ -25,10 +25,11 @@ from longvec.runtime.jobs.progress import Progress, duration
 from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
 
 DEFAULT_SHARD_SIZE = 1000
-# Documents per embed_documents call: large enough for length-sorted packing across documents, small enough that
-# the progress bar moves and memory stays bounded when documents are books.
-BATCH_DOCUMENTS = 256
-BATCH_CHARS = 1_000_000
+# Documents per embed_documents call (a "call group"; the library packs their windows into encoder batches):
+# large enough for length-sorted packing across documents, small enough that the progress bar moves and memory
+# stays bounded when documents are books.
+CALL_DOCUMENTS = 256
+CALL_CHARS = 1_000_000
 # A test hook: set to a directory holding two named pipes, `paused` and `go`, the job stops before publishing
 # each shard (its rows written to temporaries): it writes the shard's index to `paused`, then waits for a line on
 # `go`. A test can so Ctrl-C or kill it at a known point instead of racing it. Unset, it costs one environment
@@ -138,7 +139,7 @@ def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: i
 def _embed_isolating(
     embedder: Embedder, records: list[Record], chunk_tokens: int, sparse: bool, rows: Rows
 ) -> list[tuple[Record, DocumentResult]]:
-    """One call for the whole batch; if the model rejects a text (e.g. one with no tokens at all), bisect to find
+    """One call for the whole group; if the model rejects a text (e.g. one with no tokens at all), bisect to find
     it, so one bad document costs a few extra calls instead of failing its neighbours."""
     if not records:
         return []
@@ -156,17 +157,18 @@ def _embed_isolating(
     )
 
 
-def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
-    batch: list[Record] = []
+def call_groups(records: Iterator[Record]) -> Iterator[list[Record]]:
+    """The records of one embed_documents call each: up to CALL_DOCUMENTS documents or CALL_CHARS characters."""
+    group: list[Record] = []
     chars = 0
     for r in records:
-        batch.append(r)
+        group.append(r)
         chars += len(r.text or "")
-        if len(batch) >= BATCH_DOCUMENTS or chars >= BATCH_CHARS:
-            yield batch
-            batch, chars = [], 0
-    if batch:
-        yield batch
+        if len(group) >= CALL_DOCUMENTS or chars >= CALL_CHARS:
+            yield group
+            group, chars = [], 0
+    if group:
+        yield group
 
 
 def _pause_before_publishing(index: int) -> None:
@@ -210,10 +212,10 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
             writer = None
             try:
                 writer = out.shard(index, embedder.dim, metadata, options.sparse)
-                for batch in batches(shard_records):
-                    rows = embed_records(embedder, batch, options.chunk_tokens, options.sparse)
+                for group in call_groups(shard_records):
+                    rows = embed_records(embedder, group, options.chunk_tokens, options.sparse)
                     writer.add(rows)
-                    progress.update(len(batch), rows.tokens)
+                    progress.update(len(group), rows.tokens)
                 _pause_before_publishing(index)
                 stats = writer.commit()
             except BaseException:

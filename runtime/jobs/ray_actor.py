@@ -15,7 +15,7 @@ With `sparse=True` each chunk also carries `sparse_indices` and `sparse_values` 
 longvec.runtime.core.sparse).
 
 Each output row is one input document: its vector and its chunks (a list of structs), or `error` (and null
-vectors) when it could not be embedded; failed documents never fail the batch. The class itself needs no
+vectors) when it could not be embedded; failed documents never fail the call. The class itself needs no
 Ray: it is a callable on Arrow tables, which is also how the tests use it.
 """
 
@@ -76,12 +76,12 @@ class EmbedActor:
         self.sparse = sparse
         self.schema = output_schema(self.embedder.dim, sparse)
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, documents: Any) -> Any:
         """An Arrow table (or a dict of columns) of documents in, one row per document out."""
         from longvec.runtime.jobs.local import embed_records
 
         pa = import_pyarrow()
-        table = batch if isinstance(batch, pa.Table) else pa.table(batch)
+        table = documents if isinstance(documents, pa.Table) else pa.table(documents)
         records = self._records(table.to_pydict())
         rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse)
         return self._table(records, rows)
