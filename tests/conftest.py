@@ -52,6 +52,21 @@ def embedder(bundle_dir: Path) -> Iterator[Embedder]:
         yield emb
 
 
+@pytest.fixture
+def encoder_calls(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Shapes of the encoder calls the session's real embedder makes during the test (its backend's `run` is
+    wrapped for this test only)."""
+    seen: list[tuple[int, ...]] = []
+    run = embedder.backend.run
+
+    def counting(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        seen.append(input_ids.shape)
+        return run(input_ids, attention_mask)
+
+    monkeypatch.setattr(embedder.backend, "run", counting)
+    return seen
+
+
 def fake_embedder(
     window: int = 64, hidden: int = 16, pooling: str = "mean", normalize: bool = True, max_tokens: int = 8192
 ) -> Embedder:
