@@ -19,7 +19,15 @@ from tokenizers import Tokenizer
 from longvec.export import graph, optimize, parity
 from longvec.export.source import SourceDir, read_source
 from longvec.runtime.bundle.feeds import encoder_feeds
-from longvec.runtime.bundle.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
+from longvec.runtime.bundle.manifest import (
+    MANIFEST_NAME,
+    Framing,
+    Manifest,
+    PoolingConfig,
+    Precision,
+    SourceModel,
+    Variant,
+)
 from longvec.runtime.bundle.reader import sha256_file
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.errors import ExportError
@@ -33,7 +41,7 @@ _FILES = {
     "int8": "model.int8.onnx",
     "fp16": "model.fp16.onnx",
 }
-_PRECISION = {"fp32": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
+_PRECISION: dict[str, Precision] = {"fp32": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
 
 StatesFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 

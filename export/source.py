@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longvec.runtime.bundle.manifest import PoolingConfig
+from longvec.runtime.bundle.manifest import Pooling, PoolingConfig
 from longvec.runtime.bundle.reader import sha256_files
 from longvec.runtime.errors import ExportError
 
@@ -44,7 +44,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 # sentence-transformers' pooling modes -> longvec's; the others (max, mean_sqrt_len_tokens, weightedmean) are refused.
-_POOLING_MODES = {"mean": "mean", "cls": "cls", "lasttoken": "last"}
+_POOLING_MODES: dict[str, Pooling] = {"mean": "mean", "cls": "cls", "lasttoken": "last"}
 # Before sentence-transformers 5 a Pooling config.json held one boolean per mode instead of `pooling_mode`.
 _LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, Embedder
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_VARIANT, Embedder
 from longvec.runtime.errors import BackendUnavailable
 from longvec.runtime.jobs.corpus import Fields, Record, check_record, import_pyarrow
 from longvec.runtime.jobs.shards import Rows, chunk_fields, document_fields, sparse_columns
@@ -69,8 +69,7 @@ class EmbedActor:
         id_field: str = "id",
         sparse: bool = False,
     ) -> None:
-        kwargs = {} if variant is None else {"variant": variant}
-        self.embedder = Embedder.load(bundle, threads=threads, **kwargs)
+        self.embedder = Embedder.load(bundle, variant=variant or DEFAULT_VARIANT, threads=threads)
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)
         self.sparse = sparse
