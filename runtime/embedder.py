@@ -29,6 +29,7 @@ MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
 DEFAULT_MODE: Mode = "late"
 DEFAULT_CHUNKING: Chunking = "tokens"
 DEFAULT_CHUNK_TOKENS = 128
+DEFAULT_VARIANT = "optimized"
 # Texts per pipeline call: enough for length-sorted packing across texts, while tokens and outputs of a huge list
 # are held one group at a time (and the progress bar moves).
 DEFAULT_BATCH_SIZE = 1024
@@ -100,7 +101,7 @@ class Embedder:
     def load(
         cls,
         bundle_dir: str | Path,
-        variant: str = "optimized",
+        variant: str = DEFAULT_VARIANT,
         threads: int | None = None,
         window: int | None = None,
         max_batch_tokens: int = Batching.max_tokens,
@@ -266,10 +267,6 @@ class Embedder:
             if len(t) == 0:
                 raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")
         return tokens
-
-    def tokenizer_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
-        """Content tokens of each text after the literal prompt text `prompt`; InputError for a text with none."""
-        return self._tokens(texts, prompt)
 
     def embed_documents(
         self,

@@ -15,10 +15,10 @@ from longvec.runtime.cli.main import (
     add_prompt_args,
     command,
 )
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, DEFAULT_VARIANT
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Fields
-from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, default_variant, run_local
+from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, run_local
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
@@ -52,8 +52,8 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--variant",
         choices=VARIANT_NAMES,
-        default=default_variant(),
-        help=f"graph variant from the bundle (default: {default_variant()})",
+        default=DEFAULT_VARIANT,
+        help=f"graph variant from the bundle (default: {DEFAULT_VARIANT})",
     )
     p.add_argument(
         "--shard-size",

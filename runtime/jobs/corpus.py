@@ -13,7 +13,6 @@ is embedded and every later one goes to the errors file naming where the first i
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import zlib
 from array import array
@@ -23,6 +22,8 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
+from longvec.runtime.bundle.reader import sha256_file
+from longvec.runtime.core.text import text_problem
 from longvec.runtime.errors import BackendUnavailable, InputError
 
 Format = Literal["jsonl", "jsonl.gz", "parquet"]
@@ -35,7 +36,6 @@ _SUFFIXES: dict[str, Format] = {
     ".json.gz": "jsonl.gz",
     ".parquet": "parquet",
 }
-_READ_BLOCK = 1 << 20
 FIELD_SAMPLE = 100  # records whose fields are checked against --text-field / --id-field before a job starts
 
 
@@ -129,7 +129,7 @@ def scan(root: Path, fields: Fields) -> Corpus:
     ids = _Ids()
     sample: list[set[str]] = []  # field names of the first JSON objects
     for path, fmt in input_files(root):
-        size, digest = path.stat().st_size, _sha256(path)
+        size, digest = path.stat().st_size, sha256_file(path)
         name = path.relative_to(base).as_posix()
         if fmt == "parquet":
             n = _count_parquet(path, fields)
@@ -227,18 +227,10 @@ def _parquet_ids(path: Path, name: str, fields: Fields, ids: _Ids) -> None:
     pa = import_pyarrow()
     ids.start_file(name, parquet=True)
     row = 0
-    for batch in pa.parquet.ParquetFile(path).iter_batches(columns=[fields.id], batch_size=65536):
-        for value in batch.column(0).to_pylist():
+    for record_batch in pa.parquet.ParquetFile(path).iter_batches(columns=[fields.id], batch_size=65536):
+        for value in record_batch.column(0).to_pylist():
             ids.add(value, row)
             row += 1
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_READ_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _open_lines(path: Path, fmt: Format) -> Any:
@@ -304,8 +296,8 @@ def _parquet_records(f: InputFile, fields: Fields, first: int) -> Iterator[Recor
     pa = import_pyarrow()
     columns = list(dict.fromkeys((fields.id, fields.text)))
     position = first
-    for batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
-        data = batch.to_pydict()
+    for record_batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
+        data = record_batch.to_pydict()
         for id_value, text in zip(data[fields.id], data[fields.text]):
             yield check_record(position, f"{f.name}:row {position - first}", id_value, text, fields)
             position += 1
@@ -335,12 +327,7 @@ def check_record(position: int, source: str, id_value: Any, text: Any, fields: F
     doc_id = str(id_value)
     if text is _MISSING or text is None:
         return Record(position, source, doc_id, None, f"missing text field {fields.text!r}")
-    if not isinstance(text, str):
-        return Record(position, source, doc_id, None, f"text is {type(text).__name__}, expected a string")
-    if not text.strip():
-        return Record(position, source, doc_id, None, "text is empty or whitespace only")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        return Record(position, source, doc_id, None, f"text is not valid Unicode (lone surrogate at {e.start})")
+    problem = text_problem(text)
+    if problem is not None:
+        return Record(position, source, doc_id, None, f"text {problem}")
     return Record(position, source, doc_id, text)
