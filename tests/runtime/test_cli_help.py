@@ -152,3 +152,16 @@ def test_common_mistakes_are_one_line_and_a_documented_exit_code(
     assert done.returncode == code, done.stderr
     assert done.stderr.count("\n") == 1 and done.stderr.endswith("\n"), done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(tiny_bundle: Path) -> None:
+    """`longvec inspect B | head -1`: the pipe closes before the command writes; no traceback, exit 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "longvec.runtime.cli", "inspect", str(tiny_bundle)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the interpreter has even started: its first write meets a closed pipe
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err == b"", err.decode()
