@@ -49,7 +49,7 @@ test-slow: $(BUNDLE)/manifest.json $(MPNET)/manifest.json
 check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy package export runtime kernels
+	$(BIN)/mypy --python-executable $(BIN)/python package export runtime kernels
 	$(BIN)/python -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 format: install
