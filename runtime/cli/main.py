@@ -8,7 +8,7 @@ exit 4  input error (bad text, span or option; an input file missing or not UTF-
 exit 5  backend unavailable (an optional dependency is not installed)
 exit 6  export error (unreadable model directory, a hub id instead of a directory, fp32 parity failure)
 exit 7  export wrote the bundle but refused a variant that failed its parity gate (the message names it)
-exit 8  output error (a batch job's output cannot be written: not a directory, read-only, disk full)
+exit 8  a file cannot be written (a batch job's output, an export's bundle): not a directory, read-only, disk full
 exit 130 interrupted
 """
 
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="longvec",
         description="Embed documents of any length: export a model once, then embed, search, serve and benchmark "
         "it without torch. Exit codes: 0 ok, 2 usage, 3 bundle, 4 input, 5 missing dependency, 6 export, "
-        "7 export refused a variant, 8 output not writable, 130 interrupted.",
+        "7 export refused a variant, 8 a file cannot be written, 130 interrupted.",
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"longvec {_version()}")
@@ -288,3 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LongvecError as e:
         print(f"longvec: error: {e}", file=sys.stderr)
         return exit_code(e)
+    except OSError as e:  # the file system refused (read-only, disk full, permissions): not a bug of ours
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"longvec: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_CODES[OutputError]

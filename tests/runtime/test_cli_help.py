@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,12 +126,14 @@ def latin1(tmp_path: Path) -> Path:
         ("embed: a non-UTF-8 JSONL line", 4, "every document failed"),
         ("serve: a bad log level", 2, "invalid choice: 'loud'"),
         ("export: a hub id", 6, "looks like a model hub id"),
+        ("export: a bundle folder under a file", 8, "a-file"),
         ("inspect: no bundle", 3, "bundle directory does not exist"),
     ],
 )
 def test_common_mistakes_are_one_line_and_a_documented_exit_code(
-    case: str, code: int, says: str, tiny_bundle: Path, latin1: Path, tmp_path: Path
+    case: str, code: int, says: str, tiny_bundle: Path, latin1: Path, tmp_path: Path, tiny_export: Any
 ) -> None:
+    (tmp_path / "a-file").write_text("a file, not a folder")
     missing = tmp_path / "missing.txt"
     document = tmp_path / "doc.txt"
     document.write_text("The keeper trimmed the wick every night. " * 20, encoding="utf-8")
@@ -143,6 +146,7 @@ def test_common_mistakes_are_one_line_and_a_documented_exit_code(
         "embed: a non-UTF-8 JSONL line": ["embed", tiny_bundle, tmp_path / "bad.jsonl", tmp_path / "out"],
         "serve: a bad log level": ["serve", tiny_bundle, "--log-level", "loud"],
         "export: a hub id": ["export", "sentence-transformers/all-MiniLM-L6-v2", tmp_path / "bundle"],
+        "export: a bundle folder under a file": ["export", tiny_export("bert")[0], tmp_path / "a-file" / "bundle"],
         "inspect: no bundle": ["inspect", tmp_path / "nowhere"],
     }[case]
     if case == "embed: a non-UTF-8 JSONL line":
