@@ -10,11 +10,11 @@ from typing import Literal
 import numpy as np
 
 from longvec.kernels import l2_normalize
-from longvec.runtime.backends import Backend, open_backend
+from longvec.runtime.backends import Backend, BackendOptions, Device, GraphFiles, describe, open_backend
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
-from longvec.runtime.core.pipeline import Batching, Encoded, Job, Pipeline
+from longvec.runtime.core.pipeline import Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
 from longvec.runtime.core.stitch import Stitch
 from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
@@ -53,7 +53,7 @@ class Embedder:
         self.tokenizer = tokenizer
         self.manifest = manifest
         self.window = window or manifest.default_window or min(manifest.max_positions, manifest.trained_max_tokens)
-        self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
+        self._pipeline = Pipeline(backend, PipelineConfig(manifest.framing, manifest.pooling, batching))
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
         WindowPlan.make(self.window, None, self._overhead, manifest.max_positions)  # fail early on a bad window
@@ -67,14 +67,33 @@ class Embedder:
         window: int | None = None,
         max_batch_tokens: int = Batching.max_tokens,
         verify: bool = True,
+        device: Device = "cpu",
+        pooled: bool | None = None,
+        tensorrt_provider: bool = False,
     ) -> Embedder:
+        """`device`: "cpu" (default), "cuda" (onnxruntime-gpu; BackendUnavailable when it cannot run) or "auto"
+        (CUDA when it really runs, else CPU); `provider` says which runs. `pooled`: run the variant's pooled graph
+        (default: on CUDA yes, on CPU no, as measured). `tensorrt_provider`: onnxruntime's TensorRT provider."""
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
-        if verify:  # the files this load reads, not every variant in the bundle
-            bundle.verify((bundle.manifest.tokenizer_file, chosen.file))
-        backend = open_backend(chosen.engine, bundle.path(chosen.file), bundle.manifest.hidden_size, threads)
+        m = bundle.manifest
+        files = GraphFiles(
+            bundle.path(chosen.file),
+            None if chosen.pooled_file is None else bundle.path(chosen.pooled_file),
+            m.input_names,
+        )
+        if verify:  # the files this load may read, not every variant in the bundle
+            may_pool = pooled if pooled is not None else device != "cpu"
+            bundle.verify((m.tokenizer_file, *(chosen.graph_files if may_pool else (chosen.file,))))
+        options = BackendOptions(threads=threads, device=device, pooled=pooled, tensorrt_provider=tensorrt_provider)
+        backend = open_backend(chosen.engine, files, m.hidden_size, options)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
         return cls(backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens))
+
+    @property
+    def provider(self) -> str:
+        """What runs the encoder, e.g. "onnxruntime CPUExecutionProvider (token-state graph)"."""
+        return describe(self.backend)
 
     @property
     def dim(self) -> int:
@@ -133,8 +152,8 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         plan = self.plan(window, stride, prompt)
-        jobs = [Job(t.ids) for t in self.tokenizer_checked(texts, prompt)]
-        encoded = self._pipeline.run(jobs, plan, self._prompt_ids(prompt))
+        seqs = [TokenSequence(t.ids) for t in self.tokenizer_checked(texts, prompt)]
+        encoded = self._pipeline.run(seqs, plan, self._prompt_ids(prompt))
         return self._finish(np.stack([e.pooled for e in encoded]))
 
     def tokenizer_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
@@ -184,7 +203,7 @@ class Embedder:
         # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
         doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
         chunk_jobs = (
-            [Job(tok.ids[s:e]) for tok, ch in zip(tokens, chunks) for s, e in ch.token_spans.tolist()]
+            [TokenSequence(tok.ids[s:e]) for tok, ch in zip(tokens, chunks) for s, e in ch.token_spans.tolist()]
             if mode in ("naive", "blend")
             else []
         )
@@ -209,12 +228,12 @@ class Embedder:
         return self.sparse.queries(validate_texts(texts, allow_blank=True))
 
     @staticmethod
-    def _doc_job(tok: Tokens, ch: Chunks, plan: WindowPlan, mode: str) -> Job:
+    def _doc_job(tok: Tokens, ch: Chunks, plan: WindowPlan, mode: str) -> TokenSequence:
         if mode == "truncate":
             head = min(len(tok), plan.content)
             inside = ch.token_spans[ch.token_spans[:, 1] <= head]
-            return Job(tok.ids[:head], inside)
-        return Job(tok.ids, ch.token_spans)
+            return TokenSequence(tok.ids[:head], inside)
+        return TokenSequence(tok.ids, ch.token_spans)
 
     def _result(
         self, tok: Tokens, ch: Chunks, doc: Encoded | None, alone: Sequence[Encoded], plan: WindowPlan, mode: str
