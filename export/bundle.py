@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import onnxruntime as ort
 import torch
 from tokenizers import Tokenizer
 
-from longvec.export import graph, optimize, parity
+from longvec.export import graph, optimize, parity, pooled
 from longvec.export.source import SourceDir, read_source
 from longvec.runtime.bundle.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
 from longvec.runtime.bundle.reader import sha256_file
@@ -166,7 +167,7 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
         parity.check(result, _PRECISION[name], f"variant {name!r}")
         log(f"parity {name}: max|diff| {result.max_abs_diff:.2e}, min cosine {result.min_cosine:.6f}")
     files = ["tokenizer.json", *(_FILES[n] for n in results)]
-    return Manifest(
+    manifest = Manifest(
         source=SourceModel(name=source.name, revision=source.revision()),
         architecture=str(source.config.get("model_type", type(model).__name__)),
         hidden_size=int(source.config["hidden_size"]),
@@ -190,3 +191,7 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
         prompts=source.prompts,
         default_prompt=source.default_prompt,
     )
+    # every variant gets its pooled twin (export/pooled.py): the GPU paths run it, old bundles gain it later
+    with_twins = pooled.add_twins(work, manifest, manifest.variants, log)
+    twins = {t.pooled_file: sha256_file(work / t.pooled_file) for t in with_twins if t.pooled_file}
+    return replace(manifest, variants=with_twins, files={**manifest.files, **twins})

@@ -63,7 +63,7 @@ def span_rows(
     spans = np.asarray(spans, dtype=np.int64).reshape(-1, 2)
     n_items, n_pos = weights.shape
     nonzero = weights > 0
-    has_any = nonzero.any(axis=1)
+    has_any = np.asarray(nonzero.any(axis=1))
     first = np.argmax(nonzero, axis=1)
     last = n_pos - 1 - np.argmax(nonzero[:, ::-1], axis=1)
     items = np.arange(n_items)
@@ -82,7 +82,9 @@ def span_rows(
     index = np.full((n_items, n_rows), -1, dtype=np.int64)
     index[item, rank] = span
     safe = np.maximum(index, 0)
-    inside = (positions[:, None, :] >= spans[safe, 0][:, :, None]) & (positions[:, None, :] < spans[safe, 1][:, :, None])
+    inside = (positions[:, None, :] >= spans[safe, 0][:, :, None]) & (
+        positions[:, None, :] < spans[safe, 1][:, :, None]
+    )
     factor = np.where(index >= 0, np.asarray(scale, dtype=np.float32)[safe], np.float32(0.0))
     rows = weights[:, None, :] * inside * factor[:, :, None]
     return rows.astype(np.float32, copy=False), index

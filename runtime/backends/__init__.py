@@ -72,7 +72,9 @@ def _onnxruntime(files: GraphFiles, hidden_size: int, options: BackendOptions) -
     try:
         from longvec.runtime.backends.onnx import open_onnxruntime
     except ImportError as e:
-        raise BackendUnavailable(f"onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu) ({e})")
+        raise BackendUnavailable(
+            f"onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu) ({e})"
+        ) from e
     return open_onnxruntime(files, hidden_size, options)
 
 
@@ -89,7 +91,9 @@ def _tensorrt(files: GraphFiles, hidden_size: int, options: BackendOptions) -> B
 ENGINES: dict[str, BackendFactory] = {"onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
 
 
-def open_backend(engine: str, files: GraphFiles, hidden_size: int, options: BackendOptions = BackendOptions()) -> Backend:
+def open_backend(
+    engine: str, files: GraphFiles, hidden_size: int, options: BackendOptions = BackendOptions()
+) -> Backend:
     if options.device not in DEVICES:
         raise InputError(f"device must be one of {DEVICES}, got {options.device!r}")
     try:

@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from longvec.runtime.backends import Backend, BackendOptions
-from longvec.runtime.backends.onnx import POOL_OUTPUT, OrtBackend, identity_rows, make_session, session_options
+from longvec.runtime.backends.onnx import OrtBackend, identity_rows, make_session, session_options
 from longvec.runtime.bundle.engines import Profile, cache_key, shape_option
 from longvec.runtime.errors import BackendUnavailable
 
@@ -56,7 +56,7 @@ def runtime_report() -> dict[str, Any]:
 
 
 def resolve_device(device: str) -> str:
-    """"cpu" stays CPU; "cuda" must have the CUDA provider (else BackendUnavailable saying what to install);
+    """ "cpu" stays CPU; "cuda" must have the CUDA provider (else BackendUnavailable saying what to install);
     "auto" is "cuda" when the provider is there (whether a GPU answers is checked when the session opens)."""
     if device == "cpu":
         return "cpu"
@@ -103,7 +103,9 @@ def provider_list(
     if not options.tensorrt_provider:
         return [cuda, "CPUExecutionProvider"]
     if identity is None:
-        raise BackendUnavailable("the TensorRT provider needs cuda-python to name its engine cache: pip install cuda-python")
+        raise BackendUnavailable(
+            "the TensorRT provider needs cuda-python to name its engine cache: pip install cuda-python"
+        )
     key = cache_key(identity.name, identity.compute_capability, identity.tensorrt, ort.__version__, graph_sha256)
     folder = (options.cache_dir or DEFAULT_CACHE).expanduser() / key
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,7 +166,7 @@ class PinnedStaging:
             raise BackendUnavailable(f"cudaMallocHost({nbytes}) failed ({err})")
         self._pointers.append(int(ptr))
         raw = (ctypes.c_byte * nbytes).from_address(int(ptr))
-        return np.frombuffer(raw, dtype=dtype, count=size)
+        return np.frombuffer(memoryview(raw).cast("B"), dtype=dtype, count=size)
 
     def close(self) -> None:
         self._buffers.clear()

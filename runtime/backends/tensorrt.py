@@ -111,7 +111,9 @@ class TensorRTBackend:
         if hidden != hidden_size:
             raise BundleError(path, f"the plan's output hidden size is {hidden}, manifest.json says {hidden_size}")
         self.profiles = [self._profile(i) for i in range(engine.num_optimization_profiles)]
-        self.provider = f"tensorrt {getattr(self._trt, '__version__', '?')} (pooled plan, {len(self.profiles)} profiles)"
+        self.provider = (
+            f"tensorrt {getattr(self._trt, '__version__', '?')} (pooled plan, {len(self.profiles)} profiles)"
+        )
         self._local = threading.local()  # per thread: {profile index: _Context}
         self._all: list[_Context] = []
         self._lock = threading.Lock()

@@ -36,7 +36,9 @@ class Profile:
             raise ValueError(f"profile ranges must satisfy 1 <= min <= opt <= max: {self}")
 
     def fits(self, batch: int, seq: int, rows: int = 1) -> bool:
-        return self.min_batch <= batch <= self.max_batch and self.min_seq <= seq <= self.max_seq and rows <= self.max_rows
+        return (
+            self.min_batch <= batch <= self.max_batch and self.min_seq <= seq <= self.max_seq and rows <= self.max_rows
+        )
 
     def shapes(self, names: Sequence[str], which: str) -> dict[str, tuple[int, ...]]:
         """Input shapes at "min", "opt" or "max" for the graph's inputs (pool_weights is [batch, rows, seq])."""
