@@ -143,9 +143,20 @@ class TensorRTBackend:
         return self._context(index).run(feeds, (batch, rows, self.hidden_size))
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Token states through one-hot pool rows, `max_rows` positions per encoder pass: for checks and tools,
+        not for throughput (the pipeline sends pool weights)."""
         batch, seq = input_ids.shape
-        eye = np.broadcast_to(np.eye(seq, dtype=np.float32), (batch, seq, seq))
-        return self.run_pooled(input_ids, attention_mask, np.ascontiguousarray(eye))
+        step = max(p.max_rows for p in self.profiles if p.min_seq <= seq <= p.max_seq) if self.profiles else seq
+        eye = np.eye(seq, dtype=np.float32)
+        parts = [
+            self.run_pooled(
+                input_ids,
+                attention_mask,
+                np.ascontiguousarray(np.broadcast_to(eye[i : i + step], (batch, min(step, seq - i), seq))),
+            )
+            for i in range(0, seq, step)
+        ]
+        return np.concatenate(parts, axis=1)
 
     def close(self) -> None:
         with self._lock:
