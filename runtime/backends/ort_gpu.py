@@ -180,6 +180,8 @@ class CudaOrtBackend(OrtBackend):
     """An onnxruntime session on the GPU, run through IO binding: inputs staged in pinned host buffers, the output
     left on the device by the run and copied back once (only pooled sums when the graph is the pooled one)."""
 
+    on_gpu = True
+
     def __init__(self, session: ort.InferenceSession, path: Path, hidden_size: int, provider: str) -> None:
         self._lock = threading.Lock()  # one binding and one set of staging buffers per backend
         self._staging = PinnedStaging()

@@ -93,6 +93,7 @@ class TensorRTBackend:
     """Runs a pooled-graph plan; token states (`run`) come from identity pool rows, within the profile's rows."""
 
     pools = True
+    on_gpu = True
 
     def __init__(self, path: Path, hidden_size: int, modules: tuple[ModuleType, Any] | None = None) -> None:
         self._trt, self._cudart = modules or _import_modules()

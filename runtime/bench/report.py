@@ -158,6 +158,9 @@ def _row(cells: list[Any]) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = ["### Throughput and latency (median of n interleaved repeats)", ""]
+    providers = {k: v for k, v in results.get("providers", {}).items() if v}
+    if providers:  # which engine ran each system: a CPU and a GPU run must never be confused
+        lines += ["Runs on: " + "; ".join(f"{k}: {v}" for k, v in providers.items()), ""]
     lines.append(
         _row(
             [

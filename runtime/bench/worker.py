@@ -82,7 +82,9 @@ class LongvecSystem:
     def __init__(self, bundle: Path, variant: str, threads: int) -> None:
         from longvec.runtime import Embedder
 
-        loaded = Embedder.load(bundle, variant=variant, threads=threads)
+        device = os.environ.get("LONGVEC_BENCH_DEVICE", "cpu")
+        loaded = Embedder.load(bundle, variant=variant, threads=threads, device=device)
+        self.provider = loaded.provider
         self.timed = TimedBackend(loaded.backend)
         self.embedder = Embedder(self.timed, loaded.tokenizer, loaded.manifest)
 
@@ -161,7 +163,8 @@ def serve(systems: dict[str, Callable[[Path, str, int], System]], argv: list[str
         cases = {c.name: c for c in pickle.load(f)}
     for case in cases.values():
         system.warm_up(case)
-    _send(reply, {"ready": args.system, "load_seconds": load_seconds, "versions": versions()})
+    provider = getattr(system, "provider", "")
+    _send(reply, {"ready": args.system, "load_seconds": load_seconds, "versions": versions(), "provider": provider})
     for line in sys.stdin:
         request = json.loads(line)
         if "quit" in request:

@@ -49,6 +49,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--systems", default="longvec,bare-ort,sentence-transformers,fastembed")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: longvec on onnxruntime-gpu and sentence-transformers on CUDA (fp16); CPU-only peers skipped",
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke test, not a measurement")
     p.add_argument("--out", type=Path, default=Path("bench/out"))
     p.add_argument("--corpus", type=Path, default=_DATA / "documents.jsonl", help="JSONL with a 'text' field")
@@ -98,6 +104,7 @@ def _bench(args: argparse.Namespace) -> int:
         cold_repeats=args.cold_repeats,
         extras=tuple(x for x in args.extras.split(",") if x and x != "none"),
         peer_path=str(Path(args.peer_path).resolve()) if args.peer_path else "",
+        device=args.device,
     )
     if args.quick:
         for key, value in _QUICK.items():

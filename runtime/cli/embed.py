@@ -25,6 +25,12 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     p.add_argument("--ray-actors", type=int, default=None, help="embedding actors (default: CPUs / threads)")
     p.add_argument("--sparse", action="store_true", help="also write a sparse (lexical) vector per chunk")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="cuda: onnxruntime-gpu, pooled graph, GPU batch sizes (with --engine ray: one actor per GPU)",
+    )
 
 
 @command("embed", _embed_args)
@@ -37,6 +43,7 @@ def _embed(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         sparse=args.sparse,
         threads=args.threads,
+        device=args.device,
     )
     if args.engine == "ray":
         from longvec.runtime.jobs.ray_engine import run_ray

@@ -43,6 +43,7 @@ class JobOptions:
     shard_size: int = DEFAULT_SHARD_SIZE
     sparse: bool = False
     threads: int | None = None  # how, not what: not part of the job's identity
+    device: str = "cpu"  # "cuda": onnxruntime-gpu with GPU batch sizes (Embedder.load); also not part of it
 
     def __post_init__(self) -> None:
         for name in ("chunk_tokens", "shard_size"):
@@ -161,7 +162,7 @@ def run_local(
     if options.sparse:
         require_stemmer()  # fail before the scan and the model load, not at the first batch
     corpus = scan(source, options.fields)
-    with Embedder.load(bundle, variant=options.variant, threads=options.threads) as embedder:
+    with Embedder.load(bundle, variant=options.variant, threads=options.threads, device=options.device) as embedder:
         out = OutputDir.open(output_dir, job_header("local", corpus, embedder, options))
         try:
             return _run(embedder, corpus, out, options, stream)

@@ -71,9 +71,10 @@ class EmbedActor:
         text_field: str = "text",
         id_field: str = "id",
         sparse: bool = False,
+        device: str = "cpu",
     ) -> None:
         kwargs = {} if variant is None else {"variant": variant}
-        self.embedder = Embedder.load(bundle, threads=threads, **kwargs)
+        self.embedder = Embedder.load(bundle, threads=threads, device=device, **kwargs)
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)
         self.sparse = sparse

@@ -112,7 +112,7 @@ def test_parser_errors_are_export_errors(tmp_path: Path) -> None:
     from longvec.runtime.errors import ExportError
 
     trt = fake_tensorrt("10.9.0", [], parses=False)
-    with pytest.raises(ExportError, match="parser refused.*EmbedLayerNormalization"):
+    with pytest.raises(ExportError, match=r"parser refused.*EmbedLayerNormalization"):
         build_plan(trt, tmp_path / "model.optimized.pooled.onnx", window_profiles([64], 4), NAMES, tmp_path / "t")
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from longvec.runtime import BackendUnavailable, Embedder, InputError
-from longvec.runtime.backends import BackendOptions
-from longvec.runtime.backends import ort_gpu
+from longvec.runtime.backends import BackendOptions, ort_gpu
 from longvec.runtime.bundle.engines import Profile, cache_key, select_profile, shape_option, window_profiles
 from longvec.runtime.cli.main import main
 
@@ -87,9 +86,15 @@ def test_provider_list_orders_tensorrt_before_cuda_and_caches_by_key(tmp_path: P
     identity = ort_gpu.GpuIdentity("NVIDIA H100 80GB HBM3", "9.0", "10.9.0")
     options = BackendOptions(device="cuda", tensorrt_provider=True, cache_dir=tmp_path)
     with_trt = ort_gpu.provider_list(options, names, SHA, identity)
-    assert [p if isinstance(p, str) else p[0] for p in with_trt] == [ort_gpu.TENSORRT, ort_gpu.CUDA, "CPUExecutionProvider"]
+    assert [p if isinstance(p, str) else p[0] for p in with_trt] == [
+        ort_gpu.TENSORRT,
+        ort_gpu.CUDA,
+        "CPUExecutionProvider",
+    ]
     folder = Path(with_trt[0][1]["trt_engine_cache_path"])
-    assert folder.parent == tmp_path and folder.is_dir() and folder.name.startswith("nvidia-h100-80gb-hbm3-sm90-trt10.9.0")
+    assert (
+        folder.parent == tmp_path and folder.is_dir() and folder.name.startswith("nvidia-h100-80gb-hbm3-sm90-trt10.9.0")
+    )
     with pytest.raises(BackendUnavailable, match="cuda-python"):
         ort_gpu.provider_list(options, names, SHA, None)
 
