@@ -28,9 +28,9 @@ from longvec.runtime.errors import BackendUnavailable
 CUDA = "CUDAExecutionProvider"
 TENSORRT = "TensorrtExecutionProvider"
 INSTALL_GPU = (
-    "install onnxruntime-gpu in place of onnxruntime: `pip uninstall -y onnxruntime && pip install 'longvec[gpu]'` "
-    "(both packages install into the same folder, and the CPU build shadows the GPU one); check with "
-    "`longvec inspect --runtime`"
+    "install onnxruntime-gpu in place of onnxruntime: `pip install 'longvec[gpu]' && pip uninstall -y onnxruntime "
+    "onnxruntime-gpu && pip install --no-deps onnxruntime-gpu` (both install into the same folder and the CPU build "
+    "shadows the GPU one; uninstalling one removes files of the other); check with `longvec inspect --runtime`"
 )
 DEFAULT_CACHE = Path("~/.cache/longvec/tensorrt")
 # onnxruntime's TensorRT provider builds several optimization profiles but runs only the first (open upstream
