@@ -362,9 +362,8 @@ def main() -> int:
     report["seconds"] = time.time() - started
     print(json.dumps(report["probe"], indent=1))
     if "cpu_pooled_vs_states" in report:
-        print(
-            f"CPU pooled graph vs token states + host pooling: max|diff| {report['cpu_pooled_vs_states']['max_abs_diff']:.2e}"
-        )
+        diff = report["cpu_pooled_vs_states"]["max_abs_diff"]
+        print(f"CPU pooled graph vs token states + host pooling: max|diff| {diff:.2e}")
     for r in rows:
         share = "" if r["copy_share"] is None else f"  copy {100 * r['copy_share']:.1f}%"
         print(f"{r['engine']:<48} {r['windows']:>9}  {r['tokens_per_s'] / 1e6:7.2f} M tokens/s{share}")
