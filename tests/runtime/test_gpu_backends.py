@@ -101,7 +101,8 @@ def test_provider_list_orders_tensorrt_before_cuda_and_caches_by_key(tmp_path: P
 
 def test_cuda_without_onnxruntime_gpu_says_what_to_install(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ort_gpu.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    with pytest.raises(BackendUnavailable, match=r"onnxruntime-gpu.*pip uninstall -y onnxruntime onnxruntime-gpu.*--no-deps onnxruntime-gpu.*shadows"):
+    install = r"onnxruntime-gpu.*pip uninstall -y onnxruntime onnxruntime-gpu.*--no-deps onnxruntime-gpu.*shadows"
+    with pytest.raises(BackendUnavailable, match=install):
         Embedder.load(tiny_bundle, device="cuda", threads=1)
     with Embedder.load(tiny_bundle, device="auto", threads=1) as emb:  # auto falls back, and says so
         assert emb.provider == "onnxruntime CPUExecutionProvider (token-state graph)"
