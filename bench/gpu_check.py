@@ -102,10 +102,9 @@ def windows(batch: int, seq: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 
 def feeds_for(session: Any, ids: np.ndarray, mask: np.ndarray, weights: np.ndarray | None) -> dict[str, np.ndarray]:
-    all_feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-    if weights is not None:
-        all_feeds["pool_weights"] = weights
-    return {i.name: all_feeds[i.name] for i in session.get_inputs()}
+    from longvec.runtime.bundle.feeds import encoder_feeds
+
+    return encoder_feeds([i.name for i in session.get_inputs()], ids, mask, weights)
 
 
 def cpu_parity(states_graph: Path, pooled_graph: Path) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.manifest import MANIFEST_NAME, Framing, Manifest, Variant
 from longvec.runtime.bundle.reader import Bundle, sha256_file
 from longvec.runtime.core.batching import pad_batch
@@ -87,12 +88,12 @@ def check_pooled(states_graph: Path, pooled_graph: Path, batches: list[tuple[np.
     pooled = ort.InferenceSession(str(pooled_graph), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     worst = 0.0
+    plain_names = [i.name for i in plain.get_inputs()]
+    pooled_names = [i.name for i in pooled.get_inputs()]
     for ids, mask in batches:
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         weights = (rng.random((ids.shape[0], 5, ids.shape[1])) * mask[:, None, :]).astype(np.float32)
-        states = plain.run(None, {i.name: feeds[i.name] for i in plain.get_inputs()})[0].astype(np.float32)
-        feeds[POOL_INPUT] = weights
-        got = pooled.run(None, {i.name: feeds[i.name] for i in pooled.get_inputs()})[0]
+        states = plain.run(None, encoder_feeds(plain_names, ids, mask))[0].astype(np.float32)
+        got = pooled.run(None, encoder_feeds(pooled_names, ids, mask, weights))[0]
         worst = max(worst, float(np.abs(got - np.matmul(weights, states)).max()))
     if worst > MAX_ABS_DIFF:
         raise ParityError(f"{pooled_graph.name}: pooled sums differ from host pooling by {worst:.2e} > {MAX_ABS_DIFF}")

@@ -115,16 +115,19 @@ def pooled_parity(
 
 def build_engine(
     bundle_dir: str | Path,
+    gpu: tuple[str, str],
+    open_plan: Callable[[Path, int], Any],
     windows: Sequence[int] | None = None,
     max_batch: int = 64,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = lambda _: None,
     trt: ModuleType | None = None,
-    open_plan: Callable[[Path, int], Any] | None = None,
 ) -> Manifest:
-    """Build (or reuse) the plan for this GPU, gate it, and add it to the bundle as variant `tensorrt-<gpu>`."""
+    """Build (or reuse) the plan for this GPU, gate it, and add it to the bundle as variant `tensorrt-<gpu>`.
+
+    `gpu`: (name, compute capability) of the GPU building it; `open_plan(path, hidden_size)` runs a plan (the
+    runtime's TensorRT backend, passed in by the CLI: the export side imports from the runtime only its contract)."""
     from longvec.export.pooled import link_or_copy
-    from longvec.runtime.backends.ort_gpu import gpu_identity
 
     trt = trt or import_tensorrt()
     root = Path(bundle_dir)
@@ -133,11 +136,9 @@ def build_engine(
     source = m.variant("fp32")
     if source is None or source.pooled_file is None:
         raise ExportError(f"{root}: no unfused pooled graph (variant 'fp32'); run `longvec export --add-pooled {root}`")
-    identity = gpu_identity()
-    if identity is None:
-        raise BackendUnavailable("build-engine needs cuda-python to identify the GPU: pip install cuda-python")
+    gpu_name, capability = gpu
     graph = bundle.path(source.pooled_file)
-    key = cache_key(identity.name, identity.compute_capability, str(trt.__version__), "native", sha256_file(graph))
+    key = cache_key(gpu_name, capability, str(trt.__version__), "native", sha256_file(graph))
     name = f"tensorrt-{key.rsplit('-', 1)[0]}"[:80]
     plan_file = f"engines/{key}.plan"
     if (done := m.variant(name)) is not None and done.file == plan_file:
@@ -163,9 +164,7 @@ def build_engine(
         limit = max(p.max_seq for p in profiles)
         parity = _gate(cache / f"{key}.plan", graph, root / m.tokenizer_file, m, limit, open_plan)
         log(f"{name}: vs CPU fp32 pooled: min cosine {parity.min_cosine:.6f}, max|diff| {parity.max_abs_diff:.1e}")
-        build = TensorRTBuild(
-            identity.name, identity.compute_capability, str(trt.__version__), source.pooled_file, key, tuple(profiles)
-        )
+        build = TensorRTBuild(gpu_name, capability, str(trt.__version__), source.pooled_file, key, tuple(profiles))
         variant = Variant(
             name, plan_file, "tensorrt", "fp16", parity, "TensorRT plan of the pooled fp32 graph", tensorrt=build
         )
@@ -188,26 +187,20 @@ def build_engine(
 
 
 def _gate(
-    plan: Path, graph: Path, tokenizer: Path, m: Manifest, limit: int, open_plan: Callable[[Path, int], Any] | None
+    plan: Path, graph: Path, tokenizer: Path, m: Manifest, limit: int, open_plan: Callable[[Path, int], Any]
 ) -> Parity:
     import onnxruntime as ort
 
     from longvec.export.pooled import parity_batches
-    from longvec.runtime.backends.tensorrt import TensorRTBackend
+    from longvec.runtime.bundle.feeds import encoder_feeds
 
     session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
     wanted = [i.name for i in session.get_inputs()]
 
     def reference(ids: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        feeds = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "token_type_ids": np.zeros_like(ids),
-            "pool_weights": weights,
-        }
-        return session.run(None, {n: feeds[n] for n in wanted})[0]
+        return session.run(None, encoder_feeds(wanted, ids, mask, weights))[0]
 
-    engine = (open_plan or TensorRTBackend)(plan, m.hidden_size)
+    engine = open_plan(plan, m.hidden_size)
     try:
         batches = parity_batches(tokenizer, m.framing, limit)
         parity = pooled_parity(reference, engine.run_pooled, batches, "cpu fp32 pooled graph")

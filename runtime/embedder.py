@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from longvec.kernels import l2_normalize
-from longvec.runtime.backends import Backend, BackendOptions, Device, GraphFiles, describe, open_backend
+from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
@@ -25,6 +25,7 @@ Mode = Literal["late", "naive", "window_mean", "truncate", "blend"]
 MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
 DEFAULT_MODE: Mode = "late"
 DEFAULT_CHUNK_TOKENS = 128
+DEFAULT_VARIANT = "optimized"
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,19 @@ class Embedder:
     def load(
         cls,
         bundle_dir: str | Path,
-        variant: str = "optimized",
+        variant: str = DEFAULT_VARIANT,
         threads: int | None = None,
         window: int | None = None,
         max_batch_tokens: int | None = None,
         verify: bool = True,
-        device: Device = "cpu",
+        device: str = "cpu",
         pooled: bool | None = None,
         tensorrt_provider: bool = False,
     ) -> Embedder:
         """`device`: "cpu" (default), "cuda" (onnxruntime-gpu; BackendUnavailable when it cannot run) or "auto"
         (CUDA when it really runs, else CPU); `provider` says which runs. `pooled`: run the variant's pooled graph
-        (default: on CUDA yes, on CPU no, as measured). `tensorrt_provider`: onnxruntime's TensorRT provider.
+        (default: yes where the variant has one, as measured on CPU and wanted on GPUs). `tensorrt_provider`:
+        onnxruntime's TensorRT provider.
         `max_batch_tokens`: padded tokens per encoder call (default 8192 on CPU, GPU_BATCHING's on a GPU)."""
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
@@ -83,9 +85,9 @@ class Embedder:
             None if chosen.pooled_file is None else bundle.path(chosen.pooled_file),
             m.input_names,
         )
-        if verify:  # the files this load may read, not every variant in the bundle
-            may_pool = pooled if pooled is not None else device != "cpu"
-            bundle.verify((m.tokenizer_file, *(chosen.graph_files if may_pool else (chosen.file,))))
+        if verify:  # the files this load reads, not every variant in the bundle
+            graph = chosen.pooled_file if pooled is not False and chosen.pooled_file else chosen.file
+            bundle.verify((m.tokenizer_file, graph))
         options = BackendOptions(threads=threads, device=device, pooled=pooled, tensorrt_provider=tensorrt_provider)
         backend = open_backend(chosen.engine, files, m.hidden_size, options)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
@@ -156,11 +158,11 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         plan = self.plan(window, stride, prompt)
-        seqs = [TokenSequence(t.ids) for t in self.tokenizer_checked(texts, prompt)]
+        seqs = [TokenSequence(t.ids) for t in self._tokens_checked(texts, prompt)]
         encoded = self._pipeline.run(seqs, plan, self._prompt_ids(prompt))
         return self._finish(np.stack([e.pooled for e in encoded]))
 
-    def tokenizer_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
+    def _tokens_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
         tokens = self.tokenizer.encode(texts) if prompt is None else self._prompted_tokens(texts, prompt)
         for i, t in enumerate(tokens):
             if len(t) == 0:
@@ -199,7 +201,7 @@ class Embedder:
             require_stemmer()  # before any encoding, not after
         plan = self.plan(window, stride, prompt)
         prompt_ids = self._prompt_ids(prompt)
-        tokens = self.tokenizer_checked(texts, prompt)
+        tokens = self._tokens_checked(texts, prompt)
         chunks = [
             make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i])
             for i, (text, tok) in enumerate(zip(texts, tokens))

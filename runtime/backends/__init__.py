@@ -10,16 +10,12 @@ every engine: for a states backend the runtime applies the same weights on the h
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Protocol, TypeGuard
+from typing import Protocol, TypeGuard
 
 import numpy as np
 
+from longvec.runtime.backends.options import DEVICES, BackendOptions, GraphFiles
 from longvec.runtime.errors import BackendUnavailable, InputError
-
-Device = Literal["cpu", "cuda", "auto"]
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
 
 class Backend(Protocol):
@@ -45,24 +41,6 @@ def describe(backend: Backend) -> str:
     """What runs the encoder, for `inspect`, `/health` and bench output, e.g. "onnxruntime CUDAExecutionProvider
     (pooled graph)"; a backend without a description (a test wrapper) is named by its class."""
     return str(getattr(backend, "provider", type(backend).__name__))
-
-
-@dataclass(frozen=True)
-class GraphFiles:
-    """The files of one variant: the token-state graph (or plan) and, when the bundle has it, its pooled twin."""
-
-    states: Path | None
-    pooled: Path | None = None
-    input_names: tuple[str, ...] = ("input_ids", "attention_mask")  # the token-state graph's, from the manifest
-
-
-@dataclass(frozen=True)
-class BackendOptions:
-    threads: int | None = None  # CPU threads (onnxruntime intra-op)
-    device: Device = "cpu"  # never switched silently: "auto" picks CUDA only when it is really there, and says so
-    pooled: bool | None = None  # use the pooled graph: None = the default for the device (see onnx.py)
-    tensorrt_provider: bool = False  # onnxruntime's TensorRT execution provider instead of CUDA's
-    cache_dir: Path | None = None  # TensorRT engines and timing caches (default: ~/.cache/longvec/tensorrt)
 
 
 BackendFactory = Callable[[GraphFiles, int, BackendOptions], Backend]

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from longvec.runtime.backends import Backend, BackendOptions, GraphFiles
+from longvec.runtime.backends import Backend
+from longvec.runtime.backends.options import BackendOptions, GraphFiles
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.errors import BackendUnavailable, BundleError
 
 _state = ort.capi.onnxruntime_pybind11_state
@@ -23,11 +25,13 @@ _BAD_GRAPH: tuple[type[Exception], ...] = (_state.Fail, _state.InvalidProtobuf, 
 
 POOL_INPUT = "pool_weights"
 POOL_OUTPUT = "pooled_sums"
-# Which graph runs when the caller does not say. CPU: the token-state graph; bench/pooled_vs_states.py measured no
-# difference beyond noise on this machine (bench/RESULTS.md "Pooled graph on CPU"), and the state graph is in
-# every bundle, old ones included, and serves the callers that need token states. CUDA: the pooled graph, so only
-# pooled sums cross to the host (FINDINGS: token states to host cost 12-48% of throughput).
-DEFAULT_POOLED = {"cpu": False, "cuda": True}
+# Which graph runs when the caller does not say (a variant without a pooled graph runs its state graph):
+# - CPU: the pooled graph. bench/pooled_vs_states.py (3 interleaved runs, MiniLM, 2 threads, load 4-10 on 2 cores;
+#   bench/RESULTS.md "Pooled graph on CPU"): pooled / states time 0.85-0.95 at 32 x 256 windows, 0.73-1.09 at
+#   16 x 512, 0.96-1.02 for short queries, 0.82-1.23 end to end: never slower beyond the noise, faster at the
+#   encoder in 8 of 9 batch rows (no [batch, seq, hidden] output to allocate and copy).
+# - CUDA: the pooled graph, so only pooled sums cross to the host (FINDINGS: states to host cost 12-48%).
+DEFAULT_POOLED = {"cpu": True, "cuda": True}
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
@@ -87,22 +91,15 @@ class OrtBackend:
         self.provider = provider + (" (pooled graph)" if self.pools else " (token-state graph)")
         check_hidden_size(path, graph_hidden_size(session, self), hidden_size)
 
-    def feeds(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict[str, np.ndarray]:
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
-        return feeds
-
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if self.pools:  # identity rows: pooled sums of one-hot rows are the token states themselves
             return self.run_pooled(input_ids, attention_mask, identity_rows(input_ids.shape))
-        feeds = self.feeds(input_ids, attention_mask)
-        states = self._session.run([self.output_name], {k: feeds[k] for k in self.input_names})[0]
+        states = self._session.run([self.output_name], encoder_feeds(self.input_names, input_ids, attention_mask))[0]
         return np.asarray(states, dtype=np.float32)
 
     def run_pooled(self, input_ids: np.ndarray, attention_mask: np.ndarray, pool_weights: np.ndarray) -> np.ndarray:
-        feeds = {**self.feeds(input_ids, attention_mask), POOL_INPUT: pool_weights.astype(np.float32, copy=False)}
-        return self._session.run([self.output_name], {k: feeds[k] for k in self.input_names})[0]
+        feeds = encoder_feeds(self.input_names, input_ids, attention_mask, pool_weights)
+        return self._session.run([self.output_name], feeds)[0]
 
     def close(self) -> None:
         del self._session
@@ -129,14 +126,14 @@ def check_hidden_size(path: Path, got: int, want: int) -> None:
 
 
 def open_onnxruntime(files: GraphFiles, hidden_size: int, options: BackendOptions) -> Backend:
-    from longvec.runtime.backends import ort_gpu
+    from longvec.runtime.backends.ort_gpu import open_cuda, resolve_device
 
-    device = ort_gpu.resolve_device(options.device)
+    device = resolve_device(options.device)
     if device == "cuda":
         path = choose_graph(files, "cuda", options.pooled)
         names = files.input_names + ((POOL_INPUT,) if path == files.pooled else ())
         try:
-            return ort_gpu.open_cuda(path, names, hidden_size, options)
+            return open_cuda(path, names, hidden_size, options)
         except BackendUnavailable:
             if options.device != "auto":
                 raise

@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from longvec.runtime.backends import Backend, BackendOptions
+from longvec.runtime.backends import Backend
 from longvec.runtime.backends.onnx import OrtBackend, identity_rows, make_session, session_options
+from longvec.runtime.backends.options import BackendOptions
 from longvec.runtime.bundle.engines import Profile, cache_key, shape_option
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.errors import BackendUnavailable
 
 CUDA = "CUDAExecutionProvider"
@@ -199,12 +201,10 @@ class CudaOrtBackend(OrtBackend):
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         if self.pools:
             return self.run_pooled(input_ids, attention_mask, identity_rows(input_ids.shape))
-        return self._bound_run(self.feeds(input_ids, attention_mask))
+        return self._bound_run(encoder_feeds(self.input_names, input_ids, attention_mask))
 
     def run_pooled(self, input_ids: np.ndarray, attention_mask: np.ndarray, pool_weights: np.ndarray) -> np.ndarray:
-        feeds = self.feeds(input_ids, attention_mask)
-        feeds["pool_weights"] = pool_weights.astype(np.float32, copy=False)
-        return self._bound_run(feeds)
+        return self._bound_run(encoder_feeds(self.input_names, input_ids, attention_mask, pool_weights))
 
     def close(self) -> None:
         self._staging.close()

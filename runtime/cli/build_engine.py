@@ -28,10 +28,20 @@ def _build_engine(args: argparse.Namespace) -> int:
     if args.max_batch < 1:
         raise InputError("--max-batch must be >= 1")
     try:
-        from longvec.export.tensorrt import build_engine
+        from longvec.export.tensorrt import build_engine, import_tensorrt
     except ImportError as e:
         raise BackendUnavailable(f"build-engine needs the export extra: pip install 'longvec[export]' ({e})") from e
-    manifest = build_engine(args.bundle_dir, windows, args.max_batch, args.cache_dir, log=print)
+    from longvec.runtime.backends.ort_gpu import gpu_identity
+    from longvec.runtime.backends.tensorrt import TensorRTBackend
+
+    trt = import_tensorrt()  # first: its error names NVIDIA's index
+    identity = gpu_identity()
+    if identity is None:
+        raise BackendUnavailable("build-engine needs cuda-python to identify the GPU: pip install cuda-python")
+    gpu = (identity.name, identity.compute_capability)
+    manifest = build_engine(
+        args.bundle_dir, gpu, TensorRTBackend, windows, args.max_batch, args.cache_dir, log=print, trt=trt
+    )
     built = [v for v in manifest.variants if v.engine == "tensorrt"]
     print(f"{args.bundle_dir}: TensorRT variants {', '.join(v.name for v in built)}")
     return 0

@@ -149,9 +149,9 @@ def batch_rows(items: Sequence[tuple[SequenceSums, int]], width: int) -> BatchRo
     span_owner = np.concatenate([np.full(len(s.spans), k) for k, s in enumerate(seqs)]) if seqs else np.zeros(0)
     offset = np.cumsum([0] + [len(s.spans) for s in seqs])
     item_owner = np.array([owner[id(seq)] for seq, _ in items], dtype=np.int64)
-    rows, index = span_rows(weights, positions, spans, scale, span_owner, item_owner)
+    span_weights, index = span_rows(weights, positions, spans, scale, span_owner, item_owner)
     local = np.where(index >= 0, index - offset[item_owner][:, None], -1)  # row in the item's own sequence's sums
-    return BatchRows(np.concatenate((own[:, None, :], rows), axis=1), tuple(items), local)
+    return BatchRows(np.concatenate((own[:, None, :], span_weights), axis=1), tuple(items), local)
 
 
 def _own_rows(items: Sequence[tuple[SequenceSums, int]], lengths: np.ndarray, width: int) -> np.ndarray:

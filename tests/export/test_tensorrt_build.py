@@ -131,3 +131,52 @@ def test_pooled_parity_gate_measures_cosine_per_row() -> None:
     same = pooled_parity(reference, reference, [(ids, mask)], "cpu")
     assert same.min_cosine > 0.99999 and same.max_abs_diff == 0 and same.n_texts == 12  # 3 texts x 4 rows
     assert pooled_parity(reference, noisy, [(ids, mask)], "cpu").min_cosine < 0.999
+
+
+def test_build_engine_adds_a_gated_variant_and_reuses_it(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The whole `build-engine` flow with a fake TensorRT whose "plan" is run by CPU onnxruntime (so the gate
+    compares the pooled graph with itself): the bundle gains a verified variant naming GPU, version and profiles."""
+    import shutil
+
+    from longvec.export.tensorrt import build_engine
+    from longvec.runtime import Embedder
+    from longvec.runtime.backends import BackendOptions, GraphFiles
+    from longvec.runtime.backends.onnx import open_onnxruntime
+    from longvec.runtime.bundle.reader import Bundle
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    opened: list[Path] = []
+
+    def open_plan(path: Path, hidden: int) -> Any:
+        opened.append(path)
+        assert path.read_bytes() == b"plan-bytes"
+        files = GraphFiles(None, bundle / "model.pooled.onnx", ("input_ids", "attention_mask", "token_type_ids"))
+        return open_onnxruntime(files, hidden, BackendOptions(threads=1, pooled=True))
+
+    log: list[tuple[Any, ...]] = []
+    gpu = ("NVIDIA H100 80GB HBM3", "9.0")
+    m = build_engine(
+        bundle, gpu, open_plan, [32, 64], max_batch=8, cache_dir=tmp_path / "cache", trt=fake_tensorrt("10.9.0", log)
+    )
+    variant = next(v for v in m.variants if v.engine == "tensorrt")
+    assert variant.name.startswith("tensorrt-nvidia-h100-80gb-hbm3-sm90-trt10.9.0")
+    assert variant.file.startswith("engines/") and variant.precision == "fp16"
+    assert variant.parity.min_cosine > 0.9999 and variant.parity.reference == "cpu fp32 pooled graph"
+    assert (
+        variant.tensorrt is not None
+        and variant.tensorrt.gpu == gpu[0]
+        and variant.tensorrt.source_file == "model.pooled.onnx"
+    )
+    assert [p.max_seq for p in variant.tensorrt.profiles] == [32, 64]
+    reread = Bundle.open(bundle)  # checksums of every file, the plan included
+    assert reread.manifest.variant(variant.name) == variant
+    assert (tmp_path / "cache" / f"{variant.tensorrt.cache_key}.timing").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no work directory left
+    with Embedder.load(bundle, threads=1) as emb:  # the onnxruntime variants are untouched
+        assert emb.embed(["still loads"]).shape == (1, emb.dim)
+    builds = sum(e[0] == "build_serialized_network" for e in log)
+    build_engine(
+        bundle, gpu, open_plan, [32, 64], max_batch=8, cache_dir=tmp_path / "cache", trt=fake_tensorrt("10.9.0", log)
+    )
+    assert sum(e[0] == "build_serialized_network" for e in log) == builds  # same GPU, version, graph: reused

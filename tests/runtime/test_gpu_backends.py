@@ -105,7 +105,7 @@ def test_cuda_without_onnxruntime_gpu_says_what_to_install(tiny_bundle: Path, mo
     with pytest.raises(BackendUnavailable, match=install):
         Embedder.load(tiny_bundle, device="cuda", threads=1)
     with Embedder.load(tiny_bundle, device="auto", threads=1) as emb:  # auto falls back, and says so
-        assert emb.provider == "onnxruntime CPUExecutionProvider (token-state graph)"
+        assert emb.provider == "onnxruntime CPUExecutionProvider (pooled graph)"
     with pytest.raises(InputError, match="device must be one of"):
         Embedder.load(tiny_bundle, device="tpu", threads=1)  # type: ignore[arg-type]
 

@@ -54,10 +54,16 @@ def test_tensorrt_provider_caches_its_engine(bundle_dir: Path, tmp_path: Path) -
 def test_build_engine_and_run_it(bundle_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("tensorrt")
     from longvec.export.tensorrt import build_engine
+    from longvec.runtime.backends.ort_gpu import gpu_identity
+    from longvec.runtime.backends.tensorrt import TensorRTBackend
 
+    identity = gpu_identity()
+    if identity is None:
+        pytest.skip("cuda-python is not installed")
     copy = tmp_path / "bundle"
     shutil.copytree(bundle_dir, copy)
-    manifest = build_engine(copy, [256], max_batch=16, cache_dir=tmp_path / "cache")
+    gpu = (identity.name, identity.compute_capability)
+    manifest = build_engine(copy, gpu, TensorRTBackend, [256], max_batch=16, cache_dir=tmp_path / "cache")
     variant = next(v for v in manifest.variants if v.engine == "tensorrt")
     assert variant.parity.min_cosine >= 0.999 and variant.tensorrt is not None
     with Embedder.load(copy, variant=variant.name) as trt, Embedder.load(bundle_dir) as cpu:
