@@ -66,7 +66,7 @@ class Embedder:
         variant: str = DEFAULT_VARIANT,
         threads: int | None = None,
         window: int | None = None,
-        max_batch_tokens: int | None = None,
+        max_batch_tokens: int = Batching.max_tokens,
         verify: bool = True,
         device: str = "cpu",
         pooled: bool | None = None,
@@ -76,7 +76,8 @@ class Embedder:
         (CUDA when it really runs, else CPU); `provider` says which runs. `pooled`: run the variant's pooled graph
         (default: yes where the variant has one, as measured on CPU and wanted on GPUs). `tensorrt_provider`:
         onnxruntime's TensorRT provider.
-        `max_batch_tokens`: padded tokens per encoder call (default 8192 on CPU, GPU_BATCHING's on a GPU)."""
+        `max_batch_tokens`: padded tokens per encoder call; left at its CPU default on a GPU it becomes
+        GPU_BATCHING's (runtime.core.pipeline)."""
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
         m = bundle.manifest
@@ -91,9 +92,9 @@ class Embedder:
         options = BackendOptions(threads=threads, device=device, pooled=pooled, tensorrt_provider=tensorrt_provider)
         backend = open_backend(chosen.engine, files, m.hidden_size, options)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
-        batching = GPU_BATCHING if getattr(backend, "on_gpu", False) else Batching()
-        if max_batch_tokens is not None:
-            batching = replace(batching, max_tokens=max_batch_tokens)
+        batching = Batching(max_tokens=max_batch_tokens)
+        if getattr(backend, "on_gpu", False) and max_batch_tokens == Batching.max_tokens:
+            batching = GPU_BATCHING
         return cls(backend, tokenizer, bundle.manifest, window, batching)
 
     @property

@@ -5,6 +5,7 @@ size differs from the manifest's is refused at load, naming the file."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -133,13 +134,24 @@ def _graph_of_hidden(path: Path, hidden: int | str) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
-@pytest.mark.parametrize("declared", [7, "hidden"])  # a static axis, and a symbolic one (found by a probe run)
-def test_graph_of_another_hidden_size_is_a_bundle_error(tiny_bundle: Path, tmp_path: Path, declared: int | str) -> None:
+@pytest.mark.parametrize(
+    ("declared", "pooled"), [(7, False), ("hidden", False), (7, True)]
+)  # a static axis, a symbolic one (found by a probe run), and the pooled graph swapped
+def test_graph_of_another_hidden_size_is_a_bundle_error(
+    tiny_bundle: Path, tmp_path: Path, declared: int | str, pooled: bool
+) -> None:
+    from longvec.export.pooled import add_pool_head
+
     bad = tmp_path / "swapped"
     shutil.copytree(tiny_bundle, bad)
-    _graph_of_hidden(bad / "model.optimized.onnx", declared)
+    name = "model.optimized.pooled.onnx" if pooled else "model.optimized.onnx"
+    _graph_of_hidden(tmp_path / "other.onnx", declared)
+    if pooled:
+        add_pool_head(tmp_path / "other.onnx", bad / name, 7)
+    else:
+        shutil.copy(tmp_path / "other.onnx", bad / name)
     raw = json.loads((bad / "manifest.json").read_text())
-    raw["files"]["model.optimized.onnx"] = sha256_file(bad / "model.optimized.onnx")  # checksums updated
+    raw["files"][name] = sha256_file(bad / name)  # checksums updated
     (bad / "manifest.json").write_text(json.dumps(raw))
-    with pytest.raises(BundleError, match=r"model\.optimized\.onnx.*hidden size is 7.*hidden_size=32"):
-        Embedder.load(bad, threads=1)
+    with pytest.raises(BundleError, match=rf"{re.escape(name)}.*hidden size is 7.*hidden_size=32"):
+        Embedder.load(bad, threads=1, pooled=pooled)
