@@ -114,7 +114,7 @@ def add_twins(
         add_pool_head(root / v.file, root / twin, manifest.hidden_size)
         diff = check_pooled(root / v.file, root / twin, batches)
         log(f"{v.name}: pooled graph {twin}, max|diff| vs host pooling {diff:.1e}")
-        out.append(replace(v, pooled_file=twin, notes=f"{v.notes}; pooled twin max|diff| {diff:.1e}".lstrip("; ")))
+        out.append(replace(v, pooled_file=twin))
     return tuple(out)
 
 

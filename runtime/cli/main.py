@@ -95,8 +95,11 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.runtime:
         _print_runtime()
     if args.bundle_dir is None:
-        if not args.runtime:
-            raise InputError("inspect needs BUNDLE_DIR (or --runtime)")
+        if not args.runtime:  # a usage error, as when argparse itself refuses the arguments (exit 2)
+            print(
+                "usage: longvec inspect BUNDLE_DIR [--json] [--device D] | longvec inspect --runtime", file=sys.stderr
+            )
+            raise SystemExit(2)
         return 0
     m = Bundle.open(args.bundle_dir).manifest
     if args.json:

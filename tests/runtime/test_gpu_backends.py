@@ -214,3 +214,17 @@ def test_build_engine_without_tensorrt_exits_5_naming_nvidias_index(
         pass
     assert main(["build-engine", str(tiny_bundle)]) == 5
     assert "pypi.nvidia.com tensorrt-cu12" in capsys.readouterr().err
+
+
+def test_embed_device_cuda_without_onnxruntime_gpu_exits_5(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pyarrow")
+    import onnxruntime as ort
+
+    if ort_gpu.CUDA in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text('{"id": 1, "text": "a document"}\n')
+    assert main(["embed", str(tiny_bundle), str(corpus), str(tmp_path / "out"), "--device", "cuda"]) == 5
+    assert "onnxruntime-gpu" in capsys.readouterr().err
