@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.bundle.engines import Profile, cache_key, window_profiles
+from longvec.runtime.bundle.engines import GPU_MAX_BATCH, Profile, cache_key, window_profiles
 from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest, Parity, TensorRTBuild, Variant
 from longvec.runtime.bundle.reader import Bundle, sha256_file
 from longvec.runtime.errors import BackendUnavailable, ExportError, ParityError
@@ -118,7 +118,7 @@ def build_engine(
     gpu: tuple[str, str],
     open_plan: Callable[[Path, int], Any],
     windows: Sequence[int] | None = None,
-    max_batch: int = 64,
+    max_batch: int = GPU_MAX_BATCH,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = lambda _: None,
     trt: ModuleType | None = None,

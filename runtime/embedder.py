@@ -95,6 +95,9 @@ class Embedder:
         batching = Batching(max_tokens=max_batch_tokens)
         if getattr(backend, "on_gpu", False) and max_batch_tokens == Batching.max_tokens:
             batching = GPU_BATCHING
+        limit = getattr(backend, "max_batch", None)  # an engine built for at most this many windows per call
+        if limit is not None and limit < batching.max_batch:
+            batching = replace(batching, max_batch=int(limit))
         return cls(backend, tokenizer, bundle.manifest, window, batching)
 
     @property

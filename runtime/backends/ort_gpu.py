@@ -23,7 +23,7 @@ import onnxruntime as ort
 from longvec.runtime.backends import Backend
 from longvec.runtime.backends.onnx import OrtBackend, identity_rows, make_session, session_options
 from longvec.runtime.backends.options import BackendOptions
-from longvec.runtime.bundle.engines import Profile, cache_key, shape_option
+from longvec.runtime.bundle.engines import GPU_MAX_BATCH, Profile, cache_key, shape_option
 from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.errors import BackendUnavailable
 
@@ -37,7 +37,7 @@ INSTALL_GPU = (
 DEFAULT_CACHE = Path("~/.cache/longvec/tensorrt")
 # onnxruntime's TensorRT provider builds several optimization profiles but runs only the first (open upstream
 # issue), so a session gets exactly one: the window length most batches have.
-DEFAULT_TRT_PROFILE = Profile(1, 64, 64, 1, 256, 512)
+DEFAULT_TRT_PROFILE = Profile(1, GPU_MAX_BATCH, GPU_MAX_BATCH, 1, 256, 512)
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ class TensorRTBackend:
         if hidden != hidden_size:
             raise BundleError(path, f"the plan's output hidden size is {hidden}, manifest.json says {hidden_size}")
         self.profiles = [self._profile(i) for i in range(engine.num_optimization_profiles)]
+        self.max_batch = max(p.max_batch for p in self.profiles)  # the runtime never sends a larger batch
         self.provider = (
             f"tensorrt {getattr(self._trt, '__version__', '?')} (pooled plan, {len(self.profiles)} profiles)"
         )

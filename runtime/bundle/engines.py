@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 # Short texts (queries) are padded to the smallest bucket that holds them, not to a whole window.
 SHORT_BUCKETS: tuple[int, ...] = (32, 64, 128)
-MAX_POOL_ROWS = 64  # pool_weights rows per window a profile admits (own pooling + the doc + spans it touches)
+# pool_weights rows per window a profile admits: its own pooling, the document, and every chunk span it touches
+# (~4 at 128-token chunks in 256-token windows; 256 leaves room down to 1-token chunks)
+MAX_POOL_ROWS = 256
+# Batch sizes of GPU engines: as many windows as the runtime sends a GPU per call (runtime.core.pipeline.GPU_BATCHING)
+GPU_MAX_BATCH = 256
 
 
 @dataclass(frozen=True)

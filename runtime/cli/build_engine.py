@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from longvec.runtime.bundle.engines import GPU_MAX_BATCH
 from longvec.runtime.cli.main import command
 from longvec.runtime.errors import BackendUnavailable, InputError
 
@@ -14,7 +15,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--windows", default=None, help="comma-separated window lengths to build a profile for (default: the bundle's)"
     )
-    p.add_argument("--max-batch", type=int, default=64, help="largest batch of every profile")
+    p.add_argument("--max-batch", type=int, default=GPU_MAX_BATCH, help="largest batch (windows) of every profile")
     p.add_argument("--cache-dir", type=Path, default=None, help="timing caches and plans (default ~/.cache/longvec)")
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from longvec.runtime.backends import Backend, pools_on_device
+from longvec.runtime.bundle.engines import GPU_MAX_BATCH
 from longvec.runtime.bundle.manifest import Framing, PoolingConfig
 from longvec.runtime.core.batching import pack_by_length, pad_batch
 from longvec.runtime.core.stitch import SequenceLayout, SequenceSums, Stitch, batch_rows, host_pool
@@ -45,7 +46,7 @@ class Batching:
 
 # A GPU wants far larger batches than a CPU: FINDINGS' H100 figures were measured at 256 windows x 512 tokens.
 # NOT YET TUNED ON A GPU: 256 windows of 256 tokens per call, a starting point until a GPU run measures it.
-GPU_BATCHING = Batching(max_tokens=65536, max_batch=256)
+GPU_BATCHING = Batching(max_tokens=65536, max_batch=GPU_MAX_BATCH)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def test_build_plan_calls(version: str, flags: int, fp16_flag: bool, tmp_path: P
     assert ("create_timing_cache", b"") in log and timing.read_bytes() == b"timing-after"
     shapes = [e[1] for e in log if e[0] == "add_optimization_profile"]
     assert len(shapes) == len(profiles) == 4
-    assert shapes[-1]["pool_weights"] == ((1, 1, 129), (32, 4, 256), (32, 64, 256))
+    assert shapes[-1]["pool_weights"] == ((1, 1, 129), (32, 4, 256), (32, 256, 256))
     assert shapes[0]["input_ids"] == ((1, 1), (32, 32), (32, 32))
     log.clear()
     build_plan(trt, tmp_path / "model.pooled.onnx", profiles, NAMES, timing)  # the next build starts from the cache

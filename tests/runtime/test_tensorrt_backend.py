@@ -136,6 +136,7 @@ def test_runs_pooled_sums_through_the_profile_that_fits(plan: Path) -> None:
     cudart = FakeCudart()
     backend = TensorRTBackend(plan, HIDDEN, modules=(fake_tensorrt(log), cudart))
     assert backend.pools and [p.max_seq for p in backend.profiles] == [32, 64]
+    assert backend.max_batch == 8  # Embedder.load caps its batches at this
     rng = np.random.default_rng(0)
     for seq, profile in ((20, 0), (50, 1), (32, 0)):
         ids = rng.integers(1, 99, (3, seq)).astype(np.int64)
