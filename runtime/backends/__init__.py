@@ -62,6 +62,8 @@ def _tensorrt(files: GraphFiles, hidden_size: int, options: BackendOptions) -> B
     path = files.pooled or files.states
     if path is None:
         raise BackendUnavailable("this TensorRT variant names no plan file")
+    if options.device == "cpu":  # a plan runs only on the GPU it was built for: say so, never switch silently
+        raise BackendUnavailable(f"{path.name} is a TensorRT plan: load it with device='cuda'")
     return TensorRTBackend(path, hidden_size)
 
 

@@ -119,6 +119,13 @@ def _inspect(args: argparse.Namespace) -> int:
         )
         if v.pooled_file:
             print(f"  {'':<10} {v.pooled_file:<24} pooled graph (pool_weights -> pooled_sums)")
+        if v.tensorrt:
+            t = v.tensorrt
+            windows = sorted({p.max_seq for p in t.profiles})
+            print(
+                f"  {'':<10} built on {t.gpu} (sm {t.compute_capability}), TensorRT {t.tensorrt_version}, "
+                f"{len(t.profiles)} profiles up to {windows[-1]} tokens x {t.profiles[-1].max_batch}"
+            )
     if args.device:
         from longvec.runtime import Embedder
 

@@ -228,3 +228,10 @@ def test_embed_device_cuda_without_onnxruntime_gpu_exits_5(
     corpus.write_text('{"id": 1, "text": "a document"}\n')
     assert main(["embed", str(tiny_bundle), str(corpus), str(tmp_path / "out"), "--device", "cuda"]) == 5
     assert "onnxruntime-gpu" in capsys.readouterr().err
+
+
+def test_a_tensorrt_plan_is_never_run_for_device_cpu(tmp_path: Path) -> None:
+    from longvec.runtime.backends import GraphFiles, open_backend
+
+    with pytest.raises(BackendUnavailable, match=r"model\.plan is a TensorRT plan: load it with device='cuda'"):
+        open_backend("tensorrt", GraphFiles(tmp_path / "model.plan"), 8, BackendOptions(device="cpu"))

@@ -66,6 +66,6 @@ def test_build_engine_and_run_it(bundle_dir: Path, tmp_path: Path) -> None:
     manifest = build_engine(copy, gpu, TensorRTBackend, [256], max_batch=16, cache_dir=tmp_path / "cache")
     variant = next(v for v in manifest.variants if v.engine == "tensorrt")
     assert variant.parity.min_cosine >= 0.999 and variant.tensorrt is not None
-    with Embedder.load(copy, variant=variant.name) as trt, Embedder.load(bundle_dir) as cpu:
+    with Embedder.load(copy, variant=variant.name, device="cuda") as trt, Embedder.load(bundle_dir) as cpu:
         cos = np.einsum("nd,nd->n", trt.embed(TEXTS), cpu.embed(TEXTS))
         assert cos.min() > 0.999
