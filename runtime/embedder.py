@@ -101,6 +101,11 @@ class Embedder:
         return cls(backend, tokenizer, bundle.manifest, window, batching)
 
     @property
+    def batching(self) -> Batching:
+        """Token budget and batch size of the encoder calls (larger on a GPU)."""
+        return self._pipeline.batching
+
+    @property
     def provider(self) -> str:
         """What runs the encoder, e.g. "onnxruntime CPUExecutionProvider (token-state graph)"."""
         return describe(self.backend)

@@ -84,7 +84,9 @@ class LongvecSystem:
 
 
 class BareOrtSystem:
-    """The floor for runtime overhead: longvec's own session options, no tokenizer, windows, stitching or pooling."""
+    """The floor for runtime overhead: longvec's own session options, no tokenizer, windows, stitching or pooling.
+    It runs the graph longvec runs by default (the pooled twin where the variant has one, fed one mean row per
+    sequence: longvec's few extra span rows are a negligible share of the encoder's work)."""
 
     def __init__(self, bundle: Path, variant: str, threads: int) -> None:
         import onnxruntime as ort
@@ -94,13 +96,16 @@ class BareOrtSystem:
         from longvec.runtime.bundle.reader import Bundle
 
         b = Bundle.open(bundle, verify=False)
-        path = b.path(b.variant(variant).file)
+        chosen = b.variant(variant)
+        path = b.path(chosen.pooled_file or chosen.file)
+        self.pooled = chosen.pooled_file is not None
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         self.feeds = functools.partial(encoder_feeds, [i.name for i in self.session.get_inputs()])
         self.output = self.session.get_outputs()[0].name
 
     def run_encoder_batch(self, ids: Any, mask: Any) -> None:
-        self.session.run([self.output], self.feeds(ids, mask))
+        rows = (mask / mask.sum(axis=1, keepdims=True))[:, None, :] if self.pooled else None
+        self.session.run([self.output], self.feeds(ids, mask, rows))
 
     def run_call(self, case: Any, index: int) -> None:
         for ids, mask in case.encoder_calls[index]:

@@ -85,4 +85,4 @@ class NullBackend:
 
 def with_backend(embedder: Embedder, backend: Backend) -> Embedder:
     """The same tokenizer, manifest and window in front of another backend (usually a wrapper of its own)."""
-    return Embedder(backend, embedder.tokenizer, embedder.manifest, embedder.window)
+    return Embedder(backend, embedder.tokenizer, embedder.manifest, embedder.window, embedder.batching)
