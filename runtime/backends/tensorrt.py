@@ -53,7 +53,8 @@ class _Context:
         self.cudart = cudart
         self.context = engine.create_execution_context()
         self.stream = _check(cudart.cudaStreamCreate())
-        self.context.set_optimization_profile_async(index, self.stream)
+        self.stream_handle = int(self.stream)  # TensorRT takes the raw cudaStream_t handle, cuda-python its object
+        self.context.set_optimization_profile_async(index, self.stream_handle)
         self.names = names
         rows, seq, batch = profile.max_rows, profile.max_seq, profile.max_batch
         sizes = {n: batch * (rows * seq * 4 if n == POOL_INPUT else seq * 8) for n in names}
@@ -73,7 +74,7 @@ class _Context:
             self.context.set_input_shape(name, array.shape)
             self.context.set_tensor_address(name, self.device[name])
         self.context.set_tensor_address(POOL_OUTPUT, self.device[POOL_OUTPUT])
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(self.stream_handle):
             raise BackendUnavailable("TensorRT execute_async_v3 failed")
         out = np.empty(out_shape, dtype=np.float32)
         _check(cudart.cudaMemcpyAsync(self.host[POOL_OUTPUT], self.device[POOL_OUTPUT], out.nbytes, d2h, self.stream))
