@@ -48,12 +48,12 @@ test-slow: $(BUNDLE)/manifest.json $(MPNET)/manifest.json
 test-gpu: $(BUNDLE)/manifest.json
 	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m gpu -q -rs
 
-# lint-imports checks the installed package (hence `install`), through this venv's Python: a venv set up to share
-# another's tools (a worktree) would otherwise lint that other venv's copy of longvec.
+# mypy and lint-imports check the installed package (hence `install`), through this venv's Python: a venv set up to
+# share another's tools (a worktree) would otherwise check that other venv's copy of longvec.
 check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy package export runtime kernels
+	$(BIN)/python -m mypy package export runtime kernels
 	$(BIN)/python -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 format: install
