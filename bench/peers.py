@@ -16,6 +16,7 @@ tokenizer.json, and the source model's config.json / tokenizer_config.json / spe
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -79,7 +80,11 @@ class SentenceTransformersSystem:
         from sentence_transformers import SentenceTransformer
 
         torch.set_num_threads(threads)
-        self.model = SentenceTransformer(str(model_dir), device="cpu")
+        device = os.environ.get("LONGVEC_BENCH_DEVICE", "cpu")  # set by `longvec bench --device`
+        self.model = SentenceTransformer(str(model_dir), device=device)
+        if device == "cuda":  # the GPU peer: torch fp16, as sentence-transformers users run it on a GPU
+            self.model.half()
+        self.provider = f"torch {torch.__version__} {device}" + (" fp16" if device == "cuda" else "")
         self.model.max_seq_length = 512  # the 8x512 case; longer windows are never sent
 
     def run_call(self, case: Any, index: int) -> None:

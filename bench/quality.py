@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
-    base = Embedder.load(args.bundle, variant=args.variant, threads=args.threads)
+    # the token-state graph: MemoBackend memoizes token states per window
+    base = Embedder.load(args.bundle, variant=args.variant, threads=args.threads, pooled=False)
     memo, tok = MemoBackend(base.backend), MemoTokenizer(base.tokenizer)
     emb = Embedder(memo, tok, base.manifest)  # type: ignore[arg-type]
     t0 = time.perf_counter()

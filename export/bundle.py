@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import onnxruntime as ort
 import torch
 from tokenizers import Tokenizer
 
-from longvec.export import graph, optimize, parity
+from longvec.export import graph, optimize, parity, pooled
 from longvec.export.source import SourceDir, read_source
 from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.manifest import (
@@ -270,4 +271,7 @@ def _build(
         prompts=source.prompts,
         default_prompt=source.default_prompt,
     )
-    return manifest, refused
+    # every variant gets its pooled twin (export/pooled.py): the GPU paths run it, old bundles gain it later
+    with_twins = pooled.add_twins(work, manifest, manifest.variants, log)
+    twins = {t.pooled_file: sha256_file(work / t.pooled_file) for t in with_twins if t.pooled_file}
+    return replace(manifest, variants=with_twins, files={**manifest.files, **twins}), refused

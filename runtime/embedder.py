@@ -10,11 +10,11 @@ from typing import Literal, cast
 import numpy as np
 
 from longvec.kernels import l2_normalize
-from longvec.runtime.backends import Backend, open_backend
+from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
-from longvec.runtime.core.pipeline import Batching, Encoded, Job, Pipeline
+from longvec.runtime.core.pipeline import GPU_BATCHING, Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
 from longvec.runtime.core.stitch import Stitch
@@ -92,7 +92,7 @@ class Embedder:
         self.manifest = manifest
         self.name = name or manifest.name or manifest.source.name  # the model's own name, as served and logged
         self.window = window or manifest.default_window or min(manifest.max_positions, manifest.trained_max_tokens)
-        self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
+        self._pipeline = Pipeline(backend, PipelineConfig(manifest.framing, manifest.pooling, batching))
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
         WindowPlan.make(self.window, None, self._overhead, manifest.max_positions)  # fail early on a bad window
@@ -106,6 +106,9 @@ class Embedder:
         window: int | None = None,
         max_batch_tokens: int = Batching.max_tokens,
         verify: bool = True,
+        device: str = "cpu",
+        pooled: bool | None = None,
+        tensorrt_provider: bool = False,
     ) -> Embedder:
         """Open a bundle written by `longvec export`.
 
@@ -115,20 +118,48 @@ class Embedder:
         threads: encoder threads; None lets onnxruntime use every core.
         window: encoder positions per window, framing and prompt included; None: the bundle's default, else the
             length the model was trained on (e.g. 256 for all-MiniLM-L6-v2), capped at its maximum positions.
-        max_batch_tokens: padded tokens per encoder call (memory vs. throughput).
+        max_batch_tokens: padded tokens per encoder call (memory vs. throughput); left at its CPU default on a GPU
+            it becomes GPU_BATCHING's (runtime.core.pipeline).
         verify: check the sha256 of the files this load reads (tokenizer and graph).
+        device: "cpu" (default), "cuda" (onnxruntime-gpu; BackendUnavailable when it cannot run) or "auto" (CUDA
+            when it really runs, else CPU); `provider` says which runs.
+        pooled: run the variant's pooled graph (default: yes where the variant has one, as measured on CPU and
+            wanted on GPUs).
+        tensorrt_provider: onnxruntime's TensorRT execution provider (GPU only).
 
         Raises BundleError (or a subclass naming the file) for a bundle that cannot be used, BackendUnavailable
         when the engine for the variant is not installed, InputError for an impossible window."""
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
-        if verify:  # the files this load reads, not every variant in the bundle
-            bundle.verify((bundle.manifest.tokenizer_file, chosen.file))
-        backend = open_backend(chosen.engine, bundle.path(chosen.file), bundle.manifest.hidden_size, threads)
-        tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
-        return cls(
-            backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens), bundle.model_name
+        m = bundle.manifest
+        files = GraphFiles(
+            bundle.path(chosen.file),
+            None if chosen.pooled_file is None else bundle.path(chosen.pooled_file),
+            m.input_names,
         )
+        if verify:  # the files this load reads, not every variant in the bundle
+            graph = chosen.pooled_file if pooled is not False and chosen.pooled_file else chosen.file
+            bundle.verify((m.tokenizer_file, graph))
+        options = BackendOptions(threads=threads, device=device, pooled=pooled, tensorrt_provider=tensorrt_provider)
+        backend = open_backend(chosen.engine, files, m.hidden_size, options)
+        tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
+        batching = Batching(max_tokens=max_batch_tokens)
+        if getattr(backend, "on_gpu", False) and max_batch_tokens == Batching.max_tokens:
+            batching = GPU_BATCHING
+        limit = getattr(backend, "max_batch", None)  # an engine built for at most this many windows per call
+        if limit is not None and limit < batching.max_batch:
+            batching = replace(batching, max_batch=int(limit))
+        return cls(backend, tokenizer, bundle.manifest, window, batching, bundle.model_name)
+
+    @property
+    def batching(self) -> Batching:
+        """Token budget and batch size of the encoder calls (larger on a GPU)."""
+        return self._pipeline.batching
+
+    @property
+    def provider(self) -> str:
+        """What runs the encoder, e.g. "onnxruntime CPUExecutionProvider (token-state graph)"."""
+        return describe(self.backend)
 
     @property
     def dim(self) -> int:
@@ -256,7 +287,7 @@ class Embedder:
         with progress(len(texts), show_progress_bar) as bar:
             for offset, batch in groups(texts, batch_size):
                 with renumbered(offset):
-                    jobs = [Job(t.ids) for t in self._tokens(batch, text)]
+                    jobs = [TokenSequence(t.ids) for t in self._tokens(batch, text)]
                 encoded = self._pipeline.run(jobs, plan, ids)
                 bar(len(batch))
                 yield output(np.stack([e.pooled for e in encoded]))
@@ -399,7 +430,7 @@ class Embedder:
         # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
         doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
         chunk_jobs = (
-            [Job(tok.ids[s:e]) for tok, ch in zip(tokens, chunks) for s, e in ch.token_spans.tolist()]
+            [TokenSequence(tok.ids[s:e]) for tok, ch in zip(tokens, chunks) for s, e in ch.token_spans.tolist()]
             if mode in ("naive", "blend")
             else []
         )
@@ -425,12 +456,12 @@ class Embedder:
         return self.sparse.queries(validate_texts(texts, allow_blank=True))
 
     @staticmethod
-    def _doc_job(tok: Tokens, ch: Chunks, plan: WindowPlan, mode: str) -> Job:
+    def _doc_job(tok: Tokens, ch: Chunks, plan: WindowPlan, mode: str) -> TokenSequence:
         if mode == "truncate":
             head = min(len(tok), plan.content)
             inside = ch.token_spans[ch.token_spans[:, 1] <= head]
-            return Job(tok.ids[:head], inside)
-        return Job(tok.ids, ch.token_spans)
+            return TokenSequence(tok.ids[:head], inside)
+        return TokenSequence(tok.ids, ch.token_spans)
 
     def _finish(self, x: np.ndarray) -> np.ndarray:
         return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)

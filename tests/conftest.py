@@ -54,16 +54,17 @@ def embedder(bundle_dir: Path) -> Iterator[Embedder]:
 
 @pytest.fixture
 def encoder_calls(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """Shapes of the encoder calls the session's real embedder makes during the test (its backend's `run` is
-    wrapped for this test only)."""
+    """Shapes of the encoder calls the session's real embedder makes during the test (its backend's `run`, or
+    `run_pooled` when it runs a pooled graph, is wrapped for this test only)."""
     seen: list[tuple[int, ...]] = []
-    run = embedder.backend.run
+    name = "run_pooled" if getattr(embedder.backend, "pools", False) else "run"
+    run = getattr(embedder.backend, name)
 
-    def counting(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def counting(input_ids: np.ndarray, *rest: np.ndarray) -> np.ndarray:
         seen.append(input_ids.shape)
-        return run(input_ids, attention_mask)
+        return run(input_ids, *rest)
 
-    monkeypatch.setattr(embedder.backend, "run", counting)
+    monkeypatch.setattr(embedder.backend, name, counting)
     return seen
 
 

@@ -1,4 +1,9 @@
-"""onnxruntime backend (CPU; CUDA where onnxruntime-gpu is installed)."""
+"""onnxruntime backend: CPU here; CUDA and onnxruntime's TensorRT provider through runtime.backends.ort_gpu.
+
+The device is what the caller asked for, never switched silently: `device="cpu"` runs the CPU provider even where
+onnxruntime-gpu is installed; "cuda" fails with BackendUnavailable when CUDA cannot run; "auto" picks CUDA only
+when a session really runs on it, and `provider` says which one runs.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,25 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from longvec.runtime.backends import Backend
+from longvec.runtime.backends.options import BackendOptions, GraphFiles
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.errors import BackendUnavailable, BundleError
 
 _state = ort.capi.onnxruntime_pybind11_state
 # The file is at fault (truncated, not ONNX, inconsistent): a bundle error naming it. Anything else, e.g. an
 # operator this onnxruntime build lacks, means the engine is unavailable for this graph.
 _BAD_GRAPH: tuple[type[Exception], ...] = (_state.Fail, _state.InvalidProtobuf, _state.InvalidGraph, _state.NoSuchFile)
+
+POOL_INPUT = "pool_weights"
+POOL_OUTPUT = "pooled_sums"
+# Which graph runs when the caller does not say (a variant without a pooled graph runs its state graph):
+# - CPU: the pooled graph. bench/pooled_vs_states.py (3 interleaved runs, MiniLM, 2 threads, load 4-10 on 2 cores;
+#   bench/RESULTS.md "Pooled graph on CPU"): pooled / states time 0.85-0.95 at 32 x 256 windows, 0.73-1.09 at
+#   16 x 512, 0.96-1.02 for short queries, 0.82-1.23 end to end: never slower beyond the noise, faster at the
+#   encoder in 8 of 9 batch rows (no [batch, seq, hidden] output to allocate and copy).
+# - CUDA: the pooled graph, so only pooled sums cross to the host (FINDINGS: states to host cost 12-48%).
+DEFAULT_POOLED = {"cpu": True, "cuda": True}
 
 
 def session_options(threads: int | None) -> ort.SessionOptions:
@@ -26,8 +44,8 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     - memory pattern off: it allocates a plan per batch shape on that shape's second run (+140 MB for MiniLM at
       32 x 256), so a long document's peak RSS grew by 220 MB over a short one's in a cold process; without it
       10k -> 100k tokens grows 32 MB (bench/memory.py --no-warmup). No throughput gain from it was measured.
-    - the arena stays on, IO binding is not used: no consistent gain measured (CPU outputs are copied once into
-      NumPy, under 1% of a batch's time)."""
+    - the arena stays on, IO binding is not used on CPU: no consistent gain measured (CPU outputs are copied once
+      into NumPy, under 1% of a batch's time)."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
@@ -40,29 +58,85 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     return opts
 
 
+def make_session(path: Path, opts: ort.SessionOptions, providers: list[object]) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except _BAD_GRAPH as e:
+        raise BundleError(path, f"onnxruntime cannot load this graph: {e}") from e
+    except Exception as e:
+        raise BackendUnavailable(f"{path}: {e}") from e
+
+
+def choose_graph(files: GraphFiles, device: str, pooled: bool | None) -> Path:
+    """The graph file to run: the pooled one where asked for (or the device's default) and present."""
+    want = DEFAULT_POOLED[device] if pooled is None else pooled
+    if want and files.pooled is not None:
+        return files.pooled
+    if pooled and files.pooled is None:
+        raise BackendUnavailable("this variant has no pooled graph; add one with `longvec export --add-pooled BUNDLE`")
+    if files.states is None:
+        raise BackendUnavailable("this variant has only a pooled graph; run it with pooled=True")
+    return files.states
+
+
 class OrtBackend:
-    def __init__(self, path: Path, hidden_size: int, threads: int | None = None) -> None:
-        providers = [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers()]
-        try:
-            self._session = ort.InferenceSession(
-                str(path),
-                sess_options=session_options(threads),
-                providers=[*providers, "CPUExecutionProvider"],
-            )
-        except _BAD_GRAPH as e:
-            raise BundleError(path, f"onnxruntime cannot load this graph: {e}") from e
-        except Exception as e:
-            raise BackendUnavailable(f"{path}: {e}") from e
-        self.input_names = tuple(i.name for i in self._session.get_inputs())
-        self.output_name = self._session.get_outputs()[0].name
+    """One onnxruntime session over a token-state graph or a pooled graph (`pools`)."""
+
+    def __init__(self, session: ort.InferenceSession, path: Path, hidden_size: int, provider: str) -> None:
+        self._session = session
+        self.input_names = tuple(i.name for i in session.get_inputs())
+        self.output_name = session.get_outputs()[0].name
+        self.pools = POOL_INPUT in self.input_names
         self.hidden_size = hidden_size
+        self.provider = provider + (" (pooled graph)" if self.pools else " (token-state graph)")
+        check_hidden_size(path, graph_hidden_size(session, self), hidden_size)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self.input_names:
-            feeds["token_type_ids"] = np.zeros_like(input_ids)
-        states = self._session.run([self.output_name], {k: feeds[k] for k in self.input_names})[0]
+        if self.pools:  # identity rows: pooled sums of one-hot rows are the token states themselves
+            return self.run_pooled(input_ids, attention_mask, identity_rows(input_ids.shape))
+        states = self._session.run([self.output_name], encoder_feeds(self.input_names, input_ids, attention_mask))[0]
         return np.asarray(states, dtype=np.float32)
+
+    def run_pooled(self, input_ids: np.ndarray, attention_mask: np.ndarray, pool_weights: np.ndarray) -> np.ndarray:
+        feeds = encoder_feeds(self.input_names, input_ids, attention_mask, pool_weights)
+        return self._session.run([self.output_name], feeds)[0]
 
     def close(self) -> None:
         del self._session
+
+
+def identity_rows(shape: tuple[int, ...]) -> np.ndarray:
+    batch, seq = shape
+    return np.broadcast_to(np.eye(seq, dtype=np.float32), (batch, seq, seq)).copy()
+
+
+def graph_hidden_size(session: ort.InferenceSession, backend: OrtBackend) -> int:
+    """The hidden size the graph really produces: its declared last output axis, or one tiny run when that axis is
+    symbolic. A model swapped for one of another size must fail at load naming the file, not at the first embed."""
+    declared = session.get_outputs()[0].shape[-1]
+    if isinstance(declared, int):
+        return declared
+    ids = np.ones((1, 2), dtype=np.int64)
+    return int(backend.run(ids, np.ones_like(ids)).shape[-1])
+
+
+def check_hidden_size(path: Path, got: int, want: int) -> None:
+    if got != want:
+        raise BundleError(path, f"the graph's output hidden size is {got}, manifest.json says hidden_size={want}")
+
+
+def open_onnxruntime(files: GraphFiles, hidden_size: int, options: BackendOptions) -> Backend:
+    from longvec.runtime.backends.ort_gpu import open_cuda, resolve_device
+
+    device = resolve_device(options.device)
+    if device == "cuda":
+        path = choose_graph(files, "cuda", options.pooled)
+        names = files.input_names + ((POOL_INPUT,) if path == files.pooled else ())
+        try:
+            return open_cuda(path, names, hidden_size, options)
+        except BackendUnavailable:
+            if options.device != "auto":
+                raise
+    path = choose_graph(files, "cpu", options.pooled)
+    session = make_session(path, session_options(options.threads), ["CPUExecutionProvider"])
+    return OrtBackend(session, path, hidden_size, "onnxruntime CPUExecutionProvider")

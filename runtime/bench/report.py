@@ -168,6 +168,9 @@ def markdown(results: dict[str, Any], smoke: bool = False) -> str:
     names = list(results["cases"])
     ratios = bool(results["ratios_vs_st"] or results["vs_fastembed"])
     lines = [SMOKE_NOTE, ""] if smoke else []
+    providers = {k: v for k, v in results.get("providers", {}).items() if v}
+    if providers:  # which engine ran each system: a CPU and a GPU run must never be confused
+        lines += ["Runs on: " + "; ".join(f"{k}: {v}" for k, v in providers.items()), ""]
     header = ["case", "system", "n", "median s", "tokens/s", "docs/s", "p50 ms", "p95 ms", "p99 ms"]
     rows = []
     for name in names:

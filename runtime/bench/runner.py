@@ -49,6 +49,7 @@ class BenchConfig:
     cold_repeats: int = 5
     extras: tuple[str, ...] = ("floor", "span", "plot")
     peer_path: str = ""  # extra PYTHONPATH for peer workers (e.g. a private fastembed install)
+    device: str = "cpu"  # "cuda": longvec on onnxruntime-gpu, sentence-transformers on CUDA in fp16
 
 
 class Worker:
@@ -100,7 +101,11 @@ def _env(cfg: BenchConfig, system: str) -> dict[str, str]:
     # one knob for every system's thread pools (BLAS in numpy and torch included)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(cfg.threads)
+    env["LONGVEC_BENCH_DEVICE"] = cfg.device  # read by the workers (runtime/bench/worker.py, bench/peers.py)
     return env
+
+
+CPU_ONLY = ("bare-ort", "fastembed")  # not run with --device cuda: they would compare a CPU run with a GPU one
 
 
 def _peer_script(cfg: BenchConfig, name: str) -> Path:
@@ -124,6 +129,9 @@ def start_workers(cfg: BenchConfig, workload: Path, log_dir: Path) -> tuple[list
     for system in cfg.systems:
         for variant in cfg.variants[:1] if system in VARIANT_FREE else cfg.variants:
             label = system if system in VARIANT_FREE else f"{system}/{variant}"
+            if cfg.device != "cpu" and system in CPU_ONLY:
+                unavailable[label] = f"runs on CPU only; not run with --device {cfg.device}"
+                continue
             try:
                 cmd = _worker_cmd(cfg, system, variant, workload)
                 workers.append(
@@ -283,6 +291,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
         "versions": {label: r.get("versions", {}) for label, r in ready.items()},
         "load_seconds": {label: r.get("load_seconds") for label, r in ready.items()},
+        "providers": {label: r.get("provider") for label, r in ready.items()},
         "unavailable": unavailable,
         "cases": {c.name: c.summary() for c in cases},
         "samples": samples,

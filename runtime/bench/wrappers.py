@@ -12,19 +12,31 @@ from collections.abc import Callable
 
 import numpy as np
 
-from longvec.runtime.backends import Backend
+from longvec.runtime.backends import Backend, describe, pools_on_device
 from longvec.runtime.embedder import Embedder
 
 
 class BackendWrapper:
-    """Runs `inner` unchanged; subclasses change `run`."""
+    """Runs `inner` unchanged; subclasses change `call`, which both `run` and (for a pooled graph) `run_pooled`
+    go through, so a wrapper pools where its inner backend pools."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.hidden_size = inner.hidden_size
+        self.pools = pools_on_device(inner)
+        self.provider = describe(inner)
+
+    def call(self, method: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
+        return method(*args)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.inner.run(input_ids, attention_mask)
+        return self.call(self.inner.run, input_ids, attention_mask)
+
+    def run_pooled(self, input_ids: np.ndarray, attention_mask: np.ndarray, pool_weights: np.ndarray) -> np.ndarray:
+        inner = self.inner
+        if not pools_on_device(inner):
+            raise TypeError(f"{describe(inner)} returns token states, not pooled sums")
+        return self.call(inner.run_pooled, input_ids, attention_mask, pool_weights)
 
     def close(self) -> None:
         self.inner.close()
@@ -38,9 +50,9 @@ class TimedBackend(BackendWrapper):
         super().__init__(inner)
         self.seconds = 0.0
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def call(self, method: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        out = self.inner.run(input_ids, attention_mask)
+        out = method(*args)
         self.seconds += time.perf_counter() - start
         return out
 
@@ -52,10 +64,10 @@ class TracedBackend(BackendWrapper):
         super().__init__(inner)
         self.after = after
 
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        states = self.inner.run(input_ids, attention_mask)
+    def call(self, method: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
+        out = method(*args)
         self.after()
-        return states
+        return out
 
 
 class NullBackend:
@@ -73,4 +85,4 @@ class NullBackend:
 
 def with_backend(embedder: Embedder, backend: Backend) -> Embedder:
     """The same tokenizer, manifest and window in front of another backend (usually a wrapper of its own)."""
-    return Embedder(backend, embedder.tokenizer, embedder.manifest, embedder.window)
+    return Embedder(backend, embedder.tokenizer, embedder.manifest, embedder.window, embedder.batching)

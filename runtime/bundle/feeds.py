@@ -12,17 +12,23 @@ import numpy as np
 
 from longvec.runtime.errors import BackendUnavailable
 
-FED = ("input_ids", "attention_mask", "token_type_ids")
+FED = ("input_ids", "attention_mask", "token_type_ids", "pool_weights")
 
 
 def encoder_feeds(
-    input_names: Iterable[str], input_ids: np.ndarray, attention_mask: np.ndarray
+    input_names: Iterable[str],
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    pool_weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """`{name: array}` for each of the graph's inputs: ids and mask as given, token types all zero (longvec
-    encodes one segment per sequence). An input outside `FED` cannot be fed and is named in the error."""
+    encodes one segment per sequence), and for a pooled graph the pool weights [batch, rows, seq] (float32). An
+    input outside `FED`, or a pooled graph's input without weights, cannot be fed and is named in the error."""
     feeds = {}
     for name in input_names:
-        if name == "input_ids":
+        if name == "pool_weights" and pool_weights is not None:
+            feeds[name] = pool_weights.astype(np.float32, copy=False)
+        elif name == "input_ids":
             feeds[name] = input_ids
         elif name == "attention_mask":
             feeds[name] = attention_mask

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
+from longvec.runtime.bundle.engines import Profile
 from longvec.runtime.errors import ManifestError, SchemaVersionError, UnsafePath
 
 SCHEMA_VERSION = 1
@@ -64,6 +65,23 @@ class Parity:
 
 
 @dataclass(frozen=True)
+class TensorRTBuild:
+    """Where and how a TensorRT plan was built: a plan runs only on that GPU model with that TensorRT version."""
+
+    gpu: str
+    compute_capability: str
+    tensorrt_version: str
+    source_file: str  # the pooled ONNX graph the plan was built from
+    cache_key: str
+    profiles: tuple[Profile, ...]
+
+    def __post_init__(self) -> None:
+        profiles = tuple(Profile(**p) if isinstance(p, Mapping) else p for p in self.profiles)
+        object.__setattr__(self, "profiles", profiles)
+        check_relative(self.source_file)
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     file: str
@@ -71,11 +89,23 @@ class Variant:
     precision: Precision
     parity: Parity
     notes: str = ""
+    # the same graph with pooling inside: input `pool_weights` [batch, rows, seq], output `pooled_sums`
+    # [batch, rows, hidden] (float32 accumulation); absent in bundles written before it existed
+    pooled_file: str | None = None
+    tensorrt: TensorRTBuild | None = None  # engine "tensorrt" only
 
     def __post_init__(self) -> None:
         if isinstance(self.parity, Mapping):
             object.__setattr__(self, "parity", Parity(**self.parity))
+        if isinstance(self.tensorrt, Mapping):
+            object.__setattr__(self, "tensorrt", TensorRTBuild(**self.tensorrt))
         check_relative(self.file)
+        if self.pooled_file is not None:
+            check_relative(self.pooled_file)
+
+    @property
+    def graph_files(self) -> tuple[str, ...]:
+        return (self.file,) if self.pooled_file is None else (self.file, self.pooled_file)
 
 
 @dataclass(frozen=True)

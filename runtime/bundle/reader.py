@@ -41,7 +41,7 @@ class Bundle:
             raise BundleNotFound(manifest_path, "missing; is this a longvec bundle (made by `longvec export`)?")
         manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"), manifest_path)
         bundle = cls(root, manifest)
-        for name in (manifest.tokenizer_file, *(v.file for v in manifest.variants)):
+        for name in (manifest.tokenizer_file, *(f for v in manifest.variants for f in v.graph_files)):
             if name not in manifest.files:
                 raise ManifestError(manifest_path, f"{name!r} is used but has no checksum in field 'files'")
         if verify:

@@ -70,6 +70,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per case (default: 5)")
     p.add_argument("--threads", type=int, default=2, help="threads per system (default: 2)")
     p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: longvec on onnxruntime-gpu and sentence-transformers on CUDA (fp16); CPU-only peers skipped"
+        " (default: cpu)",
+    )
+    p.add_argument(
         "--quick",
         action="store_true",
         help="tiny sizes, 2 repeats: a smoke test that prints no ratios or targets, not a measurement (default: off)",
@@ -149,6 +156,7 @@ def _bench(args: argparse.Namespace) -> int:
         cold_repeats=args.cold_repeats,
         extras=tuple(x for x in args.extras.split(",") if x and x != "none"),
         peer_path=str(Path(args.peer_path).resolve()) if args.peer_path else "",
+        device=args.device,
     )
     if args.quick:
         for key, value in _QUICK.items():

@@ -74,6 +74,13 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
         help="start over an output directory of another job (other input or options) instead of refusing it "
         "(default: off)",
     )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="cuda: onnxruntime-gpu, pooled graph, GPU batch sizes (with --engine ray: one actor per GPU) "
+        "(default: cpu)",
+    )
 
 
 @command("embed", _embed_args)
@@ -91,6 +98,7 @@ def _embed(args: argparse.Namespace) -> int:
         window=args.window,
         prompt_name=args.prompt_name,
         prompt=args.prompt,
+        device=args.device,
     )
     if args.engine == "ray":
         from longvec.runtime.jobs.ray_engine import run_ray

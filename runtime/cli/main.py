@@ -99,8 +99,17 @@ def _export_args(p: argparse.ArgumentParser) -> None:
         "Export a local Hugging Face / sentence-transformers model directory to a bundle. Nothing is downloaded: "
         "get the directory first (e.g. `hf download ORG/MODEL --local-dir DIR` on a machine with network access)."
     )
-    p.add_argument("model_dir", type=Path, help="local Hugging Face / sentence-transformers model directory")
-    p.add_argument("bundle_dir", type=Path, help="where to write the bundle (new or empty, or use --overwrite)")
+    p.add_argument("model_dir", type=Path, nargs="?", help="local Hugging Face / sentence-transformers model directory")
+    p.add_argument(
+        "bundle_dir", type=Path, nargs="?", help="where to write the bundle (new or empty, or use --overwrite)"
+    )
+    p.add_argument(
+        "--add-pooled",
+        type=Path,
+        metavar="BUNDLE",
+        help="give an existing bundle the pooled graph of every variant (no torch needed), instead of exporting "
+        "(default: off)",
+    )
     p.add_argument(
         "--variants",
         default=None,
@@ -123,6 +132,18 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 @command("export", _export_args)
 def _export(args: argparse.Namespace) -> int:
     """Export a local model directory to a bundle (needs the export extra: torch)."""
+    if args.add_pooled is not None:
+        if args.model_dir is not None:
+            raise InputError("--add-pooled BUNDLE takes no MODEL_DIR / BUNDLE_DIR")
+        try:
+            from longvec.export.pooled import add_pooled
+        except ImportError as e:
+            raise BackendUnavailable(f"--add-pooled needs onnx: pip install onnx ({e})") from e
+        manifest = add_pooled(args.add_pooled, log=print)
+        print(f"{args.add_pooled}: pooled graphs {', '.join(str(v.pooled_file) for v in manifest.variants)}")
+        return 0
+    if args.model_dir is None or args.bundle_dir is None:
+        raise InputError("export needs MODEL_DIR and BUNDLE_DIR (or --add-pooled BUNDLE)")
     try:
         from longvec.export import DEFAULT_VARIANTS, export_bundle
     except ImportError as e:
@@ -136,8 +157,19 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _inspect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
+    p.add_argument("bundle_dir", type=Path, nargs="?", help="a bundle written by `longvec export`")
     p.add_argument("--json", action="store_true", help="print manifest.json as is (default: a summary)")
+    p.add_argument(
+        "--runtime",
+        action="store_true",
+        help="print the onnxruntime build, version and providers, GPU or CPU (default: off)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default=None,
+        help="with a bundle: load it on this device and say what runs (default: do not load)",
+    )
 
 
 @command("inspect", _inspect_args)
@@ -145,6 +177,15 @@ def _inspect(args: argparse.Namespace) -> int:
     """Print a bundle's model, dimensions, window, framing, pooling, prompts and variants with their parity."""
     from longvec.runtime.bundle.reader import Bundle
 
+    if args.runtime:
+        _print_runtime()
+    if args.bundle_dir is None:
+        if not args.runtime:  # a usage error, as when argparse itself refuses the arguments (exit 2)
+            print(
+                "usage: longvec inspect BUNDLE_DIR [--json] [--device D] | longvec inspect --runtime", file=sys.stderr
+            )
+            raise SystemExit(2)
+        return 0
     bundle = Bundle.open(args.bundle_dir)
     m = bundle.manifest
     if args.json:
@@ -165,7 +206,33 @@ def _inspect(args: argparse.Namespace) -> int:
             f"  {v.name:<10} {v.file:<24} {v.precision:<5} vs {p.reference}: max|diff| {p.max_abs_diff:.1e}, "
             f"min cos {p.min_cosine:.6f} ({p.n_texts} texts)  {v.notes}"
         )
+        if v.pooled_file:
+            print(f"  {'':<10} {v.pooled_file:<24} pooled graph (pool_weights -> pooled_sums)")
+        if v.tensorrt:
+            t = v.tensorrt
+            windows = sorted({p.max_seq for p in t.profiles})
+            print(
+                f"  {'':<10} built on {t.gpu} (sm {t.compute_capability}), TensorRT {t.tensorrt_version}, "
+                f"{len(t.profiles)} profiles up to {windows[-1]} tokens x {t.profiles[-1].max_batch}"
+            )
+    if args.device:
+        from longvec.runtime import Embedder
+
+        with Embedder.load(args.bundle_dir, device=args.device) as emb:
+            print(f"runs on      {emb.provider}")
     return 0
+
+
+def _print_runtime() -> None:
+    try:
+        from longvec.runtime.backends.ort_gpu import runtime_report
+    except ImportError as e:
+        raise BackendUnavailable(f"onnxruntime is not installed: pip install longvec ({e})") from e
+    report = runtime_report()
+    print(f"onnxruntime  {report['build']} {report['version']} ({report['path']})")
+    print(f"providers    {', '.join(report['providers'])}")
+    if "hint" in report:
+        print(f"hint         {report['hint']}")
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
@@ -267,7 +334,12 @@ def _load_optional_commands() -> None:
     """Subcommands that live next to their feature register themselves on import."""
     import importlib
 
-    for module in ("longvec.runtime.cli.serve", "longvec.runtime.cli.embed", "longvec.runtime.cli.bench"):
+    for module in (
+        "longvec.runtime.cli.serve",
+        "longvec.runtime.cli.embed",
+        "longvec.runtime.cli.bench",
+        "longvec.runtime.cli.build_engine",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as e:

@@ -1,8 +1,10 @@
-"""From token sequences to pooled vectors: frame windows, batch them by token budget, run, stitch, pool.
+"""From token sequences to pooled vectors: frame windows, batch them by token budget, run, pool.
 
-Sequences that fit one window are sorted by length and packed under the token budget. Longer ones stream:
-their windows (all exactly `plan.window` long, so no padding) go through the encoder in document order and
-are folded into running span sums at once, so no document's full state matrix ever exists.
+Sequences that fit one window are sorted by length and packed under the token budget. Longer ones stream: their
+windows (all exactly `plan.window` long, so no padding) go through the encoder batch by batch, and each batch's
+pooled sums are folded into the sequences' running sums at once (runtime.core.stitch), so no document's full state
+matrix ever exists. The pool weights go to the backend when it pools on its side (a pooled graph, e.g. on a GPU,
+where only pooled vectors then cross to the host), or are applied to the returned token states here.
 """
 
 from __future__ import annotations
@@ -12,23 +14,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from longvec.runtime.backends import Backend
+from longvec.runtime.backends import Backend, pools_on_device
+from longvec.runtime.bundle.engines import GPU_MAX_BATCH
 from longvec.runtime.bundle.manifest import Framing, PoolingConfig
 from longvec.runtime.core.batching import pack_by_length, pad_batch
-from longvec.runtime.core.stitch import DocumentStates, Stitch
+from longvec.runtime.core.stitch import SequenceLayout, SequenceSums, Stitch, batch_rows, host_pool
 from longvec.runtime.core.windows import WindowPlan
 
 
 @dataclass(frozen=True)
-class Job:
+class TokenSequence:
+    """One text (or chunk) to encode: its content token ids and the content spans to mean-pool."""
+
     ids: np.ndarray  # content token ids, no framing
-    spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # content spans to mean-pool
+    spans: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
 
 @dataclass(frozen=True)
 class Encoded:
     pooled: np.ndarray  # the model's own pooling over the whole sequence, not normalized
-    span_means: np.ndarray  # [k, d] mean of stitched states over each job span
+    span_means: np.ndarray  # [k, d] mean of stitched states over each span of the sequence
     window_pooled: np.ndarray  # [n_windows, d] the model's pooling of each window alone
     n_windows: int
 
@@ -39,70 +44,86 @@ class Batching:
     max_batch: int = 64
 
 
+# A GPU wants far larger batches than a CPU: FINDINGS' H100 figures were measured at 256 windows x 512 tokens.
+# NOT YET TUNED ON A GPU: 256 windows of 256 tokens per call, a starting point until a GPU run measures it.
+GPU_BATCHING = Batching(max_tokens=65536, max_batch=GPU_MAX_BATCH)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    framing: Framing
+    pooling: PoolingConfig
+    batching: Batching = Batching()
+
+
 class Pipeline:
-    def __init__(
-        self,
-        backend: Backend,
-        framing: Framing,
-        pooling: PoolingConfig,
-        batching: Batching = Batching(),
-    ) -> None:
+    def __init__(self, backend: Backend, config: PipelineConfig) -> None:
         self.backend = backend
-        self.framing = framing
-        self.pooling = pooling
-        self.batching = batching
+        self.config = config
+
+    @property
+    def batching(self) -> Batching:
+        return self.config.batching
 
     def run(
-        self, jobs: list[Job], plan: WindowPlan, prompt_ids: tuple[int, ...] = (), stitch: Stitch = "center"
+        self, seqs: list[TokenSequence], plan: WindowPlan, prompt_ids: tuple[int, ...] = (), stitch: Stitch = "center"
     ) -> list[Encoded]:
-        prefix = np.asarray(self.framing.prefix_ids + tuple(prompt_ids), dtype=np.int64)
-        suffix = np.asarray(self.framing.suffix_ids, dtype=np.int64)
-        include_prefix = self.pooling.include_prompt or not prompt_ids
-        docs = [
-            DocumentStates(
-                plan.starts(len(j.ids)),
-                plan.content,
-                len(j.ids),
-                len(prefix),
-                len(suffix),
-                j.spans,
+        framing, batching = self.config.framing, self.config.batching
+        prefix = np.asarray(framing.prefix_ids + tuple(prompt_ids), dtype=np.int64)
+        suffix = np.asarray(framing.suffix_ids, dtype=np.int64)
+        include_prefix = self.config.pooling.include_prompt or not prompt_ids
+        sums = [
+            SequenceSums(
+                SequenceLayout(
+                    starts=plan.starts(len(s.ids)),
+                    content=min(plan.content, len(s.ids)),
+                    n_tokens=len(s.ids),
+                    prefix=len(prefix),
+                    suffix=len(suffix),
+                    spans=s.spans,
+                    stitch=stitch,
+                    pooling=self.config.pooling.mode,
+                    include_prefix=include_prefix,
+                ),
                 self.backend.hidden_size,
-                stitch,
-                self.pooling.mode,
-                include_prefix,
             )
-            for j in jobs
+            for s in seqs
         ]
-        short = [i for i, j in enumerate(jobs) if len(j.ids) <= plan.content]
-        lengths = [len(jobs[i].ids) + len(prefix) + len(suffix) for i in short]
-        for batch in pack_by_length(lengths, self.batching.max_tokens, self.batching.max_batch):
+        short = [i for i, s in enumerate(seqs) if len(s.ids) <= plan.content]
+        lengths = [len(seqs[i].ids) + len(prefix) + len(suffix) for i in short]
+        for batch in pack_by_length(lengths, batching.max_tokens, batching.max_batch):
             rows = [short[b] for b in batch.tolist()]
-            seqs = [np.concatenate((prefix, jobs[r].ids, suffix)) for r in rows]
-            states = self._run(seqs)
-            for k, r in enumerate(rows):
-                docs[r].add(0, states[k, : len(seqs[k])])
-        long = [i for i, j in enumerate(jobs) if len(j.ids) > plan.content]
-        per_call = max(1, min(self.batching.max_batch, self.batching.max_tokens // plan.window))
-        for windows in _chunked(self._long_windows(jobs, long, docs), per_call):
-            seqs = [np.concatenate((prefix, jobs[d].ids[s : s + plan.content], suffix)) for d, _, s in windows]
-            states = self._run(seqs)
-            for k, (d, w, _) in enumerate(windows):
-                docs[d].add(w, states[k])
-        return [Encoded(doc.pooled(), doc.span_means(), doc.window_pooled, len(doc.starts)) for doc in docs]
+            framed = [np.concatenate((prefix, seqs[r].ids, suffix)) for r in rows]
+            self._run(framed, [(sums[r], 0) for r in rows])
+        long = [i for i, s in enumerate(seqs) if len(s.ids) > plan.content]
+        per_call = max(1, min(batching.max_batch, batching.max_tokens // plan.window))
+        for windows in _chunked(_windows_of(long, sums), per_call):
+            framed = [
+                np.concatenate((prefix, seqs[d].ids[s : s + plan.content], suffix))
+                for d, w in windows
+                for s in (int(sums[d].layout.starts[w]),)
+            ]
+            self._run(framed, [(sums[d], w) for d, w in windows])
+        return [Encoded(s.pooled(), s.span_means(), s.window_pooled, s.layout.n_windows) for s in sums]
 
-    def _run(self, seqs: list[np.ndarray]) -> np.ndarray:
-        ids, mask = pad_batch(seqs, self.framing.pad_id)
-        return self.backend.run(ids, mask)
+    def _run(self, framed: list[np.ndarray], items: list[tuple[SequenceSums, int]]) -> None:
+        ids, mask = pad_batch(framed, self.config.framing.pad_id)
+        rows = batch_rows(items, ids.shape[1])
+        if pools_on_device(self.backend):
+            pooled = self.backend.run_pooled(ids, mask, rows.weights)
+        else:
+            pooled = host_pool(self.backend.run(ids, mask), rows.weights)
+        rows.add(pooled)
 
-    @staticmethod
-    def _long_windows(jobs: list[Job], long: list[int], docs: list[DocumentStates]) -> Iterator[tuple[int, int, int]]:
-        for d in long:
-            for w, start in enumerate(docs[d].starts.tolist()):
-                yield d, w, start
+
+def _windows_of(long: list[int], sums: list[SequenceSums]) -> Iterator[tuple[int, int]]:
+    for d in long:
+        for w in range(sums[d].layout.n_windows):
+            yield d, w
 
 
-def _chunked(items: Iterator[tuple[int, int, int]], size: int) -> Iterator[list[tuple[int, int, int]]]:
-    batch: list[tuple[int, int, int]] = []
+def _chunked(items: Iterator[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    batch: list[tuple[int, int]] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:

@@ -60,6 +60,7 @@ class JobOptions:
     window: int | None = None  # None: the bundle's window
     prompt_name: str | None = None  # None: the bundle's default prompt, if any
     prompt: str | None = None  # literal prompt text; "" turns a default prompt off
+    device: str = "cpu"  # "cuda": onnxruntime-gpu with GPU batch sizes (Embedder.load); how, not what
 
     def __post_init__(self) -> None:
         for name in ("chunk_tokens", "shard_size"):
@@ -260,7 +261,9 @@ def run_local(
         require_stemmer()  # fail before the scan and the model load, not at the first batch
     check_paths(source, output_dir)
     corpus = scan(source, options.fields)
-    with Embedder.load(bundle, variant=options.variant, threads=options.threads, window=options.window) as embedder:
+    with Embedder.load(
+        bundle, variant=options.variant, threads=options.threads, window=options.window, device=options.device
+    ) as embedder:
         header = job_header("local", corpus, embedder, options)
         with output_errors(output_dir):
             out = OutputDir.open(output_dir, header, overwrite=overwrite)

@@ -70,9 +70,12 @@ class EmbedActor:
         sparse: bool = False,
         window: int | None = None,
         embed_kwargs: dict[str, Any] | None = None,
+        device: str = "cpu",
     ) -> None:
         """`embed_kwargs`: more embed_documents arguments (chunking, mode, prompt, prompt_name)."""
-        self.embedder = Embedder.load(bundle, variant=variant or DEFAULT_VARIANT, threads=threads, window=window)
+        self.embedder = Embedder.load(
+            bundle, variant=variant or DEFAULT_VARIANT, threads=threads, window=window, device=device
+        )
         self.embed_kwargs = dict(embed_kwargs or {})
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)

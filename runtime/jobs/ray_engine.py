@@ -21,6 +21,7 @@ import numpy as np
 
 from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import Embedder
+from longvec.runtime.errors import BackendUnavailable
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
 from longvec.runtime.jobs.local import JobOptions, Summary, check_paths, job_header, output_errors, table_metadata
 from longvec.runtime.jobs.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
@@ -67,8 +68,14 @@ def run_ray(
         try:
             threads = options.threads or 1
             cpus = float(ray.cluster_resources().get("CPU", 1))
-            n_actors = actors or max(1, int(cpus) // threads)
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            on_gpu = options.device == "cuda"
+            if on_gpu and gpus < 1:
+                raise BackendUnavailable("--device cuda with --engine ray: the Ray cluster has no GPU")
+            # on GPUs one actor per GPU (num_gpus=1): the encoder is the GPU's, the actor's CPU only feeds it
+            n_actors = actors or (gpus if on_gpu else max(1, int(cpus) // threads))
             actor_cpus = min(float(threads), max(0.1, (cpus - 2 * IO_CPUS) / n_actors))
+            gpu_args = {"num_gpus": 1} if on_gpu else {}
             dataset = _read(ray, corpus, options.fields).map_batches(
                 EmbedActor,
                 fn_constructor_kwargs={
@@ -79,11 +86,13 @@ def run_ray(
                     "sparse": options.sparse,
                     "window": options.window,
                     "embed_kwargs": options.embed_kwargs(),
+                    "device": options.device,
                 },
-                batch_size=ACTOR_CALL_DOCUMENTS,
+                batch_size=ACTOR_CALL_DOCUMENTS * 8 if on_gpu else ACTOR_CALL_DOCUMENTS,  # keep GPU batches full
                 batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=n_actors),
                 num_cpus=actor_cpus,
+                **gpu_args,
             )
             sink = make_sink(str(staging), dim, metadata, options.shard_size, options.sparse)
             dataset.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS})

@@ -109,7 +109,12 @@ def test_overwrite_replaces_and_an_empty_target_is_fine(model_dir: Path, tmp_pat
     export_bundle(model_dir, out, variants=())  # an existing empty directory needs no --overwrite
     (out / "stale.txt").write_text("old", encoding="utf-8")
     manifest = export_bundle(model_dir, out, variants=(), overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx", "tokenizer.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "manifest.json",
+        "model.onnx",
+        "model.pooled.onnx",
+        "tokenizer.json",
+    ]
     assert [v.name for v in manifest.variants] == ["fp32"]
     assert siblings(out) == ["bundle"]
 

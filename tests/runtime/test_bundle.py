@@ -25,9 +25,11 @@ from longvec.runtime import (
 from longvec.runtime.bundle.reader import Bundle, sha256_file
 
 
-def load_error(bundle: Path, kind: type[BundleError], *, variant: str = "optimized") -> BundleError:
+def load_error(
+    bundle: Path, kind: type[BundleError], *, variant: str = "optimized", pooled: bool | None = None
+) -> BundleError:
     with pytest.raises(kind) as info:
-        Embedder.load(bundle, variant=variant, threads=1)
+        Embedder.load(bundle, variant=variant, threads=1, pooled=pooled)
     return info.value
 
 
@@ -67,22 +69,28 @@ def test_checksum_mismatch(bundle: Path) -> None:
     assert err.path.name == "tokenizer.json" and "sha256" in str(err)
 
 
-def test_truncated_model_fails_checksum(bundle: Path) -> None:
-    model = bundle / "model.onnx"
+# the graph a load reads: the token-state graph, or (the default where the variant has one) its pooled twin
+GRAPHS = pytest.mark.parametrize(("name", "pooled"), [("model.onnx", False), ("model.pooled.onnx", None)])
+
+
+@GRAPHS
+def test_truncated_model_fails_checksum(bundle: Path, name: str, pooled: bool | None) -> None:
+    model = bundle / name
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
-    err = load_error(bundle, ChecksumMismatch, variant="fp32")
-    assert err.path.name == "model.onnx"
+    err = load_error(bundle, ChecksumMismatch, variant="fp32", pooled=pooled)
+    assert err.path.name == name
 
 
+@GRAPHS
 def test_truncated_model_with_matching_checksum_is_a_bundle_error(
-    bundle: Path, edit_manifest: Callable[..., None]
+    bundle: Path, edit_manifest: Callable[..., None], name: str, pooled: bool | None
 ) -> None:
     """A graph onnxruntime cannot parse is reported against its file, even when the manifest was rewritten."""
-    model = bundle / "model.onnx"
+    model = bundle / name
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
-    edit_manifest(bundle, lambda m: m["files"].__setitem__("model.onnx", sha256_file(model)))
-    err = load_error(bundle, BundleError, variant="fp32")
-    assert err.path.name == "model.onnx" and "model.onnx" in str(err)
+    edit_manifest(bundle, lambda m: m["files"].__setitem__(name, sha256_file(model)))
+    err = load_error(bundle, BundleError, variant="fp32", pooled=pooled)
+    assert err.path.name == name and name in str(err)
 
 
 def test_schema_from_the_future(bundle: Path, edit_manifest: Callable[..., None]) -> None:

@@ -45,6 +45,9 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("window", P.POSITIONAL_OR_KEYWORD, None),
         ("max_batch_tokens", P.POSITIONAL_OR_KEYWORD, 8192),
         ("verify", P.POSITIONAL_OR_KEYWORD, True),
+        ("device", P.POSITIONAL_OR_KEYWORD, "cpu"),  # added by the GPU issue (11), after every older parameter
+        ("pooled", P.POSITIONAL_OR_KEYWORD, None),
+        ("tensorrt_provider", P.POSITIONAL_OR_KEYWORD, False),
     ],
     "embed": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),

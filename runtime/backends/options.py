@@ -1,0 +1,26 @@
+"""What opening a backend needs besides the engine name: the variant's files and how to run them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class GraphFiles:
+    """The files of one variant: the token-state graph (or plan) and, when the bundle has it, its pooled twin."""
+
+    states: Path | None
+    pooled: Path | None = None
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask")  # the token-state graph's, from the manifest
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    threads: int | None = None  # CPU threads (onnxruntime intra-op)
+    device: str = "cpu"  # never switched silently: "auto" picks CUDA only when it is really there, and says so
+    pooled: bool | None = None  # use the pooled graph: None = the default for the device (see onnx.py)
+    tensorrt_provider: bool = False  # onnxruntime's TensorRT execution provider instead of CUDA's
+    cache_dir: Path | None = None  # TensorRT engines and timing caches (default: ~/.cache/longvec/tensorrt)
