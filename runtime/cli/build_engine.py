@@ -11,12 +11,17 @@ from longvec.runtime.errors import BackendUnavailable, InputError
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle_dir", type=Path)
+    p.add_argument("bundle_dir", type=Path, help="a bundle with pooled graphs (`longvec export`, or --add-pooled)")
     p.add_argument(
         "--windows", default=None, help="comma-separated window lengths to build a profile for (default: the bundle's)"
     )
-    p.add_argument("--max-batch", type=int, default=GPU_MAX_BATCH, help="largest batch (windows) of every profile")
-    p.add_argument("--cache-dir", type=Path, default=None, help="timing caches and plans (default ~/.cache/longvec)")
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=GPU_MAX_BATCH,
+        help=f"largest batch (windows) of every profile (default: {GPU_MAX_BATCH})",
+    )
+    p.add_argument("--cache-dir", type=Path, default=None, help="timing caches and plans (default: ~/.cache/longvec)")
 
 
 @command("build-engine", _args)

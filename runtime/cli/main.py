@@ -294,6 +294,12 @@ class _HelpFormatter(argparse.HelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32, width=110)
 
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            # argparse measures subcommand names one indent short, so the longest (build-engine) would wrap
+            self._action_max_length += 2
+
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors in one line (what was wrong and where to look), exit 2, instead of the usage block."""
