@@ -13,6 +13,7 @@ from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, open_backend
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core.budget import check_chunks, chunk_floor
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
 from longvec.runtime.core.pipeline import Batching, Encoded, Job, Pipeline
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
@@ -25,6 +26,8 @@ Mode = Literal["late", "naive", "window_mean", "truncate", "blend"]
 MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
 DEFAULT_MODE: Mode = "late"
 DEFAULT_CHUNK_TOKENS = 128
+# chunk vectors one call may return: 65,536 x 384 float32 is 100 MB; chunk_tokens=1 on a book would be gigabytes
+DEFAULT_MAX_CHUNKS = 65_536
 
 
 @dataclass(frozen=True)
@@ -156,9 +159,12 @@ class Embedder:
         prompt: str | None = None,
         stitch: Stitch = "center",
         sparse: bool = False,
+        max_chunks: int | None = DEFAULT_MAX_CHUNKS,
     ) -> list[DocumentResult]:
         """A document vector plus chunk vectors with character spans, for texts of any length. `sparse=True`
-        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.core.sparse)."""
+        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.core.sparse).
+        A call that would return more than `max_chunks` chunk vectors is refused (LimitExceeded) before any
+        encoding; raise it, or pass None, to allow more."""
         texts = validate_texts(texts)
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
@@ -177,10 +183,15 @@ class Embedder:
         plan = self.plan(window, stride, prompt)
         prompt_ids = self._prompt_ids(prompt)
         tokens = self.tokenizer_checked(texts, prompt)
+        floor = (
+            sum(len(s) for s in spans) if spans is not None else sum(chunk_floor(len(t), chunk_tokens) for t in tokens)
+        )
+        check_chunks(floor, max_chunks)  # before chunking, which itself takes time per chunk
         chunks = [
             make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i])
             for i, (text, tok) in enumerate(zip(texts, tokens))
         ]
+        check_chunks(sum(len(c) for c in chunks), max_chunks)
         # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
         doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
         chunk_jobs = (

@@ -7,6 +7,7 @@ exit 3  bundle error (missing file, checksum, schema, unsafe path, unknown varia
 exit 4  input error (bad text, span or option)
 exit 5  backend unavailable
 exit 6  export error (including parity failures)
+exit 9  the server cannot listen (address in use)
 exit 130 interrupted
 """
 
@@ -17,13 +18,21 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from longvec.runtime.errors import BackendUnavailable, BundleError, ExportError, InputError, LongvecError
+from longvec.runtime.errors import (
+    AddressInUse,
+    BackendUnavailable,
+    BundleError,
+    ExportError,
+    InputError,
+    LongvecError,
+)
 
 EXIT_CODES: dict[type[LongvecError], int] = {
     BundleError: 3,
     InputError: 4,
     BackendUnavailable: 5,
     ExportError: 6,
+    AddressInUse: 9,
 }
 
 Command = Callable[[argparse.Namespace], int]

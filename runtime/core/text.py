@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from longvec.runtime.errors import InputError
+from longvec.runtime.errors import BundleError, InputError
 
 
 @dataclass(frozen=True)
@@ -25,20 +25,22 @@ class Tokens:
         return int(self.ids.shape[0])
 
 
-def validate_texts(texts: Sequence[str], allow_blank: bool = False) -> list[str]:
-    """Reject what cannot be embedded faithfully, naming the item; the caller's list is not changed."""
+def validate_texts(texts: Sequence[str], allow_blank: bool = False, label: str = "texts[{i}]") -> list[str]:
+    """Reject what cannot be embedded faithfully, naming the item (`label`, e.g. the server's
+    "documents[{i}].text"); the caller's list is not changed."""
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of str, not a single str (wrap it in a list)")
     out = list(texts)
     for i, text in enumerate(out):
+        item = label.format(i=i)
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            raise TypeError(f"{item} is {type(text).__name__}, expected str")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
-            raise InputError(f"texts[{i}] is not valid Unicode (lone surrogate at {e.start})") from e
+            raise InputError(f"{item} is not valid Unicode (lone surrogate at {e.start})") from e
         if not allow_blank and not text.strip():
-            raise InputError(f"texts[{i}] is empty or whitespace only; there is nothing to embed")
+            raise InputError(f"{item} is empty or whitespace only; there is nothing to embed")
     return out
 
 
@@ -88,7 +90,12 @@ class TextTokenizer:
 
     @classmethod
     def from_file(cls, path: Path) -> TextTokenizer:
-        return cls(Tokenizer.from_file(str(path)))
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+            tokenizer.encode("a", add_special_tokens=False)  # some broken files load, then fail on first use
+        except Exception as e:  # tokenizers raises plain Exception ("Model missing", serde errors, ...)
+            raise BundleError(path, f"not a usable tokenizers file: {e}") from None
+        return cls(tokenizer)
 
     def encode(self, texts: Sequence[str]) -> list[Tokens]:
         texts = list(texts)

@@ -25,7 +25,7 @@ class Server:
     url: str
     api_key: str | None
     log: Path
-    model: str  # the name the server reports: its bundle directory's name
+    model: str  # the name the server serves (read from /info once it is ready)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def wait_until_ready(server: Server, timeout: float = 120.0) -> list[int]:
-    """Poll /health until 200; returns every status seen (503 while loading)."""
+    """Poll /ready until 200; returns every status seen (503 while loading)."""
     import httpx
 
     seen: list[int] = []
@@ -51,9 +51,10 @@ def wait_until_ready(server: Server, timeout: float = 120.0) -> list[int]:
         if server.proc.poll() is not None:
             raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log_text()}")
         try:
-            status = httpx.get(f"{server.url}/health", timeout=5).status_code
+            status = httpx.get(f"{server.url}/ready", timeout=5).status_code
             seen.append(status)
             if status == 200:
+                server.model = httpx.get(f"{server.url}/info", timeout=5).json()["model"]
                 return seen
         except httpx.TransportError:
             pass

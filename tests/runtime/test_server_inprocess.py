@@ -39,7 +39,7 @@ def client(exploding: Embedder) -> Iterator[TestClient]:
     app = create_app(ServeSettings(model_name="fake"), lambda: exploding)
     with TestClient(app, raise_server_exceptions=False) as c:  # runs the lifespan: load, warm up, batcher
         deadline = time.monotonic() + 60
-        while c.get("/health").status_code != 200 and time.monotonic() < deadline:
+        while c.get("/ready").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.01)
         yield c
 
