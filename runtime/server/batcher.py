@@ -45,10 +45,18 @@ class Work:
 
 
 class Batcher:
-    def __init__(self, run: Runner, max_queue: int, max_batch_tokens: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        run: Runner,
+        max_queue: int,
+        max_batch_tokens: int,
+        metrics: Metrics,
+        hold: Callable[[], None] | None = None,
+    ) -> None:
         if max_queue < 1 or max_batch_tokens < 1:
             raise ValueError("max_queue and max_batch_tokens must be >= 1")
         self._run = run
+        self._hold = hold  # a test hook: called before each library call, may block (see lifecycle.test_hold)
         self.max_queue = max_queue
         self.max_batch_tokens = max_batch_tokens
         self._metrics = metrics
@@ -56,7 +64,6 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self.busy = threading.Event()  # set while a library call runs (tests and /metrics read it)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._worker, name="longvec-encoder", daemon=True)
@@ -97,11 +104,13 @@ class Batcher:
                 group = self._take_group()
                 self._metrics.queue_depth.set(len(self._pending))
             if group:
-                self.busy.set()
+                self._metrics.encoder_busy.set(1)
                 try:
+                    if self._hold is not None:
+                        self._hold()
                     self._run_group(group)
                 finally:
-                    self.busy.clear()
+                    self._metrics.encoder_busy.set(0)
 
     def _take_group(self) -> list[Work]:
         """The oldest live request plus later ones with the same options that fit the token budget."""

@@ -9,6 +9,7 @@ reuses the tokens admission already made (so a text is tokenized once).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -76,7 +77,8 @@ class Lifecycle:
             def run(options: Options, texts: list[str], extras: list[Any], n_requests: int) -> Any:
                 return options.run(emb, texts, extras, n_requests)
 
-            batcher = Batcher(run, self.settings.max_queue, self.settings.max_batch_tokens, self.metrics)
+            s = self.settings
+            batcher = Batcher(run, s.max_queue, s.max_batch_tokens, self.metrics, test_hold())
             batcher.start()
             self.served = Served(emb, batcher, Admission(self.settings, emb, memo), int(time.time()))
             self.metrics.ready.set(1)
@@ -101,6 +103,20 @@ class Lifecycle:
         if self.served is not None:
             self.served.batcher.stop(timeout=STOP_SECONDS)
             self.served.embedder.close()
+
+
+def test_hold() -> Callable[[], None] | None:
+    """A test hook, off unless LONGVEC_TEST_HOLD_FILE names a file: while that file exists the encoder worker
+    waits before each library call. Tests hold work "in the encoder" with it instead of racing its duration."""
+    path = os.environ.get("LONGVEC_TEST_HOLD_FILE")
+    if not path:
+        return None
+
+    def hold() -> None:
+        while os.path.exists(path):
+            time.sleep(0.01)
+
+    return hold
 
 
 def startup_fields(settings: ServeSettings, emb: Embedder) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class Metrics:
         )
         self.in_flight = Gauge("longvec_requests_in_flight", "HTTP requests being handled now.", registry=r)
         self.queue_depth = Gauge("longvec_queue_depth", "Requests waiting for the encoder.", registry=r)
+        self.encoder_busy = Gauge("longvec_encoder_busy", "1 while the encoder worker runs a library call.", registry=r)
         self.batch_requests = Histogram(
             "longvec_batch_requests", "Requests that shared one encoder call.", buckets=SIZE_BUCKETS, registry=r
         )
