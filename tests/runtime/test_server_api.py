@@ -211,9 +211,10 @@ def test_health_and_metrics(server: Any, embedder: Embedder) -> None:
     post(server, "/v1/embeddings", {"input": "count me"})
     after = samples(server)
     route = (("route", "/v1/embeddings"),)
-    assert after[("longvec_requests_total", (*route, ("status", "200")))] == before.get(
-        ("longvec_requests_total", (*route, ("status", "200"))), 0
-    ) + 1
+    assert (
+        after[("longvec_requests_total", (*route, ("status", "200")))]
+        == before.get(("longvec_requests_total", (*route, ("status", "200"))), 0) + 1
+    )
     assert after[("longvec_tokens_total", route)] - before.get(("longvec_tokens_total", route), 0) == sum(
         embedder.count_tokens(["count me"])
     )

@@ -110,7 +110,9 @@ def test_a_client_that_leaves_is_dropped_from_the_queue(small_server: Any, hold_
     hold_file.touch()
     try:
         busy = threading.Thread(
-            target=lambda: result.update(r=httpx.post(url, json={"input": "the bell rang"}, headers=headers, timeout=120))
+            target=lambda: result.update(
+                r=httpx.post(url, json={"input": "the bell rang"}, headers=headers, timeout=120)
+            )
         )
         busy.start()
         server_tools.poll(lambda: metric(small_server, "longvec_encoder_busy") == 1, "the busy request to be running")
