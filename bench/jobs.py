@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,9 @@ from pathlib import Path
 
 import data as evaldata
 import pyarrow.parquet as pq
+
+from longvec.runtime.bench.machine import machine
+from longvec.runtime.bench.markdown import table
 
 ROOT = Path(__file__).resolve().parents[1]
 LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"]
@@ -101,14 +103,13 @@ def main() -> None:
             if not same:
                 raise SystemExit("engines disagree")
 
-    print("\n| engine | documents | tokens | wall s | docs/s | tokens/s |\n|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['engine']} | {r['documents']:,} | {r['tokens']:,} | {r['seconds']:.1f} | "
-            f"{r['docs_per_s']:,.1f} | {r['tokens_per_s']:,} |"
-        )
+    print()
+    header = ["engine", "documents", "tokens", "wall s", "docs/s", "tokens/s"]
+    cells = ["engine", "documents", "tokens", "seconds", "docs_per_s", "tokens_per_s"]
+    formats = ["{}", "{:,}", "{:,}", "{:.1f}", "{:,.1f}", "{:,}"]
+    print("\n".join(table(header, ([f.format(r[c]) for f, c in zip(formats, cells)] for r in rows))))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"docs": args.docs, "cpus": os.cpu_count(), "machine": platform.machine(), "threads": args.threads}
+    meta = {"docs": args.docs, "threads": args.threads, "machine": machine()}
     args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     print(f"wrote {args.json}")
 

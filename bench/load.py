@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -28,6 +27,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from longvec.runtime.bench.machine import machine
+from longvec.runtime.bench.markdown import replace_section, table
 
 HOST = "127.0.0.1"  # never anything else
 WORDS = (
@@ -181,19 +183,15 @@ async def main_async(args: argparse.Namespace) -> list[Level]:
     return results
 
 
-def table(results: list[Level]) -> str:
-    lines = [
-        "| workload | clients | requests | req/s | p50 ms | p95 ms | p99 ms | tokens/s | statuses |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+def levels_table(results: list[Level]) -> str:
+    rows = []
     for r in results:
         unfinished = f", {r.unfinished} unfinished" if r.unfinished else ""
         statuses = ", ".join(f"{k}: {v}" for k, v in r.statuses.items()) + unfinished
-        lines.append(
-            f"| {r.workload} | {r.clients} | {r.completed} | {r.rps:.3g} | {r.p50_ms:.0f} | {r.p95_ms:.0f} | "
-            f"{r.p99_ms:.0f} | {r.tokens_per_s:,} | {statuses} |"
-        )
-    return "\n".join(lines)
+        latency = [f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.p99_ms:.0f}"]
+        rows.append([r.workload, r.clients, r.completed, f"{r.rps:.3g}", *latency, f"{r.tokens_per_s:,}", statuses])
+    header = ["workload", "clients", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "tokens/s", "statuses"]
+    return "\n".join(table(header, rows))
 
 
 SECTION = "## Server load"
@@ -217,20 +215,8 @@ issuing after {args.query_requests} requests or {args.query_seconds:.0f} s (docu
 one per client, or {args.doc_seconds:.0f} s), waits as long again for requests in flight and cancels the rest
 ("unfinished"; their latency is not in the percentiles). Latency is per request, from the client.
 
-{table(results)}
+{levels_table(results)}
 """
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace our own section (up to the next `## ` heading) or append it; other sections stay as they are."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        stop = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("\n" + old[stop + 1 :] if stop >= 0 else "")
-    path.write_text(new)
 
 
 def main() -> None:
@@ -248,12 +234,12 @@ def main() -> None:
     args = p.parse_args()
     load_avg = os.getloadavg()
     results = asyncio.run(main_async(args))
-    print(table(results))
+    print(levels_table(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_start": load_avg}
-    args.out.write_text(json.dumps({"machine": machine, "levels": [asdict(r) for r in results]}, indent=2) + "\n")
+    info = {**machine(), "load_average": load_avg}  # at the start
+    args.out.write_text(json.dumps({"machine": info, "levels": [asdict(r) for r in results]}, indent=2) + "\n")
     if args.write_results:
-        write_section(args.write_results, section(results, args, load_avg))
+        replace_section(args.write_results, SECTION, section(results, args, load_avg))
 
 
 if __name__ == "__main__":

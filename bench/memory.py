@@ -3,7 +3,7 @@
     python bench/memory.py                                   # real model, 10k and 1M tokens of SQuAD text
     python bench/memory.py --sizes 10000,200000 --backend fake --text synthetic
 
-The document is SQuAD articles (read at run time from ../shared/data, never copied) repeated and cut to exactly N
+The document is SQuAD articles (read at run time from $LONGVEC_DATA, never copied) repeated and cut to exactly N
 tokens. Each child loads the embedder, builds the text, embeds it, and reports `ru_maxrss` (the peak of the whole
 process) plus the peak before embedding. A (tokens x hidden) float32 array of a 1M-token MiniLM document would be
 1.5 GB; streaming keeps the difference between sizes to what grows with the input itself (ids, offsets, the text,
@@ -31,10 +31,11 @@ import sys
 import time
 from pathlib import Path
 
+import data as evaldata
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SQUAD = ROOT.parent / "shared" / "data" / "squad-longdoc-dev" / "documents.jsonl"
+SQUAD = evaldata.DEFAULT_ROOT / "squad-longdoc-dev" / "documents.jsonl"
 BUNDLE = ROOT / "bundles" / "all-MiniLM-L6-v2"
 
 
@@ -42,22 +43,10 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
 
 
-class NullBackend:
-    """Zero states at once: what is left of the run time is longvec's own work."""
-
-    def __init__(self, hidden_size: int) -> None:
-        self.hidden_size = hidden_size
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return np.zeros((*input_ids.shape, self.hidden_size), dtype=np.float32)
-
-    def close(self) -> None:
-        pass
-
-
 def load_embedder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from longvec.runtime import Embedder
     from longvec.runtime.backends.fake import FakeBackend
+    from longvec.runtime.bench.wrappers import NullBackend
     from longvec.runtime.bundle.reader import Bundle
     from longvec.runtime.core.text import TextTokenizer
 
@@ -66,7 +55,9 @@ def load_embedder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     bundle = Bundle.open(args.bundle, verify=False)
     manifest = bundle.manifest
     tokenizer = TextTokenizer.from_file(bundle.path(manifest.tokenizer_file))
-    backend = FakeBackend(hidden_size=manifest.hidden_size) if args.backend == "fake" else NullBackend(384)
+    backend = (
+        FakeBackend(hidden_size=manifest.hidden_size) if args.backend == "fake" else NullBackend(manifest.hidden_size)
+    )
     return Embedder(backend, tokenizer, manifest, args.window)
 
 
@@ -94,18 +85,12 @@ def rss_mb() -> float:
         return next(int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmRSS"))
 
 
-def watch_calls(embedder) -> list[float]:  # type: ignore[no-untyped-def]
-    """Record the resident size after every encoder call."""
+def watch_calls(embedder):  # type: ignore[no-untyped-def]
+    """The embedder behind a backend that records the resident size after every encoder call, and that record."""
+    from longvec.runtime.bench.wrappers import TracedBackend, with_backend
+
     trace: list[float] = []
-    run = embedder.backend.run
-
-    def traced(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        states = run(input_ids, attention_mask)
-        trace.append(round(rss_mb(), 1))
-        return states
-
-    embedder.backend.run = traced
-    return trace
+    return with_backend(embedder, TracedBackend(embedder.backend, lambda: trace.append(round(rss_mb(), 1)))), trace
 
 
 def warm_up(embedder) -> None:  # type: ignore[no-untyped-def]
@@ -123,7 +108,7 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     embedder = load_embedder(args)
     if args.warmup:
         warm_up(embedder)
-    trace = watch_calls(embedder)
+    embedder, trace = watch_calls(embedder)
     text = document(embedder, base_text(args.text, args.data), args.child)
     before = peak_mb()
     plan = embedder.plan(stride=None if args.stride == "half" else embedder.plan().content)

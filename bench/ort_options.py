@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import median_seconds, timing_args
+
+from longvec.runtime.bench.machine import machine
+from longvec.runtime.bench.markdown import table
 
 # name -> changes from the baseline: longvec's options before this study (intra-op = threads, inter-op 1,
 # sequential, ORT_ENABLE_ALL, arena and memory pattern on, spinning on). longvec now ships "no-spinning".
@@ -44,6 +48,8 @@ def child(graph: str, spec: dict, threads: int) -> dict:
 
     import onnxruntime as ort
 
+    from longvec.runtime.bundle.feeds import encoder_feeds
+
     t0 = time.perf_counter()
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = spec.get("threads", threads)
@@ -61,8 +67,7 @@ def child(graph: str, spec: dict, threads: int) -> dict:
     rng = np.random.default_rng(0)
     for shape_name, (batch, seq, runs) in SHAPES.items():
         ids = rng.integers(1000, 20000, (batch, seq)).astype(np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-        feeds = {k: feeds[k] for k in names}
+        feeds = encoder_feeds(names, ids, np.ones_like(ids))
         if spec.get("io_binding"):
             binding = sess.io_binding()
             for k, v in feeds.items():
@@ -77,14 +82,9 @@ def child(graph: str, spec: dict, threads: int) -> dict:
             def step(feeds=feeds) -> None:
                 sess.run(None, feeds)
 
-        step()
-        times = []
-        for _ in range(runs):
-            s = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - s)
-        out[shape_name] = batch * seq / float(np.median(times))  # tokens/s
-        out[f"{shape_name}_ms"] = 1000 * float(np.median(times))
+        seconds = median_seconds(step, runs)
+        out[shape_name] = batch * seq / seconds  # tokens/s
+        out[f"{shape_name}_ms"] = 1000 * seconds
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -93,8 +93,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("bundle", type=Path)
     p.add_argument("--variant", default="optimized")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    timing_args(p, repeats=5)
     p.add_argument("--sets", default=",".join(OPTION_SETS))
     p.add_argument("--out", type=Path, default=Path("bench/out/ort_options.json"))
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -124,18 +123,24 @@ def main() -> int:
     medians = {s: {k: float(np.median([x[k] for x in runs[s]])) for k in keys} for s in sets}
     base = medians.get("baseline")
     print(f"variant {args.variant}, {args.threads} threads, median of {args.repeats}; tokens/s (ratio vs baseline)\n")
-    print("| options | 16x256 tok/s | 4x512 tok/s | query ms | load s | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    rows = []
     for s, m in medians.items():
         rel = (lambda k, m=m: f" ({m[k] / base[k]:.2f})") if base else (lambda k: "")
-        print(
-            f"| {s} | {m['16x256']:.0f}{rel('16x256')} | {m['4x512']:.0f}{rel('4x512')} | {m['query_ms']:.1f}"
-            f"{rel('query_ms')} | {m['load_s']:.2f} | {m['peak_rss_mb']:.0f} |"
+        rows.append(
+            [
+                s,
+                f"{m['16x256']:.0f}{rel('16x256')}",
+                f"{m['4x512']:.0f}{rel('4x512')}",
+                f"{m['query_ms']:.1f}{rel('query_ms')}",
+                f"{m['load_s']:.2f}",
+                f"{m['peak_rss_mb']:.0f}",
+            ]
         )
+    header = ["options", "16x256 tok/s", "4x512 tok/s", "query ms", "load s", "peak RSS MB"]
+    print("\n".join(table(header, rows)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"variant": args.variant, "threads": args.threads, "medians": medians, "runs": runs}, indent=1)
-    )
+    results = {"variant": args.variant, "threads": args.threads, "machine": machine(), "medians": medians}
+    args.out.write_text(json.dumps({**results, "runs": runs}, indent=1))
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -31,18 +30,19 @@ import report
 from index import SparseIndex, best_per_group, convex, dense_scores, evaluate, rrf
 
 from longvec.runtime import DocumentResult, Embedder
+from longvec.runtime.bench.machine import machine
+from longvec.runtime.bench.wrappers import BackendWrapper
 from longvec.runtime.core.sparse import SparseVector
 
 ALPHAS = tuple(round(a, 1) for a in np.arange(0.0, 1.01, 0.1))
 
 
-class MemoBackend:
-    """Wraps a backend; rows (right-padded, mask = leading ones) are computed once per distinct token sequence.
-    Entries carry a tag so a finished phase can be dropped."""
+class MemoBackend(BackendWrapper):
+    """Rows (right-padded, mask = leading ones) are computed once per distinct token sequence. Entries carry a
+    tag so a finished phase can be dropped."""
 
     def __init__(self, inner) -> None:  # type: ignore[no-untyped-def]
-        self.inner = inner
-        self.hidden_size = inner.hidden_size
+        super().__init__(inner)
         self.cache: dict[bytes, np.ndarray] = {}
         self.keys_by_tag: dict[str, list[bytes]] = defaultdict(list)
         self.tag = "default"
@@ -72,9 +72,6 @@ class MemoBackend:
     def drop(self, tag: str) -> None:
         for k in self.keys_by_tag.pop(tag, []):
             self.cache.pop(k, None)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class MemoTokenizer:
@@ -326,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - t0, 1),
         "encoded_tokens": memo.computed,
         "requested_tokens": memo.requested,
-        "machine": f"{platform.machine()}, {platform.processor() or ''}".strip(", "),
+        "machine": machine(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "commit": _commit(),
     }

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from longvec.runtime.bench.markdown import replace_section as markdown_section
+from longvec.runtime.bench.markdown import table
+
 SECTION = "## Retrieval quality"
 END = "<!-- end of generated retrieval-quality tables -->"
 MODE_ORDER = {"late": 0, "blend": 1, "naive": 2, "window_mean": 3, "truncate": 4, "bm25": 5}
@@ -33,11 +36,8 @@ def _key(row: dict) -> tuple:
 
 
 def squad_table(rows: list[dict]) -> list[str]:
-    out = [
-        "| mode | chunk tokens | window | hit@1 | hit@10 | MRR@10 | nDCG@10 | nDCG@10 answer gold "
-        "| doc nDCG@10 (doc vector) | doc nDCG@10 (best chunk) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["mode", "chunk tokens", "window", "hit@1", "hit@10", "MRR@10", "nDCG@10", "nDCG@10 answer gold"]
+    out = []
     for r in sorted(rows, key=_key):
         # window_mean's chunk vectors are the late ones; truncate with chunks longer than the window has none
         chunk_level = r["mode"] != "window_mean" and r.get("n_chunks", 1) > 0
@@ -45,8 +45,8 @@ def squad_table(rows: list[dict]) -> list[str]:
         cells = cells if chunk_level else [None] * 5
         doc = [r.get("doc_ndcg@10_doc_vector"), r["doc_ndcg@10_best_chunk"] if chunk_level else None]
         c = "—" if r["mode"] == "window_mean" else r["chunk_tokens"]
-        out.append(f"| {r['mode']} | {c} | {_w(r)} | " + " | ".join(_f(x) for x in cells + doc) + " |")
-    return out
+        out.append([r["mode"], c, _w(r), *(_f(x) for x in cells + doc)])
+    return table([*header, "doc nDCG@10 (doc vector)", "doc nDCG@10 (best chunk)"], out)
 
 
 def hybrid_table(dense: list[dict], sparse: list[dict], hybrid: list[dict]) -> tuple[list[str], dict]:
@@ -54,10 +54,7 @@ def hybrid_table(dense: list[dict], sparse: list[dict], hybrid: list[dict]) -> t
     fused: dict[tuple, dict[str, dict]] = {}
     for r in hybrid:
         fused.setdefault((r["mode"], r["chunk_tokens"], r["window"]), {})[r["fusion"]] = r
-    out = [
-        "| dense row | C | W | dense | BM25 | RRF | convex α=0.5 | convex, best α | best α |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    out = []
     best: dict = {"dense": None, "bm25": None, "fixed": None, "tuned": None}
     per_c: dict[int, dict[str, float]] = {}
 
@@ -81,14 +78,13 @@ def hybrid_table(dense: list[dict], sparse: list[dict], hybrid: list[dict]) -> t
         c = per_c.setdefault(r["chunk_tokens"], {"dense": 0.0, "bm25": b["answer_ndcg@10"], "hybrid": 0.0})
         c["dense"] = max(c["dense"], r["answer_ndcg@10"])
         c["hybrid"] = max(c["hybrid"], f["rrf"]["answer_ndcg@10"], f["convex0.5"]["answer_ndcg@10"])
-        cells = [r, b, f["rrf"], f["convex0.5"], tuned[1]]
-        out.append(
-            f"| {r['mode']} | {r['chunk_tokens']} | {_w(r)} | "
-            + " | ".join(f"{c['answer_ndcg@10']:.3f} / {c['para_ndcg@10']:.3f}" for c in cells)
-            + f" | {tuned[0][6:]} |"
-        )
+        cells = [
+            f"{c['answer_ndcg@10']:.3f} / {c['para_ndcg@10']:.3f}" for c in (r, b, f["rrf"], f["convex0.5"], tuned[1])
+        ]
+        out.append([r["mode"], r["chunk_tokens"], _w(r), *cells, tuned[0][6:]])
     best["per_c"] = per_c
-    return out, best
+    header = ["dense row", "C", "W", "dense", "BM25", "RRF", "convex α=0.5", "convex, best α", "best α"]
+    return table(header, out), best
 
 
 def sweep_table(hybrid: list[dict], key: tuple) -> list[str]:
@@ -96,13 +92,13 @@ def sweep_table(hybrid: list[dict], key: tuple) -> list[str]:
         (r for r in hybrid if (r["mode"], r["chunk_tokens"], r["window"]) == key and r["fusion"].startswith("convex")),
         key=lambda r: float(r["fusion"][6:]),
     )
-    head = "| α (dense weight) | " + " | ".join(r["fusion"][6:] for r in rows) + " |"
-    return [
-        head,
-        "|---|" + "---|" * len(rows),
-        "| nDCG@10 answer gold | " + " | ".join(f"{r['answer_ndcg@10']:.3f}" for r in rows) + " |",
-        "| nDCG@10 paragraph gold | " + " | ".join(f"{r['para_ndcg@10']:.3f}" for r in rows) + " |",
-    ]
+    return table(
+        ["α (dense weight)", *(r["fusion"][6:] for r in rows)],
+        [
+            ["nDCG@10 answer gold", *(f"{r['answer_ndcg@10']:.3f}" for r in rows)],
+            ["nDCG@10 paragraph gold", *(f"{r['para_ndcg@10']:.3f}" for r in rows)],
+        ],
+    )
 
 
 def passkey_table(rows: list[dict]) -> list[str]:
@@ -110,10 +106,7 @@ def passkey_table(rows: list[dict]) -> list[str]:
     configs: dict[tuple, dict[int, dict]] = {}
     for r in rows:
         configs.setdefault((r["kind"], r["mode"], r["chunk_tokens"], r["window"], r.get("fusion")), {})[r["length"]] = r
-    out = [
-        "| retrieval | mode | C | W | " + " | ".join(str(n) for n in lengths) + " | min |",
-        "|---|---|---|---|" + "---|" * (len(lengths) + 1),
-    ]
+    out = []
     order = {"dense": 0, "sparse": 1, "hybrid": 2}
     for (kind, mode, c, w, fusion), by_len in sorted(
         configs.items(), key=lambda kv: (order[kv[0][0]], MODE_ORDER.get(kv[0][1], 9), kv[0][2], kv[0][3] or 0)
@@ -130,8 +123,8 @@ def passkey_table(rows: list[dict]) -> list[str]:
             low = min((a for a in accs if a is not None), default=None)
             what = "bm25" if kind == "sparse" else mode
             wcell = "— (alone)" if mode == "naive" else ("—" if w is None else str(w))
-            out.append(f"| {label} | {what} | {c} | {wcell} | " + " | ".join(shown) + f" | {_f(low)} |")
-    return out
+            out.append([label, what, c, wcell, *shown, _f(low)])
+    return table(["retrieval", "mode", "C", "W", *lengths, "min"], out)
 
 
 def markdown(meta: dict, rows: list[dict]) -> str:
@@ -199,12 +192,4 @@ def markdown(meta: dict, rows: list[dict]) -> str:
 
 def replace_section(path: Path, text: str) -> None:
     """Replace our generated section (up to the END marker) or append it; other sections stay as they are."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        stop = old.find(END, start)
-        stop = stop + len(END) + 1 if stop >= 0 else len(old)
-        new = old[:start] + text + old[stop:]
-    path.write_text(new)
+    markdown_section(path, SECTION, text, END)

@@ -18,7 +18,16 @@ from tokenizers import Tokenizer
 
 from longvec.export import graph, optimize, parity
 from longvec.export.source import SourceDir, read_source
-from longvec.runtime.bundle.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
+from longvec.runtime.bundle.feeds import encoder_feeds
+from longvec.runtime.bundle.manifest import (
+    MANIFEST_NAME,
+    Framing,
+    Manifest,
+    PoolingConfig,
+    Precision,
+    SourceModel,
+    Variant,
+)
 from longvec.runtime.bundle.reader import sha256_file
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.errors import ExportError
@@ -32,7 +41,7 @@ _FILES = {
     "int8": "model.int8.onnx",
     "fp16": "model.fp16.onnx",
 }
-_PRECISION = {"fp32": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
+_PRECISION: dict[str, Precision] = {"fp32": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
 
 StatesFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -62,17 +71,14 @@ def _ort_states(path: Path) -> StatesFn:
     names = [i.name for i in session.get_inputs()]
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        return session.run(None, {n: feeds[n] for n in names})[0]
+        return session.run(None, encoder_feeds(names, ids, mask))[0]
 
     return run
 
 
 def _torch_states(model: torch.nn.Module, input_names: Sequence[str]) -> StatesFn:
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        kwargs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-        if "token_type_ids" in input_names:
-            kwargs["token_type_ids"] = torch.zeros_like(kwargs["input_ids"])
+        kwargs = {name: torch.from_numpy(x) for name, x in encoder_feeds(input_names, ids, mask).items()}
         with torch.no_grad():
             return model(**kwargs).last_hidden_state.numpy()
 

@@ -31,6 +31,7 @@ import onnx
 from onnx import helper, numpy_helper
 from tokenizers import Tokenizer
 
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.manifest import Framing
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.errors import ExportError
@@ -99,8 +100,7 @@ def _activations(
     inputs = [i.name for i in session.get_inputs()]
     found: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for ids, mask in batches:
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        for n, o in zip(names, session.run(names, {k: feeds[k] for k in inputs})):
+        for n, o in zip(names, session.run(names, encoder_feeds(inputs, ids, mask))):
             found[n].append(o[mask.astype(bool)])
     return {n: np.concatenate(v) for n, v in found.items()}
 

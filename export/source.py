@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longvec.runtime.bundle.manifest import PoolingConfig
+from longvec.runtime.bundle.manifest import Pooling, PoolingConfig
+from longvec.runtime.bundle.reader import sha256_files
 from longvec.runtime.errors import ExportError
 
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
@@ -30,12 +30,7 @@ class SourceDir:
 
     def revision(self) -> str:
         """sha256 over the weight files: a local directory has no hub revision to cite."""
-        digest = hashlib.sha256()
-        for weights in sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("pytorch_model*.bin")):
-            with weights.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()
+        return sha256_files(sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("pytorch_model*.bin")))
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -49,7 +44,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 # sentence-transformers' pooling modes -> longvec's; the others (max, mean_sqrt_len_tokens, weightedmean) are refused.
-_POOLING_MODES = {"mean": "mean", "cls": "cls", "lasttoken": "last"}
+_POOLING_MODES: dict[str, Pooling] = {"mean": "mean", "cls": "cls", "lasttoken": "last"}
 # Before sentence-transformers 5 a Pooling config.json held one boolean per mode instead of `pooling_mode`.
 _LEGACY_POOLING_KEYS = {
     "pooling_mode_cls_token": "cls",

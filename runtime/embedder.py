@@ -28,6 +28,7 @@ DEFAULT_MODE: Mode = "late"
 DEFAULT_CHUNK_TOKENS = 128
 # chunk vectors one call may return: 65,536 x 384 float32 is 100 MB; chunk_tokens=1 on a book would be gigabytes
 DEFAULT_MAX_CHUNKS = 65_536
+DEFAULT_VARIANT = "optimized"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Embedder:
     def load(
         cls,
         bundle_dir: str | Path,
-        variant: str = "optimized",
+        variant: str = DEFAULT_VARIANT,
         threads: int | None = None,
         window: int | None = None,
         max_batch_tokens: int = Batching.max_tokens,
@@ -136,11 +137,11 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         plan = self.plan(window, stride, prompt)
-        jobs = [Job(t.ids) for t in self.tokenizer_checked(texts, prompt)]
+        jobs = [Job(t.ids) for t in self._tokens_checked(texts, prompt)]
         encoded = self._pipeline.run(jobs, plan, self._prompt_ids(prompt))
         return self._finish(np.stack([e.pooled for e in encoded]))
 
-    def tokenizer_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
+    def _tokens_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
         tokens = self.tokenizer.encode(texts) if prompt is None else self._prompted_tokens(texts, prompt)
         for i, t in enumerate(tokens):
             if len(t) == 0:
@@ -182,7 +183,7 @@ class Embedder:
             require_stemmer()  # before any encoding, not after
         plan = self.plan(window, stride, prompt)
         prompt_ids = self._prompt_ids(prompt)
-        tokens = self.tokenizer_checked(texts, prompt)
+        tokens = self._tokens_checked(texts, prompt)
         floor = (
             sum(len(s) for s in spans) if spans is not None else sum(chunk_floor(len(t), chunk_tokens) for t in tokens)
         )

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from longvec.runtime.bench.markdown import table
+
 REFERENCE = "sentence-transformers"
 LONG = ("doc-",)
 
@@ -55,18 +57,18 @@ def summarize(results: dict[str, Any], labels: list[str]) -> dict[str, Any]:
         system, _, variant = label.partition("/")
         if system != "longvec":
             continue
-        for other, table in ((f"bare-ort/{variant}", overhead), (f"fastembed/{variant}", vs_fastembed)):
+        for other, into in ((f"bare-ort/{variant}", overhead), (f"fastembed/{variant}", vs_fastembed)):
             if other not in stats:
                 continue
-            table[variant] = {}
+            into[variant] = {}
             for name, s in stats[label].items():
                 o = stats[other].get(name)
                 if o is None:
                     continue
                 if other.startswith("bare"):
-                    table[variant][name] = 100.0 * (1.0 - o["median_s"] / s["median_s"])
+                    into[variant][name] = 100.0 * (1.0 - o["median_s"] / s["median_s"])
                 else:
-                    table[variant][name] = s["tokens_per_s"] / o["tokens_per_s"]
+                    into[variant][name] = s["tokens_per_s"] / o["tokens_per_s"]
     # the same overhead measured inside each longvec call: 1 - time in the encoder backend / the call's time
     in_call = {
         label.partition("/")[2]: {
@@ -152,31 +154,12 @@ def _targets(results: dict[str, Any], s: dict[str, Any]) -> list[dict[str, Any]]
     return checks
 
 
-def _row(cells: list[Any]) -> str:
-    return "| " + " | ".join(str(c) for c in cells) + " |"
-
-
 def markdown(results: dict[str, Any]) -> str:
+    names = list(results["cases"])
     lines = ["### Throughput and latency (median of n interleaved repeats)", ""]
-    lines.append(
-        _row(
-            [
-                "case",
-                "system",
-                "n",
-                "median s",
-                "tokens/s",
-                "docs/s",
-                "p50 ms",
-                "p95 ms",
-                "p99 ms",
-                "vs ST",
-                "vs fastembed",
-            ]
-        )
-    )
-    lines.append(_row(["---"] * 11))
-    for name in results["cases"]:
+    header = ["case", "system", "n", "median s", "tokens/s", "docs/s", "p50 ms", "p95 ms", "p99 ms"]
+    rows = []
+    for name in names:
         for label, by_case in results["stats"].items():
             st = by_case.get(name)
             if st is None:
@@ -184,42 +167,37 @@ def markdown(results: dict[str, Any]) -> str:
             system, _, variant = label.partition("/")
             vs_st = results["ratios_vs_st"].get(label, {}).get(name)
             vs_fe = results["vs_fastembed"].get(variant, {}).get(name) if system == "longvec" else None
-            lines.append(
-                _row(
-                    [
-                        name,
-                        label,
-                        st["n"],
-                        f"{st['median_s']:.3f}",
-                        f"{st['tokens_per_s']:.0f}",
-                        f"{st['docs_per_s']:.2f}",
-                        f"{st['p50_ms']:.1f}",
-                        f"{st['p95_ms']:.1f}",
-                        f"{st['p99_ms']:.1f}",
-                        _x(vs_st),
-                        _x(vs_fe),
-                    ]
-                )
+            rows.append(
+                [
+                    name,
+                    label,
+                    st["n"],
+                    f"{st['median_s']:.3f}",
+                    f"{st['tokens_per_s']:.0f}",
+                    f"{st['docs_per_s']:.2f}",
+                    f"{st['p50_ms']:.1f}",
+                    f"{st['p95_ms']:.1f}",
+                    f"{st['p99_ms']:.1f}",
+                    _x(vs_st),
+                    _x(vs_fe),
+                ]
             )
+    lines += table([*header, "vs ST", "vs fastembed"], rows)
     if results["overhead_pct"]:
         lines += ["", "### Runtime overhead: 1 - bare onnxruntime loop / longvec end to end, same windows", ""]
-        names = list(results["cases"])
-        lines += [_row(["variant", *names]), _row(["---"] * (len(names) + 1))]
-        for variant, by_case in results["overhead_pct"].items():
-            lines.append(_row([variant, *(f"{by_case[n]:.1f}%" if n in by_case else "" for n in names)]))
+        lines += _per_case(names, results["overhead_pct"], "{:.1f}%")
     if results.get("overhead_in_call_pct"):
         lines += ["", "### Runtime overhead within each call: 1 - time inside the encoder backend / end to end", ""]
-        names = list(results["cases"])
-        lines += [_row(["variant", *names]), _row(["---"] * (len(names) + 1))]
-        for variant, by_case in results["overhead_in_call_pct"].items():
-            lines.append(_row([variant, *(f"{by_case[n]:.1f}%" if n in by_case else "" for n in names)]))
+        lines += _per_case(names, results["overhead_in_call_pct"], "{:.1f}%")
     if results["cold_start_median"]:
         lines += ["", "### Cold start: import + load + first embedding in a fresh interpreter (median)", ""]
-        lines += [_row(["system", "n", "seconds", "process wall s", "peak RSS MB"]), _row(["---"] * 5)]
-        for label, c in results["cold_start_median"].items():
-            lines.append(
-                _row([label, c["n"], f"{c['seconds']:.3f}", f"{c['process_seconds']:.3f}", f"{c['peak_rss_mb']:.0f}"])
-            )
+        lines += table(
+            ["system", "n", "seconds", "process wall s", "peak RSS MB"],
+            (
+                [label, c["n"], f"{c['seconds']:.3f}", f"{c['process_seconds']:.3f}", f"{c['peak_rss_mb']:.0f}"]
+                for label, c in results["cold_start_median"].items()
+            ),
+        )
     floor = results.get("floor") or {}
     if "fp32_gflops" in floor:
         lines += [
@@ -229,10 +207,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{floor['threads']} threads; fraction of that rate the encoder reaches",
             "",
         ]
-        names = list(results["cases"])
-        lines += [_row(["variant", *names]), _row(["---"] * (len(names) + 1))]
-        for variant, by_case in results["floor_fraction"].items():
-            lines.append(_row([variant, *(f"{by_case[n]:.0%}" if n in by_case else "" for n in names)]))
+        lines += _per_case(names, results["floor_fraction"], "{:.0%}")
     span = results.get("span_pooling") or {}
     if "ratio" in span:
         lines += [
@@ -240,13 +215,29 @@ def markdown(results: dict[str, Any]) -> str:
             f"### Span pooling: {span['tokens']} x {span['dim']} into {span['spans']} spans: span_mean "
             f"{span['span_mean_ms']:.1f} ms, states.sum() {span['sum_ms']:.1f} ms, ratio {span['ratio']:.2f}",
         ]
-    lines += ["", "### Targets", "", _row(["target", "measured", "limit", "holds"]), _row(["---"] * 4)]
-    for t in results["targets"]:
-        value = "" if t["value"] is None else f"{t['value']:.3g}"
-        lines.append(_row([t["target"], value, t["limit"], {True: "yes", False: "**no**", None: "n/a"}[t["holds"]]]))
+    lines += ["", "### Targets", ""]
+    holds = {True: "yes", False: "**no**", None: "n/a"}
+    lines += table(
+        ["target", "measured", "limit", "holds"],
+        (
+            [t["target"], "" if t["value"] is None else f"{t['value']:.3g}", t["limit"], holds[t["holds"]]]
+            for t in results["targets"]
+        ),
+    )
     if results["unavailable"]:
         lines += ["", "Unavailable: " + "; ".join(f"{k}: {v}" for k, v in results["unavailable"].items())]
     return "\n".join(lines)
+
+
+def _per_case(names: list[str], by_variant: dict[str, dict[str, float]], fmt: str) -> list[str]:
+    """One row per variant, one column per case (empty where the case did not run)."""
+    return table(
+        ["variant", *names],
+        (
+            [variant, *(fmt.format(by_case[n]) if n in by_case else "" for n in names)]
+            for variant, by_case in by_variant.items()
+        ),
+    )
 
 
 def _x(ratio: float | None) -> str:

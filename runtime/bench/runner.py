@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import platform
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from longvec.runtime.bench.machine import machine
 from longvec.runtime.bench.workloads import Case, build_cases, read_corpus, read_queries
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.text import TextTokenizer
@@ -90,19 +90,6 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self._err.close()
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "cores": os.cpu_count()}
-    for path, key, field_name in (("/proc/cpuinfo", "model name", "cpu"), ("/proc/meminfo", "MemTotal", "memory")):
-        try:
-            for line in Path(path).read_text().splitlines():
-                if line.startswith(key):
-                    info[field_name] = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-    return info
 
 
 def _env(cfg: BenchConfig, system: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import pickle
@@ -25,6 +26,7 @@ from typing import IO, Any, Protocol
 
 # Cold start: each snippet runs in a fresh interpreter (`python -c`), times import + load + first embedding
 # from its first line, and prints one JSON line with wall seconds and peak RSS. Only stdlib runs before `t0`.
+# "bare-ort" is the floor, so it imports nothing of longvec and spells out its feeds (runtime/bundle/feeds.py).
 COLD_START: dict[str, str] = {
     "longvec": """
 import json, resource, sys, time
@@ -59,32 +61,14 @@ class System(Protocol):
     def warm_up(self, case: Any) -> None: ...
 
 
-class TimedBackend:
-    """Wraps a backend and adds up the time spent inside it: the encoder's share of an end-to-end call, measured
-    within that same call (immune to the load drifting between the longvec and bare onnxruntime runs)."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.hidden_size = inner.hidden_size
-        self.seconds = 0.0
-
-    def run(self, input_ids: Any, attention_mask: Any) -> Any:
-        start = time.perf_counter()
-        out = self.inner.run(input_ids, attention_mask)
-        self.seconds += time.perf_counter() - start
-        return out
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 class LongvecSystem:
     def __init__(self, bundle: Path, variant: str, threads: int) -> None:
         from longvec.runtime import Embedder
+        from longvec.runtime.bench.wrappers import TimedBackend, with_backend
 
         loaded = Embedder.load(bundle, variant=variant, threads=threads)
         self.timed = TimedBackend(loaded.backend)
-        self.embedder = Embedder(self.timed, loaded.tokenizer, loaded.manifest)
+        self.embedder = with_backend(loaded, self.timed)
 
     def run_call(self, case: Any, index: int) -> None:
         texts = case.calls[index]
@@ -104,29 +88,25 @@ class BareOrtSystem:
         import onnxruntime as ort
 
         from longvec.runtime.backends.onnx import session_options
+        from longvec.runtime.bundle.feeds import encoder_feeds
         from longvec.runtime.bundle.reader import Bundle
 
         b = Bundle.open(bundle, verify=False)
         path = b.path(b.variant(variant).file)
         self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-        self.names = [i.name for i in self.session.get_inputs()]
+        self.feeds = functools.partial(encoder_feeds, [i.name for i in self.session.get_inputs()])
         self.output = self.session.get_outputs()[0].name
 
-    def run_batch(self, ids: Any, mask: Any) -> None:
-        import numpy as np
-
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self.names:
-            feeds["token_type_ids"] = np.zeros_like(ids)
-        self.session.run([self.output], {k: feeds[k] for k in self.names})
+    def run_encoder_batch(self, ids: Any, mask: Any) -> None:
+        self.session.run([self.output], self.feeds(ids, mask))
 
     def run_call(self, case: Any, index: int) -> None:
         for ids, mask in case.encoder_calls[index]:
-            self.run_batch(ids, mask)
+            self.run_encoder_batch(ids, mask)
 
     def warm_up(self, case: Any) -> None:
         ids, mask = case.encoder_calls[0][0]
-        self.run_batch(ids, mask)
+        self.run_encoder_batch(ids, mask)
 
 
 SYSTEMS: dict[str, Callable[[Path, str, int], System]] = {"longvec": LongvecSystem, "bare-ort": BareOrtSystem}

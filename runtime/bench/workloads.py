@@ -22,7 +22,7 @@ from longvec.runtime.core.text import TextTokenizer
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import InputError
 
-Batch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask)
+EncoderBatch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask) of one backend run
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Case:
     tokens: int  # tokens counted for throughput: framed positions for queries and batches, content for documents
     n_texts: int
     peer_calls: list[list[str]] = field(default_factory=list)
-    encoder_calls: list[list[Batch]] = field(default_factory=list)
+    encoder_calls: list[list[EncoderBatch]] = field(default_factory=list)
 
     def summary(self) -> dict:
         batches = [m for call in self.encoder_calls for _, m in call]
@@ -129,7 +129,7 @@ class WorkloadBuilder:
         case.encoder_calls = [self._record("document", [text], None)]
         return case
 
-    def _record(self, kind: str, texts: list[str], window: int | None) -> list[Batch]:
+    def _record(self, kind: str, texts: list[str], window: int | None) -> list[EncoderBatch]:
         self._recorder.inputs.clear()
         if kind == "document":
             self._embedder.embed_documents(texts)

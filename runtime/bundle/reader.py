@@ -12,10 +12,16 @@ from longvec.runtime.errors import BundleNotFound, ChecksumMismatch, ManifestErr
 
 
 def sha256_file(path: Path) -> str:
+    return sha256_files([path])
+
+
+def sha256_files(paths: Iterable[Path]) -> str:
+    """One sha256 over the files' bytes in order, read in 1 MiB blocks (never a whole file in memory)."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 

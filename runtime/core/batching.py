@@ -1,4 +1,5 @@
-"""Token-budget batching: sequences sorted by length so padding stays small, packed under a budget."""
+"""Encoder batches (windows padded together for one backend run): sequences sorted by length so padding stays
+small, packed under a token budget."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 
 
 def pack_by_length(lengths: Sequence[int], max_tokens: int, max_batch: int) -> Iterator[np.ndarray]:
-    """Yield index arrays; within a batch, count x longest <= max_tokens (a single over-long item still goes)."""
+    """Yield index arrays, one per encoder batch: count x longest <= max_tokens (a single over-long item still
+    goes)."""
     lengths_arr = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(lengths_arr, kind="stable")
     batch: list[int] = []

@@ -25,22 +25,29 @@ class Tokens:
         return int(self.ids.shape[0])
 
 
-def validate_texts(texts: Sequence[str], allow_blank: bool = False, label: str = "texts[{i}]") -> list[str]:
-    """Reject what cannot be embedded faithfully, naming the item (`label`, e.g. the server's
-    "documents[{i}].text"); the caller's list is not changed."""
+def text_problem(text: object, allow_blank: bool = False) -> str | None:
+    """Why `text` cannot be embedded faithfully, as words that follow its name ("texts[3] is ...", "text is
+    ..."), or None. The one text check of the library, the server and batch jobs, so all three say the same."""
+    if not isinstance(text, str):
+        return f"is {type(text).__name__}, expected a string"
+    if not allow_blank and not text.strip():
+        return "is empty or whitespace only; there is nothing to embed"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"is not valid Unicode (lone surrogate at {e.start})"
+    return None
+
+
+def validate_texts(texts: Sequence[str], allow_blank: bool = False) -> list[str]:
+    """Reject what cannot be embedded faithfully, naming the item; the caller's list is not changed."""
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of str, not a single str (wrap it in a list)")
     out = list(texts)
     for i, text in enumerate(out):
-        item = label.format(i=i)
-        if not isinstance(text, str):
-            raise TypeError(f"{item} is {type(text).__name__}, expected str")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise InputError(f"{item} is not valid Unicode (lone surrogate at {e.start})") from e
-        if not allow_blank and not text.strip():
-            raise InputError(f"{item} is empty or whitespace only; there is nothing to embed")
+        problem = text_problem(text, allow_blank)
+        if problem is not None:
+            raise (InputError if isinstance(text, str) else TypeError)(f"texts[{i}] {problem}")
     return out
 
 

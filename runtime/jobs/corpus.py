@@ -10,7 +10,6 @@ corpus: they become `Record.error` and end up in the job's errors file.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import zlib
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from longvec.runtime.bundle.reader import sha256_file
+from longvec.runtime.core.text import text_problem
 from longvec.runtime.errors import BackendUnavailable, InputError
 
 Format = Literal["jsonl", "jsonl.gz", "parquet"]
@@ -30,7 +31,6 @@ _SUFFIXES: dict[str, Format] = {
     ".json.gz": "jsonl.gz",
     ".parquet": "parquet",
 }
-_READ_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -118,18 +118,10 @@ def scan(root: Path, fields: Fields) -> Corpus:
     base = root if root.is_dir() else root.parent
     files = []
     for path, fmt in input_files(root):
-        size, digest = path.stat().st_size, _sha256(path)
+        size, digest = path.stat().st_size, sha256_file(path)
         n = _count_parquet(path, fields) if fmt == "parquet" else _count_lines(path, fmt)
         files.append(InputFile(path, path.relative_to(base).as_posix(), fmt, size, digest, n))
     return Corpus(root, tuple(files))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_READ_BLOCK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _open_lines(path: Path, fmt: Format) -> Any:
@@ -194,8 +186,8 @@ def _parquet_records(f: InputFile, fields: Fields, first: int) -> Iterator[Recor
     pa = import_pyarrow()
     columns = list(dict.fromkeys((fields.id, fields.text)))
     position = first
-    for batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
-        data = batch.to_pydict()
+    for record_batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
+        data = record_batch.to_pydict()
         for id_value, text in zip(data[fields.id], data[fields.text]):
             yield check_record(position, f"{f.name}:row {position - first}", id_value, text, fields)
             position += 1
@@ -225,12 +217,7 @@ def check_record(position: int, source: str, id_value: Any, text: Any, fields: F
     doc_id = str(id_value)
     if text is _MISSING or text is None:
         return Record(position, source, doc_id, None, f"missing text field {fields.text!r}")
-    if not isinstance(text, str):
-        return Record(position, source, doc_id, None, f"text is {type(text).__name__}, expected a string")
-    if not text.strip():
-        return Record(position, source, doc_id, None, "text is empty or whitespace only")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        return Record(position, source, doc_id, None, f"text is not valid Unicode (lone surrogate at {e.start})")
+    problem = text_problem(text)
+    if problem is not None:
+        return Record(position, source, doc_id, None, f"text {problem}")
     return Record(position, source, doc_id, text)

@@ -9,8 +9,8 @@ run of the same input; `_progress.json` lists the finished ones and a rerun does
 
 from __future__ import annotations
 
-import inspect
 import itertools
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,28 +18,30 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from longvec.runtime.core.sparse import require_stemmer
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DocumentResult, Embedder
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_VARIANT, DocumentResult, Embedder
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, iter_records, scan
 from longvec.runtime.jobs.progress import Progress, duration
 from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
 
 DEFAULT_SHARD_SIZE = 1000
-# Documents per embed_documents call: large enough for length-sorted packing across documents, small enough that
-# the progress bar moves and memory stays bounded when documents are books.
-BATCH_DOCUMENTS = 256
-BATCH_CHARS = 1_000_000
-
-
-def default_variant() -> str:
-    return str(inspect.signature(Embedder.load).parameters["variant"].default)
+# Documents per embed_documents call (a "call group"; the library packs their windows into encoder batches):
+# large enough for length-sorted packing across documents, small enough that the progress bar moves and memory
+# stays bounded when documents are books.
+CALL_DOCUMENTS = 256
+CALL_CHARS = 1_000_000
+# A test hook: set to a directory holding two named pipes, `paused` and `go`, the job stops before publishing
+# each shard (its rows written to temporaries): it writes the shard's index to `paused`, then waits for a line on
+# `go`. A test can so Ctrl-C or kill it at a known point instead of racing it. Unset, it costs one environment
+# lookup per shard.
+PAUSE_ENV = "LONGVEC_JOB_PAUSE"
 
 
 @dataclass(frozen=True)
 class JobOptions:
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
     fields: Fields = field(default_factory=Fields)
-    variant: str = field(default_factory=default_variant)
+    variant: str = DEFAULT_VARIANT
     shard_size: int = DEFAULT_SHARD_SIZE
     sparse: bool = False
     threads: int | None = None  # how, not what: not part of the job's identity
@@ -61,6 +63,21 @@ class Summary:
     shards_written: int
     shards_skipped: int
     documents_this_run: int
+
+    @classmethod
+    def of(cls, out: OutputDir, tokens: int, seconds: float, written: int, skipped: int, this_run: int) -> Summary:
+        """Totals over every finished shard of `out` (this run's and earlier ones), and what this run did."""
+        shards = out.done.values()
+        return cls(
+            documents=sum(s["documents"] for s in shards),
+            chunks=sum(s["chunks"] for s in shards),
+            errors=sum(s["errors"] for s in shards),
+            tokens=tokens,
+            seconds=seconds,
+            shards_written=written,
+            shards_skipped=skipped,
+            documents_this_run=this_run,
+        )
 
     @property
     def docs_per_s(self) -> float:
@@ -122,7 +139,7 @@ def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: i
 def _embed_isolating(
     embedder: Embedder, records: list[Record], chunk_tokens: int, sparse: bool, rows: Rows
 ) -> list[tuple[Record, DocumentResult]]:
-    """One call for the whole batch; if the model rejects a text (e.g. one with no tokens at all), bisect to find
+    """One call for the whole group; if the model rejects a text (e.g. one with no tokens at all), bisect to find
     it, so one bad document costs a few extra calls instead of failing its neighbours."""
     if not records:
         return []
@@ -140,17 +157,27 @@ def _embed_isolating(
     )
 
 
-def batches(records: Iterator[Record]) -> Iterator[list[Record]]:
-    batch: list[Record] = []
+def call_groups(records: Iterator[Record]) -> Iterator[list[Record]]:
+    """The records of one embed_documents call each: up to CALL_DOCUMENTS documents or CALL_CHARS characters."""
+    group: list[Record] = []
     chars = 0
     for r in records:
-        batch.append(r)
+        group.append(r)
         chars += len(r.text or "")
-        if len(batch) >= BATCH_DOCUMENTS or chars >= BATCH_CHARS:
-            yield batch
-            batch, chars = [], 0
-    if batch:
-        yield batch
+        if len(group) >= CALL_DOCUMENTS or chars >= CALL_CHARS:
+            yield group
+            group, chars = [], 0
+    if group:
+        yield group
+
+
+def _pause_before_publishing(index: int) -> None:
+    gate = os.environ.get(PAUSE_ENV)
+    if gate:
+        with open(Path(gate) / "paused", "w", encoding="utf-8") as paused:  # blocks until the test listens
+            paused.write(f"{index}\n")
+        with open(Path(gate) / "go", encoding="utf-8") as go:  # blocks until the test lets the job go on
+            go.readline()
 
 
 def run_local(
@@ -185,10 +212,11 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
             writer = None
             try:
                 writer = out.shard(index, embedder.dim, metadata, options.sparse)
-                for batch in batches(shard_records):
-                    rows = embed_records(embedder, batch, options.chunk_tokens, options.sparse)
+                for group in call_groups(shard_records):
+                    rows = embed_records(embedder, group, options.chunk_tokens, options.sparse)
                     writer.add(rows)
-                    progress.update(len(batch), rows.tokens)
+                    progress.update(len(group), rows.tokens)
+                _pause_before_publishing(index)
                 stats = writer.commit()
             except BaseException:
                 if writer is not None:
@@ -207,18 +235,5 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
         progress.close()
         n_shards = -(-total // size)
         out.finish(complete=len(out.done) == n_shards)
-    return _summary(out, progress.tokens, time.monotonic() - started, written, len(done), progress.done - already)
-
-
-def _summary(out: OutputDir, tokens: int, seconds: float, written: int, skipped: int, this_run: int) -> Summary:
-    shards = out.done.values()
-    return Summary(
-        documents=sum(s["documents"] for s in shards),
-        chunks=sum(s["chunks"] for s in shards),
-        errors=sum(s["errors"] for s in shards),
-        tokens=tokens,
-        seconds=seconds,
-        shards_written=written,
-        shards_skipped=skipped,
-        documents_this_run=this_run,
-    )
+    seconds = time.monotonic() - started
+    return Summary.of(out, progress.tokens, seconds, written, len(done), progress.done - already)

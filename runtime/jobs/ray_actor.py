@@ -15,7 +15,7 @@ With `sparse=True` each chunk also carries `sparse_indices` and `sparse_values` 
 longvec.runtime.core.sparse).
 
 Each output row is one input document: its vector and its chunks (a list of structs), or `error` (and null
-vectors) when it could not be embedded; failed documents never fail the batch. The class itself needs no
+vectors) when it could not be embedded; failed documents never fail the call. The class itself needs no
 Ray: it is a callable on Arrow tables, which is also how the tests use it.
 """
 
@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, Embedder
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_VARIANT, Embedder
 from longvec.runtime.errors import BackendUnavailable
 from longvec.runtime.jobs.corpus import Fields, Record, check_record, import_pyarrow
-from longvec.runtime.jobs.shards import Rows, sparse_columns
+from longvec.runtime.jobs.shards import Rows, chunk_fields, document_fields, sparse_columns
 
 # Columns a pre-parsing step may add (longvec's own JSONL reader does): the record is then taken as parsed.
 ERROR_COLUMN = "_longvec_error"
@@ -45,16 +45,13 @@ def import_ray() -> Any:
 
 
 def output_schema(dim: int, sparse: bool = False) -> Any:
+    """One row per document: the columns of documents/, its chunks as structs of the columns of chunks/, and
+    the error and source of a document that failed."""
     pa = import_pyarrow()
-    vector = pa.list_(pa.float32(), dim)
-    lexical = [("sparse_indices", pa.list_(pa.int64())), ("sparse_values", pa.list_(pa.float32()))] if sparse else []
-    chunk = pa.struct([("char_start", pa.int64()), ("char_end", pa.int64()), ("vector", vector), *lexical])
     return pa.schema(
         [
-            ("id", pa.string()),
-            ("n_tokens", pa.int64()),
-            ("vector", vector),
-            ("chunks", pa.list_(chunk)),
+            *document_fields(dim),
+            ("chunks", pa.list_(pa.struct(chunk_fields(dim, sparse)))),
             ("error", pa.string()),
             ("source", pa.string()),
         ]
@@ -72,19 +69,18 @@ class EmbedActor:
         id_field: str = "id",
         sparse: bool = False,
     ) -> None:
-        kwargs = {} if variant is None else {"variant": variant}
-        self.embedder = Embedder.load(bundle, threads=threads, **kwargs)
+        self.embedder = Embedder.load(bundle, variant=variant or DEFAULT_VARIANT, threads=threads)
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)
         self.sparse = sparse
         self.schema = output_schema(self.embedder.dim, sparse)
 
-    def __call__(self, batch: Any) -> Any:
+    def __call__(self, documents: Any) -> Any:
         """An Arrow table (or a dict of columns) of documents in, one row per document out."""
         from longvec.runtime.jobs.local import embed_records
 
         pa = import_pyarrow()
-        table = batch if isinstance(batch, pa.Table) else pa.table(batch)
+        table = documents if isinstance(documents, pa.Table) else pa.table(documents)
         records = self._records(table.to_pydict())
         rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse)
         return self._table(records, rows)

@@ -26,8 +26,8 @@ from longvec.runtime.jobs.local import JobOptions, Summary, job_header, table_me
 from longvec.runtime.jobs.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
 from longvec.runtime.jobs.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
 
-BATCH_SIZE = 64
-READ_ROWS = 256  # documents per read task and block: 4 actor batches
+ACTOR_CALL_DOCUMENTS = 64  # documents per EmbedActor call (what Ray Data calls the batch size of map_batches)
+READ_ROWS = 256  # documents per read task and block: 4 actor calls
 MAX_RANGES_PER_FILE = 64
 STAGING = "_staging"
 # Ray schedules by logical CPUs: actors holding all of them would starve the read and write tasks forever (a
@@ -75,7 +75,7 @@ def run_ray(
                     "chunk_tokens": options.chunk_tokens,
                     "sparse": options.sparse,
                 },
-                batch_size=BATCH_SIZE,
+                batch_size=ACTOR_CALL_DOCUMENTS,
                 batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=n_actors),
                 num_cpus=actor_cpus,
@@ -119,8 +119,8 @@ def _read(ray: Any, corpus: Corpus, fields: Fields) -> Any:
     )
 
 
-def _read_ranges(batch: Any, corpus: Corpus, fields: Fields) -> Iterator[Any]:
-    for start, end in zip(batch["start"].to_pylist(), batch["end"].to_pylist()):
+def _read_ranges(ranges: Any, corpus: Corpus, fields: Fields) -> Iterator[Any]:
+    for start, end in zip(ranges["start"].to_pylist(), ranges["end"].to_pylist()):
         yield _normalized(_records_in(corpus, fields, range(start, end)))
 
 
@@ -242,16 +242,7 @@ def _publish(out: OutputDir, staging: Path) -> int:
 
 
 def _summary(out: OutputDir, tokens: int, seconds: float, written: int) -> Summary:
+    """A Ray job writes every shard or none: a finished directory is skipped whole."""
     shards = out.done.values()
-    documents = sum(s["documents"] for s in shards)
-    errors = sum(s["errors"] for s in shards)
-    return Summary(
-        documents=documents,
-        chunks=sum(s["chunks"] for s in shards),
-        errors=errors,
-        tokens=tokens,
-        seconds=seconds,
-        shards_written=written,
-        shards_skipped=0 if written else len(out.done),
-        documents_this_run=documents + errors if written else 0,
-    )
+    this_run = sum(s["documents"] + s["errors"] for s in shards) if written else 0
+    return Summary.of(out, tokens, seconds, written, 0 if written else len(out.done), this_run)

@@ -97,21 +97,24 @@ class Rows:
         return documents, chunks
 
 
+def document_fields(dim: int) -> list[tuple[str, Any]]:
+    """The columns of one embedded document (a row of documents/, and the head of a Ray actor's output row)."""
+    pa = import_pyarrow()
+    return [("id", pa.string()), ("n_tokens", pa.int64()), ("vector", pa.list_(pa.float32(), dim))]
+
+
+def chunk_fields(dim: int, sparse: bool = False) -> list[tuple[str, Any]]:
+    """The columns of one chunk (in chunks/ after `id` and `chunk_index`; a struct in a Ray actor's row)."""
+    pa = import_pyarrow()
+    lexical = [("sparse_indices", pa.list_(pa.int64())), ("sparse_values", pa.list_(pa.float32()))] if sparse else []
+    return [("char_start", pa.int64()), ("char_end", pa.int64()), ("vector", pa.list_(pa.float32(), dim)), *lexical]
+
+
 def schemas(dim: int, metadata: dict[str, str] | None = None, sparse: bool = False) -> tuple[Any, Any]:
     pa = import_pyarrow()
-    vector = pa.list_(pa.float32(), dim)
-    lexical = [("sparse_indices", pa.list_(pa.int64())), ("sparse_values", pa.list_(pa.float32()))] if sparse else []
-    documents = pa.schema([("id", pa.string()), ("n_tokens", pa.int64()), ("vector", vector)], metadata=metadata)
+    documents = pa.schema(document_fields(dim), metadata=metadata)
     chunks = pa.schema(
-        [
-            ("id", pa.string()),
-            ("chunk_index", pa.int32()),
-            ("char_start", pa.int64()),
-            ("char_end", pa.int64()),
-            ("vector", vector),
-            *lexical,
-        ],
-        metadata=metadata,
+        [("id", pa.string()), ("chunk_index", pa.int32()), *chunk_fields(dim, sparse)], metadata=metadata
     )
     return documents, chunks
 

@@ -2,7 +2,8 @@
 for the encoder.
 
 1. (before this module: the gate's API key, body bytes and UTF-8, and the schema's types)
-2. item count, then each text through the library's own validation (empty, lone surrogates): no tokenizing yet
+2. item count, then each text through the library's own check (`text_problem`: empty, lone surrogates), no
+   tokenizing yet
 3. options: dimensions, window and stride (the library's window planner), the server's minimum stride and
    chunk size, spans given exactly when chunking is "spans"
 4. tokenize once (the tokens are kept for the library call, which then does not tokenize again), then the cost
@@ -21,7 +22,7 @@ from typing import Any
 
 from longvec.runtime.core.budget import Cost, document_cost, embed_cost, packed_lengths
 from longvec.runtime.core.chunking import chunk_by_spans
-from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
+from longvec.runtime.core.text import TextTokenizer, Tokens, text_problem
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import InputError, LimitExceeded, LongvecError
 from longvec.runtime.server.errors import with_param
@@ -143,10 +144,10 @@ class Admission:
         if not texts:
             raise with_param(InputError(f"{name} is an empty list; there is nothing to embed"), name)
         for i, text in enumerate(texts):
-            try:
-                validate_texts([text], label=label.format(i=i))
-            except InputError as e:
-                raise with_param(e, label.format(i=i)) from None
+            problem = text_problem(text)
+            if problem is not None:
+                item = label.format(i=i)
+                raise with_param(InputError(f"{item} {problem}"), item)
 
     @contextmanager
     def _kept_on_success(self, texts: list[str]) -> Iterator[None]:

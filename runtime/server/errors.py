@@ -84,7 +84,7 @@ def classify(exc: BaseException) -> tuple[int, str, str]:
 
 def with_param(exc: LongvecError, param: str) -> LongvecError:
     """Name the offending request field in the error body (OpenAI's `param`)."""
-    exc.param = param
+    exc.param = param  # type: ignore[attr-defined]
     return exc
 
 

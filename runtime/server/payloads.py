@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from longvec.kernels import matryoshka
+from longvec.runtime.core.sparse import SparseVector
 from longvec.runtime.embedder import DocumentResult
 
 
@@ -56,7 +57,9 @@ def documents(
     data = []
     for i, (doc, doc_id) in enumerate(zip(results, ids)):
         chunk_vectors = _vectors(doc.chunk_vectors, dimensions, encoding)
-        sparse = doc.chunk_sparse or [None] * len(chunk_vectors)
+        sparse: list[SparseVector | None] = [None] * len(chunk_vectors)
+        if doc.chunk_sparse is not None:
+            sparse = list(doc.chunk_sparse)
         chunks = [
             {
                 "index": k,

@@ -7,11 +7,10 @@ The bundle comes from LONGVEC_TEST_BUNDLE_MPNET (`make test-slow` builds it) and
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,24 +65,14 @@ def mpnet(mpnet_paths: tuple[Path, Path]) -> Iterator[Embedder]:
         yield emb
 
 
-def make_texts(emb: Embedder) -> list[str]:
-    rng = np.random.default_rng(20261126)
-    texts = list(EDGE_CASES)
-    for _ in range(N_RANDOM):
-        n_words = int(math.exp(rng.uniform(0.0, math.log(380))))  # log-uniform: many short, some long
-        words = [WORDS[i] for i in rng.integers(0, len(WORDS), size=n_words)]
-        while emb.count_tokens([" ".join(words)])[0] > MAX_TOKENS - 2:
-            words = words[: len(words) * 9 // 10]
-        texts.append(" ".join(words))
-    texts.append(" ".join(["repeat"] * (MAX_TOKENS - 2)))  # exactly one full window with <s> and </s>
-    return texts
-
-
-def test_matches_sentence_transformers(mpnet: Embedder, mpnet_paths: tuple[Path, Path]) -> None:
+def test_matches_sentence_transformers(
+    mpnet: Embedder, mpnet_paths: tuple[Path, Path], mixed_texts: Callable[..., list[str]]
+) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
 
-    texts = make_texts(mpnet)
+    texts = [*EDGE_CASES, *mixed_texts(mpnet, WORDS, N_RANDOM, max_words=380, max_tokens=MAX_TOKENS)]
+    texts.append(" ".join(["repeat"] * (MAX_TOKENS - 2)))  # exactly one full window with <s> and </s>
     counts = np.array(mpnet.count_tokens(texts)) + 2
     assert len(texts) >= 50 and counts.max() == MAX_TOKENS and (counts > 192).sum() >= 5 and (counts < 16).sum() >= 5
     model = SentenceTransformer(str(mpnet_paths[0]), device="cpu")
@@ -97,19 +86,7 @@ def test_matches_sentence_transformers(mpnet: Embedder, mpnet_paths: tuple[Path,
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # the model's Normalize module
 
 
-def long_text(emb: Embedder, n_tokens: int) -> str:
-    """Varied English sentences, as many as fit in `n_tokens` tokens."""
-    rng = np.random.default_rng(0)
-    topics = ["lighthouse", "harbour", "keeper", "lamp", "storm", "ledger", "fog", "signal", "island", "boat"]
-    sentences = []
-    for i in range(n_tokens // 10):
-        a, b = rng.choice(topics, 2, replace=False)
-        sentences.append(f"In year {1800 + i % 200} the {a} near the {b} was logged as entry {i}.")
-    counts = np.cumsum(emb.count_tokens(sentences))
-    return " ".join(sentences[: int(np.searchsorted(counts, n_tokens, side="right"))])
-
-
-def test_long_document_is_embedded_whole(mpnet: Embedder) -> None:
+def test_long_document_is_embedded_whole(mpnet: Embedder, long_text: Callable[[Embedder, int], str]) -> None:
     """About seven 384-token windows: the last sentence moves the document vector and the last chunk, and (late
     chunking) leaves the first chunk, whose window never sees it, bit for bit the same."""
     text = long_text(mpnet, 2500)

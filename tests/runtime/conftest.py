@@ -1,11 +1,10 @@
-"""Fixtures for the HTTP server tests: a real `longvec serve` subprocess on 127.0.0.1 and a free port."""
+"""Fixtures for the HTTP server tests: a real `longvec serve` subprocess on 127.0.0.1 (the command and the free
+port come from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,8 +15,6 @@ from typing import Any
 import pytest
 
 API_KEY = "test-key-0123"
-# the CLI entry point, as `longvec` would run it, without needing the console script on PATH
-LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"]
 
 
 @dataclass
@@ -36,14 +33,9 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until_ready(server: Server, timeout: float = 120.0) -> list[int]:
-    """Poll /ready until 200; returns every status seen (503 while loading)."""
+    """Poll /ready until 200; returns every status seen (503 while loading). The pause between polls only
+    spaces them out: readiness is the observed 200, not an elapsed time."""
     import httpx
 
     seen: list[int] = []
@@ -65,6 +57,8 @@ def wait_until_ready(server: Server, timeout: float = 120.0) -> list[int]:
 
 @contextmanager
 def run_server(
+    command: list[str],
+    port: int,
     bundle_dir: Path,
     log_dir: Path,
     *args: str,
@@ -72,7 +66,6 @@ def run_server(
     wait: bool = True,
     env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    port = free_port()
     env = dict(os.environ, LONGVEC_THREADS="2", **(env or {}))  # settings from the environment, as documented
     env.pop("LONGVEC_API_KEY", None)
     if api_key:
@@ -80,7 +73,7 @@ def run_server(
     log = log_dir / f"server-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*LONGVEC, "serve", str(bundle_dir), "--host", "127.0.0.1", "--port", str(port), *args],
+            [*command, "serve", str(bundle_dir), "--host", "127.0.0.1", "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
@@ -104,11 +97,13 @@ ServerFactory = Callable[..., AbstractContextManager[Server]]
 
 
 @pytest.fixture(scope="session")
-def server_factory(bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ServerFactory:
+def server_factory(
+    bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, longvec_cli: list[str], free_port: Callable[[], int]
+) -> ServerFactory:
     log_dir = tmp_path_factory.mktemp("server-logs")
 
     def factory(*args: str, **kwargs: object) -> AbstractContextManager[Server]:
-        return run_server(bundle_dir, log_dir, *args, **kwargs)  # type: ignore[arg-type]
+        return run_server(longvec_cli, free_port(), bundle_dir, log_dir, *args, **kwargs)  # type: ignore[arg-type]
 
     return factory
 

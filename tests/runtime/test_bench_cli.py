@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,13 @@ CORPUS = [
 ]
 
 
-def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path) -> None:
+def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path, longvec_cli: list[str]) -> None:
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in CORPUS))
     queries = tmp_path / "queries.jsonl"
     queries.write_text("".join(json.dumps({"text": q}) + "\n" for q in ("who were the normans?", "amazon basin")))
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "longvec.runtime.cli", "bench", str(bundle_dir), "--quick", "--variants", "optimized"]
+    cmd = [*longvec_cli, "bench", str(bundle_dir), "--quick", "--variants", "optimized"]
     cmd += ["--systems", "longvec,bare-ort", "--extras", "none", "--out", str(out)]
     cmd += ["--corpus", str(corpus), "--queries", str(queries)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
@@ -53,6 +52,21 @@ def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path) -> None
     assert not (out / "workload.pkl").exists()
 
 
+def test_bench_without_data_is_an_input_error_naming_the_flag_and_the_variable(
+    bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from longvec.runtime.cli.main import EXIT_CODES, main
+    from longvec.runtime.errors import InputError
+
+    monkeypatch.delenv("LONGVEC_DATA", raising=False)
+    assert main(["bench", str(bundle_dir), "--quick", "--variants", "optimized"]) == EXIT_CODES[InputError]
+    err = capsys.readouterr().err
+    assert "--data DIR" in err and "LONGVEC_DATA" in err and "--corpus" in err
+    monkeypatch.setenv("LONGVEC_DATA", str(tmp_path))  # a root without the set: the missing file is named
+    assert main(["bench", str(bundle_dir), "--quick", "--variants", "optimized"]) == EXIT_CODES[InputError]
+    assert f"{tmp_path}/squad-longdoc-dev/documents.jsonl: no such file" in capsys.readouterr().err
+
+
 def test_workload_gives_every_system_the_same_windows(embedder: Embedder) -> None:
     corpus = read_corpus(DATA / "documents.jsonl") if (DATA / "documents.jsonl").is_file() else CORPUS * 20
     cases = build_cases(embedder.tokenizer, embedder.manifest, corpus, ["a query"], [(3, 64)], [2048])
@@ -74,13 +88,13 @@ def test_workload_gives_every_system_the_same_windows(embedder: Embedder) -> Non
 
 
 @pytest.mark.slow
-def test_bench_quick_with_peers(bundle_dir: Path, tmp_path: Path) -> None:
+def test_bench_quick_with_peers(bundle_dir: Path, tmp_path: Path, longvec_cli: list[str]) -> None:
     """sentence-transformers and fastembed workers (fastembed from a private install, see bench/peers.py)."""
     repo = Path(__file__).resolve().parents[2]
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "longvec.runtime.cli", "bench", str(bundle_dir), "--quick", "--variants", "optimized"]
+    cmd = [*longvec_cli, "bench", str(bundle_dir), "--quick", "--variants", "optimized"]
     cmd += ["--bench-dir", str(repo / "bench"), "--peer-path", str(repo / ".bench" / "fastembed-site")]
-    cmd += ["--extras", "floor,span", "--out", str(out)]
+    cmd += ["--extras", "floor,span", "--out", str(out), "--data", str(DATA.parent)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())

@@ -5,7 +5,6 @@ Every case corrupts a private copy of the tiny BERT bundle (a few hundred KB), n
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -24,20 +23,6 @@ from longvec.runtime import (
     VariantNotFound,
 )
 from longvec.runtime.bundle.reader import Bundle, sha256_file
-
-
-@pytest.fixture
-def bundle(tiny_bundle: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, copy)
-    return copy
-
-
-def edit_manifest(bundle: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    path = bundle / "manifest.json"
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    change(raw)
-    path.write_text(json.dumps(raw), encoding="utf-8")
 
 
 def load_error(bundle: Path, kind: type[BundleError], *, variant: str = "optimized") -> BundleError:
@@ -89,7 +74,9 @@ def test_truncated_model_fails_checksum(bundle: Path) -> None:
     assert err.path.name == "model.onnx"
 
 
-def test_truncated_model_with_matching_checksum_is_a_bundle_error(bundle: Path) -> None:
+def test_truncated_model_with_matching_checksum_is_a_bundle_error(
+    bundle: Path, edit_manifest: Callable[..., None]
+) -> None:
     """A graph onnxruntime cannot parse is reported against its file, even when the manifest was rewritten."""
     model = bundle / "model.onnx"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
@@ -98,7 +85,7 @@ def test_truncated_model_with_matching_checksum_is_a_bundle_error(bundle: Path) 
     assert err.path.name == "model.onnx" and "model.onnx" in str(err)
 
 
-def test_schema_from_the_future(bundle: Path) -> None:
+def test_schema_from_the_future(bundle: Path, edit_manifest: Callable[..., None]) -> None:
     edit_manifest(bundle, lambda m: m.__setitem__("schema_version", 99))
     err = load_error(bundle, SchemaVersionError)
     assert err.path.name == "manifest.json" and "99" in str(err) and "upgrade" in str(err)
@@ -111,7 +98,7 @@ def test_invalid_json(bundle: Path) -> None:
 
 
 @pytest.mark.parametrize("field", ["framing", "pooling", "variants", "source", "hidden_size", "schema_version"])
-def test_missing_field(bundle: Path, field: str) -> None:
+def test_missing_field(bundle: Path, field: str, edit_manifest: Callable[..., None]) -> None:
     edit_manifest(bundle, lambda m: m.pop(field))
     err = load_error(bundle, ManifestError)
     assert err.path.name == "manifest.json" and field in str(err)
@@ -128,7 +115,7 @@ def test_missing_field(bundle: Path, field: str) -> None:
         ("variants", []),
     ],
 )
-def test_wrong_field_value(bundle: Path, field: str, value: object) -> None:
+def test_wrong_field_value(bundle: Path, field: str, value: object, edit_manifest: Callable[..., None]) -> None:
     edit_manifest(bundle, lambda m: m.__setitem__(field, value))
     err = load_error(bundle, ManifestError)
     assert err.path.name == "manifest.json"
@@ -149,19 +136,19 @@ def _point_variant_at(name: str) -> Callable[[dict[str, Any]], None]:
 
 
 @pytest.mark.parametrize("escape", ["/etc/passwd", "../model.onnx", "sub/../../model.onnx", "..\\model.onnx"])
-def test_manifest_path_outside_the_bundle(bundle: Path, escape: str) -> None:
+def test_manifest_path_outside_the_bundle(bundle: Path, escape: str, edit_manifest: Callable[..., None]) -> None:
     edit_manifest(bundle, _point_variant_at(escape))
     err = load_error(bundle, UnsafePath, variant="fp32")
     assert err.path.name == "manifest.json" and escape in str(err)
 
 
-def test_tokenizer_path_outside_the_bundle(bundle: Path) -> None:
+def test_tokenizer_path_outside_the_bundle(bundle: Path, edit_manifest: Callable[..., None]) -> None:
     edit_manifest(bundle, lambda m: m.__setitem__("tokenizer_file", "../tokenizer.json"))
     err = load_error(bundle, UnsafePath)
     assert err.path.name == "manifest.json" and "../tokenizer.json" in str(err)
 
 
-def test_file_used_but_not_checksummed(bundle: Path) -> None:
+def test_file_used_but_not_checksummed(bundle: Path, edit_manifest: Callable[..., None]) -> None:
     edit_manifest(bundle, lambda m: m["files"].pop("model.optimized.onnx"))
     err = load_error(bundle, ManifestError)
     assert err.path.name == "manifest.json" and "model.optimized.onnx" in str(err) and "files" in str(err)
@@ -177,7 +164,9 @@ def test_symlink_escaping_the_bundle(bundle: Path, tmp_path: Path) -> None:
     assert "model.onnx" in str(err) and "outside" in str(err)
 
 
-def test_symlinked_directory_escaping_the_bundle(bundle: Path, tmp_path: Path) -> None:
+def test_symlinked_directory_escaping_the_bundle(
+    bundle: Path, tmp_path: Path, edit_manifest: Callable[..., None]
+) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     shutil.copy(bundle / "model.onnx", outside / "model.onnx")

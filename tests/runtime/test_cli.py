@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,36 +13,25 @@ from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.cli.main import main
 
 TinyExport = Callable[[str], tuple[Path, Path]]
+RunLongvec = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def longvec(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "longvec.runtime.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
-
-
-def test_export_then_inspect(tiny_export: TinyExport, tmp_path: Path) -> None:
+def test_export_then_inspect(tiny_export: TinyExport, tmp_path: Path, run_longvec: RunLongvec) -> None:
     model_dir = tiny_export("mpnet")[0]
     out = tmp_path / "bundle"
-    done = longvec("export", model_dir, out, "--variants", "optimized")
+    done = run_longvec("export", model_dir, out, "--variants", "optimized")
     assert done.returncode == 0, done.stderr
     assert f"wrote {out} (fp32, optimized)" in done.stdout
     assert "parity optimized: max|diff|" in done.stdout
 
-    shown = longvec("inspect", out)
+    shown = run_longvec("inspect", out)
     assert shown.returncode == 0, shown.stderr
     assert "architecture mpnet, hidden size 32, inputs input_ids, attention_mask" in shown.stdout
     assert "window       64 positions" in shown.stdout
     assert "pooling      mean, normalize=True" in shown.stdout
     assert "model.optimized.onnx" in shown.stdout and "vs torch" in shown.stdout
 
-    as_json = longvec("inspect", out, "--json")
+    as_json = run_longvec("inspect", out, "--json")
     assert as_json.returncode == 0, as_json.stderr
     on_disk = Manifest.from_json((out / "manifest.json").read_text(encoding="utf-8"), out / "manifest.json")
     assert Manifest.from_json(as_json.stdout, out / "manifest.json") == on_disk
@@ -55,18 +39,11 @@ def test_export_then_inspect(tiny_export: TinyExport, tmp_path: Path) -> None:
         assert emb.embed(["the exported bundle works"]).shape == (1, 32)
 
 
-def test_bundle_error_exits_3_without_a_traceback(tmp_path: Path) -> None:
-    done = longvec("inspect", tmp_path / "missing")
+def test_bundle_error_exits_3_without_a_traceback(tmp_path: Path, run_longvec: RunLongvec) -> None:
+    done = run_longvec("inspect", tmp_path / "missing")
     assert done.returncode == 3
     assert done.stderr.startswith("longvec: error: ") and "missing" in done.stderr
     assert "Traceback" not in done.stderr
-
-
-@pytest.fixture
-def bundle(tiny_bundle: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, copy)
-    return copy
 
 
 @pytest.fixture
@@ -74,12 +51,6 @@ def document(tmp_path: Path) -> Path:
     path = tmp_path / "doc.txt"
     path.write_text("The keeper trimmed the wick. " * 40, encoding="utf-8")
     return path
-
-
-def _edit(bundle: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    raw = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
-    change(raw)
-    (bundle / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
 
 
 def _code(argv: list[str | Path], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -109,7 +80,13 @@ def test_search_succeeds(bundle: Path, document: Path, capsys: pytest.CaptureFix
     ],
 )
 def test_exit_codes(
-    case: str, expected: int, bundle: Path, document: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: str,
+    expected: int,
+    bundle: Path,
+    document: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    edit_manifest: Callable[..., None],
 ) -> None:
     search: list[str | Path] = ["search", bundle, document, "lamp"]
     if case == "missing bundle":
@@ -117,9 +94,9 @@ def test_exit_codes(
     elif case == "checksum":
         (bundle / "tokenizer.json").write_text("{}", encoding="utf-8")
     elif case == "schema":
-        _edit(bundle, lambda m: m.__setitem__("schema_version", 2))
+        edit_manifest(bundle, lambda m: m.__setitem__("schema_version", 2))
     elif case == "unsafe path":
-        _edit(bundle, lambda m: m.__setitem__("tokenizer_file", "/etc/passwd"))
+        edit_manifest(bundle, lambda m: m.__setitem__("tokenizer_file", "/etc/passwd"))
     elif case == "unknown variant":
         search += ["--variant", "int4"]
     elif case == "blank query":
@@ -127,7 +104,7 @@ def test_exit_codes(
     elif case == "bad chunk size":
         search += ["--chunk-tokens", "0"]
     elif case == "tensorrt here":
-        _edit(bundle, lambda m: m["variants"][1].__setitem__("engine", "tensorrt"))
+        edit_manifest(bundle, lambda m: m["variants"][1].__setitem__("engine", "tensorrt"))
     elif case == "export into non-empty dir":
         search = ["export", tmp_path / "model", bundle]
     elif case == "export incomplete model":

@@ -45,6 +45,15 @@ def test_kernels_import_only_numpy() -> None:
     assert third_party == {"longvec", "numpy"}, sorted(third_party)
 
 
+def test_top_package_is_light_and_gives_the_embedder_on_demand() -> None:
+    """`import longvec` (which every `import longvec.export` / `.kernels` runs first) loads no engine or array
+    library; `longvec.__version__` needs only the package metadata; `from longvec import Embedder` then works."""
+    light = loaded_top_level("import longvec\nassert longvec.__version__")
+    assert not light & {"numpy", "onnxruntime", "tokenizers", *EXPORT_STACK}, sorted(light)
+    full = loaded_top_level("from longvec import Embedder\nassert Embedder.load")
+    assert {"numpy", "tokenizers"} <= full and not full & EXPORT_STACK, sorted(full & EXPORT_STACK)
+
+
 OPTIONAL_HEAVY = {"fastapi", "uvicorn", "starlette", "pyarrow", "ray", "snowballstemmer", "tensorrt"}
 
 

@@ -11,38 +11,24 @@ import pytest
 from longvec.runtime import Embedder, InputError
 
 
-@pytest.fixture
-def calls(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """Shapes of the encoder calls made during the test."""
-    seen: list[tuple[int, ...]] = []
-    run = embedder.backend.run
-
-    def counting(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        seen.append(input_ids.shape)
-        return run(input_ids, attention_mask)
-
-    monkeypatch.setattr(embedder.backend, "run", counting)
-    return seen
-
-
 def _methods(emb: Embedder) -> list[Callable[[Any], Any]]:
     return [emb.embed, emb.embed_documents]
 
 
-def test_empty_list_gives_an_empty_matrix(embedder: Embedder, calls: list[tuple[int, ...]]) -> None:
+def test_empty_list_gives_an_empty_matrix(embedder: Embedder, encoder_calls: list[tuple[int, ...]]) -> None:
     out = embedder.embed([])
     assert out.shape == (0, embedder.dim) and out.dtype == np.float32
     assert embedder.embed(()).shape == (0, embedder.dim)
     assert embedder.embed_documents([]) == []
-    assert calls == []
+    assert encoder_calls == []
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\n\t  \r\n", "\u3000"])
-def test_blank_text_is_an_input_error(embedder: Embedder, calls: list[tuple[int, ...]], blank: str) -> None:
+def test_blank_text_is_an_input_error(embedder: Embedder, encoder_calls: list[tuple[int, ...]], blank: str) -> None:
     for method in _methods(embedder):
         with pytest.raises(InputError, match=r"texts\[1\] is empty or whitespace"):
             method(["fine", blank, "also fine"])
-    assert calls == []  # refused before any encoding
+    assert encoder_calls == []  # refused before any encoding
 
 
 def test_text_without_tokens_is_an_input_error(embedder: Embedder) -> None:
@@ -54,12 +40,12 @@ def test_text_without_tokens_is_an_input_error(embedder: Embedder) -> None:
 
 @pytest.mark.parametrize("item", [3, None, b"bytes", ["nested"], 1.5])
 def test_non_str_item_is_a_type_error_naming_its_index(
-    embedder: Embedder, calls: list[tuple[int, ...]], item: object
+    embedder: Embedder, encoder_calls: list[tuple[int, ...]], item: object
 ) -> None:
     for method in _methods(embedder):
         with pytest.raises(TypeError, match=rf"texts\[2\] is {type(item).__name__}"):
             method(["a", "b", item])
-    assert calls == []
+    assert encoder_calls == []
 
 
 @pytest.mark.parametrize("text", ["\ud800", "ok \udfff then", "tail \ud83d"])
@@ -69,11 +55,11 @@ def test_lone_surrogate_is_an_input_error(embedder: Embedder, text: str) -> None
             method(["fine", text])
 
 
-def test_a_single_str_is_a_type_error(embedder: Embedder, calls: list[tuple[int, ...]]) -> None:
+def test_a_single_str_is_a_type_error(embedder: Embedder, encoder_calls: list[tuple[int, ...]]) -> None:
     for method in _methods(embedder):
         with pytest.raises(TypeError, match="not a single str"):
             method("one text")
-    assert calls == []
+    assert encoder_calls == []
 
 
 def test_input_errors_are_value_errors_and_leave_the_embedder_usable(embedder: Embedder) -> None:

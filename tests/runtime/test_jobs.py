@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,9 @@ import pytest
 from longvec.runtime import Embedder
 from longvec.runtime.cli.main import main
 from longvec.runtime.jobs.corpus import Fields, check_record, parse_json_line
-from longvec.runtime.jobs.local import JobOptions, run_local
+from longvec.runtime.jobs.local import PAUSE_ENV, JobOptions, run_local
 from longvec.runtime.jobs.progress import Progress
 
-LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouses.txt"
 
 
@@ -127,65 +128,103 @@ def test_sparse_adds_bm25_columns_equal_to_the_library(tmp_path: Path, bundle_di
     np.testing.assert_allclose(got, np.concatenate([v.values for v in expected]), rtol=1e-6)
 
 
-def _start(bundle_dir: Path, source: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    args = [*LONGVEC, "embed", str(bundle_dir), str(source), str(out), "--shard-size", "3", "--threads", "1", *extra]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def _start(
+    longvec: list[str], bundle_dir: Path, source: Path, out: Path, gate: Gate | None = None
+) -> subprocess.Popen[bytes]:
+    args = [*longvec, "embed", str(bundle_dir), str(source), str(out), "--shard-size", "3", "--threads", "1"]
+    env = {k: v for k, v in os.environ.items() if k != PAUSE_ENV}
+    if gate is not None:
+        env[PAUSE_ENV] = str(gate.path)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
-def _wait_for_shards(proc: subprocess.Popen[bytes], out: Path, n: int, timeout: float = 60.0) -> int:
-    """Poll the manifest until at least n shards are recorded; returns how many there were."""
+class Gate:
+    """The job's pause hook (runtime/jobs/local.py, PAUSE_ENV): before publishing each shard the job writes the
+    shard's index to the pipe `paused` and waits for a line on the pipe `go`. `wait` returns that index once the
+    job has reached the gate; then the test lets it go on, or stops it at exactly that point. Nothing is timed:
+    the pipes are the synchronization."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir()
+        os.mkfifo(path / "paused")
+        os.mkfifo(path / "go")
+        self.path = path
+
+    def wait(self, proc: subprocess.Popen[bytes]) -> int:
+        """Block until the job reports it is at its gate; returns the index of the shard it holds back."""
+        return int(_with_watchdog(proc, self.path / "paused", lambda: (self.path / "paused").read_text()))
+
+    def release(self, proc: subprocess.Popen[bytes]) -> None:
+        """Let the job publish that shard and go on (to its next gate)."""
+        _with_watchdog(proc, self.path / "go", lambda: (self.path / "go").write_text("go\n"))
+
+
+def _with_watchdog(proc: subprocess.Popen[bytes], pipe: Path, use: Callable[[], Any], timeout: float = 120.0) -> Any:
+    """Run `use` (which opens `pipe` and blocks until the job opens the other end) in a thread; fail, instead of
+    hanging, if the job exits or `timeout` passes first."""
+    result: list[Any] = []
+    worker = threading.Thread(target=lambda: result.append(use()), daemon=True)
+    worker.start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"job ended early ({proc.returncode}): {proc.stderr.read().decode()}")  # type: ignore[union-attr]
-        try:
-            done = len(json.loads((out / "_progress.json").read_text())["shards"])
-        except (OSError, ValueError, KeyError):
-            done = 0
-        if done >= n:
-            return done
-        time.sleep(0.02)
-    raise AssertionError("no shard finished in time")
+    while worker.is_alive() and proc.poll() is None and time.monotonic() < deadline:
+        worker.join(timeout=0.5)  # a watchdog for a job that dies before its gate, not a delay
+    worker.join(timeout=0.5)  # the job may have opened the pipe just as it exited
+    if not result:
+        # open the other end ourselves so the blocked thread returns, then report
+        fd = os.open(pipe, (os.O_WRONLY if pipe.name == "paused" else os.O_RDONLY) | os.O_NONBLOCK)
+        worker.join()
+        os.close(fd)
+        stderr = proc.stderr.read().decode() if proc.poll() is not None and proc.stderr else ""
+        raise AssertionError(f"the job never reached its gate (exit {proc.poll()}): {stderr}")
+    return result[0]
 
 
-def test_ctrl_c_then_kill_9_then_rerun_gives_every_document_exactly_once(tmp_path: Path, bundle_dir: Path) -> None:
-    # Four copies (distinct ids): on an idle machine seven shards finished before the Ctrl-C arrived.
-    docs = [
-        {**d, "id": d["id"] + 10 * copy if isinstance(d["id"], int) else f"{d['id']}-{copy}"}
-        for copy in range(4)
-        for d in good_docs()
-    ]
+def _shards(out: Path) -> list[int]:
+    return sorted(map(int, json.loads((out / "_progress.json").read_text())["shards"]))
+
+
+def test_ctrl_c_then_kill_9_then_rerun_gives_every_document_exactly_once(
+    tmp_path: Path, bundle_dir: Path, longvec_cli: list[str]
+) -> None:
+    docs = good_docs()
     source = write_jsonl(tmp_path / "in.jsonl", docs, bad=True)
     out = tmp_path / "out"
     n_shards = -(-(len(docs) + len(BAD_LINES)) // 3)
+    gate = Gate(tmp_path / "gate")
 
-    # Ctrl-C: exit 130, no temporaries, a consistent manifest
-    proc = _start(bundle_dir, source, out)
-    _wait_for_shards(proc, out, 1)
+    # Ctrl-C while shard 1 is written but not yet published: exit 130, its temporaries removed, shard 0 kept
+    proc = _start(longvec_cli, bundle_dir, source, out, gate)
+    assert gate.wait(proc) == 0
+    gate.release(proc)
+    assert gate.wait(proc) == 1
+    assert _shards(out) == [0] and list(out.rglob(".part-00001.*.tmp"))
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr.decode()
     assert "Traceback" not in stderr.decode()
     state = json.loads((out / "_progress.json").read_text())
-    assert 1 <= len(state["shards"]) < n_shards and not state["complete"]
+    assert list(state["shards"]) == ["0"] and not state["complete"]
     assert not list(out.rglob("*.tmp"))
-    for index in map(int, state["shards"]):
-        for table in ("documents", "chunks"):
-            assert (out / table / f"part-{index:05d}.parquet").is_file()
+    for table in ("documents", "chunks"):
+        assert (out / table / "part-00000.parquet").is_file()
+        assert not (out / table / "part-00001.parquet").exists()
 
-    # kill -9 in the middle of a later shard
-    proc = _start(bundle_dir, source, out)
-    before = len(state["shards"])
-    _wait_for_shards(proc, out, before + 1)
+    # kill -9 while shard 2 is written but not published: the resumed run did shard 1, left shard 2's temporaries
+    proc = _start(longvec_cli, bundle_dir, source, out, gate)
+    assert gate.wait(proc) == 1
+    gate.release(proc)
+    assert gate.wait(proc) == 2
     proc.kill()
     proc.wait(timeout=30)
-    assert not json.loads((out / "_progress.json").read_text())["complete"]
+    assert _shards(out) == [0, 1] and not json.loads((out / "_progress.json").read_text())["complete"]
+    assert list(out.rglob(".part-00002.*.tmp"))  # what a killed job leaves; the rerun removes it
 
     # rerun: resumes and finishes
-    proc = _start(bundle_dir, source, out)
+    proc = _start(longvec_cli, bundle_dir, source, out)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr.decode()
-    assert "resuming" in stdout.decode() and "shard 000" in stdout.decode()
+    assert "resuming: 2 shards (6 documents) already done" in stdout.decode()
+    assert f"shard {n_shards - 1:05d}:" in stdout.decode()
     state = json.loads((out / "_progress.json").read_text())
     assert state["complete"] and len(state["shards"]) == n_shards
     assert not list(out.rglob("*.tmp"))
@@ -198,16 +237,20 @@ def test_ctrl_c_then_kill_9_then_rerun_gives_every_document_exactly_once(tmp_pat
     errors = errors_of(out)
     assert sorted(str(e["id"]) for e in errors) == sorted(str(doc_id) for _, doc_id in BAD_LINES)
     assert all(e["reason"] and e["source"].startswith("in.jsonl:") for e in errors)
-    reasons = {e["id"]: e["reason"] for e in errors}
-    assert "empty" in reasons["bad-empty"] and "int" in reasons["bad-type"]
-    assert "missing text field" in reasons["bad-missing"] and "no tokens" in reasons["bad-notokens"]
+    reasons = {e["id"]: e["reason"] for e in errors if e["id"] is not None}
+    assert reasons == {
+        "bad-empty": "text is empty or whitespace only; there is nothing to embed",
+        "bad-type": "text is int, expected a string",
+        "bad-missing": "missing text field 'text'",
+        "bad-notokens": "text has no tokens for this model's tokenizer",
+    }
     assert [e["position"] for e in errors] == sorted(e["position"] for e in errors)
 
     # a rerun with other options refuses clearly instead of mixing outputs
     code = main(["embed", str(bundle_dir), str(source), str(out), "--shard-size", "3", "--chunk-tokens", "64"])
     assert code == 4
     # and a rerun with the same options has nothing left to do
-    proc = _start(bundle_dir, source, out)
+    proc = _start(longvec_cli, bundle_dir, source, out)
     stdout, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and f"0 shards written, {n_shards} already done" in stdout.decode()
 
@@ -258,10 +301,12 @@ def test_record_checks_name_the_problem() -> None:
     assert "not JSON" in (parse_json_line(b"{oops", fields, 0, "f:1").error or "")
     assert "not UTF-8" in (parse_json_line(b'{"id": "\xff"}', fields, 0, "f:1").error or "")
     assert "expected an object" in (parse_json_line(b"[1, 2]", fields, 0, "f:1").error or "")
-    assert "lone surrogate" in (parse_json_line('{"id": 1, "text": "a\\ud800"}', fields, 0, "f:1").error or "")
-    assert "id is float" in (check_record(0, "s", 1.5, "t", fields).error or "")
-    assert "id is bool" in (check_record(0, "s", True, "t", fields).error or "")
-    assert "missing text field 'body'" in (check_record(0, "s", "a", None, Fields(text="body")).error or "")
+    surrogate = parse_json_line('{"id": 1, "text": "a\\ud800"}', fields, 0, "f:1").error
+    assert surrogate == "text is not valid Unicode (lone surrogate at 1)"
+    assert check_record(0, "s", 1.5, "t", fields).error == "id is float, expected a string or integer"
+    assert check_record(0, "s", True, "t", fields).error == "id is bool, expected a string or integer"
+    assert check_record(0, "s", "a", None, Fields(text="body")).error == "missing text field 'body'"
+    assert check_record(0, "s", "a", 3, fields).error == "text is int, expected a string"
 
 
 def test_progress_bar_draws_on_a_terminal_and_stays_quiet_otherwise() -> None:

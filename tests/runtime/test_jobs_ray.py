@@ -71,7 +71,7 @@ def test_embed_actor_works_on_arrow_batches_without_ray(bundle_dir: Path, embedd
     out = actor(pa.table({"key": [1, 2, 3], "body": texts}))
     assert out.column_names == ["id", "n_tokens", "vector", "chunks", "error", "source"]
     assert out["id"].to_pylist() == ["1", "2", "3"]
-    assert out["error"].to_pylist()[1] == "text is empty or whitespace only"
+    assert out["error"].to_pylist()[1] == "text is empty or whitespace only; there is nothing to embed"
     assert out["vector"][1].as_py() is None and out["chunks"][1].as_py() is None
     lib = embedder.embed_documents([texts[0], texts[2]], chunk_tokens=32, sparse=True)
     for row, result in zip((0, 2), lib):

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
 from longvec.runtime import Embedder
-
-TOPICS = ["lighthouse", "harbour", "keeper", "lamp", "storm", "ledger", "fog", "signal", "island", "boat"]
-
-
-def long_text(embedder: Embedder, n_tokens: int) -> str:
-    """Varied English sentences, as many as fit in `n_tokens` tokens."""
-    rng = np.random.default_rng(0)
-    sentences = []
-    for i in range(n_tokens // 10):
-        a, b = rng.choice(TOPICS, 2, replace=False)
-        sentences.append(f"In year {1800 + i % 200} the {a} near the {b} was logged as entry {i}.")
-    counts = np.cumsum(embedder.count_tokens(sentences))  # sentences do not merge tokens across a space
-    return " ".join(sentences[: int(np.searchsorted(counts, n_tokens, side="right"))])
 
 
 def edited(text: str, where: str) -> str:
@@ -28,8 +17,7 @@ def edited(text: str, where: str) -> str:
     return replacement + text[text.index(". ") + 1 :]
 
 
-def check_whole_document(embedder: Embedder, n_tokens: int, stride: int | None, edit_start: bool) -> None:
-    text = long_text(embedder, n_tokens)
+def check_whole_document(text: str, embedder: Embedder, n_tokens: int, stride: int | None, edit_start: bool) -> None:
     assert embedder.count_tokens([text])[0] > 0.95 * n_tokens
     texts = [text, edited(text, "end")] + ([edited(text, "start")] if edit_start else [])
     vectors = embedder.embed(texts, stride=stride)
@@ -42,11 +30,13 @@ def check_whole_document(embedder: Embedder, n_tokens: int, stride: int | None, 
         assert 0.2 < end_change / start_change < 5.0, "the end of the document weighs like its start"
 
 
-def test_embed_20k_tokens_sees_the_last_sentence(embedder: Embedder) -> None:
+def test_embed_20k_tokens_sees_the_last_sentence(embedder: Embedder, long_text: Callable[[Embedder, int], str]) -> None:
     # windows side by side (stride = content) keep this under ~30 s on 2 shared cores
-    check_whole_document(embedder, 20_000, embedder.plan().content, edit_start=False)
+    check_whole_document(long_text(embedder, 20_000), embedder, 20_000, embedder.plan().content, edit_start=False)
 
 
 @pytest.mark.slow
-def test_embed_50k_tokens_sees_the_last_sentence_as_much_as_the_first(embedder: Embedder) -> None:
-    check_whole_document(embedder, 50_000, None, edit_start=True)
+def test_embed_50k_tokens_sees_the_last_sentence_as_much_as_the_first(
+    embedder: Embedder, long_text: Callable[[Embedder, int], str]
+) -> None:
+    check_whole_document(long_text(embedder, 50_000), embedder, 50_000, None, edit_start=True)

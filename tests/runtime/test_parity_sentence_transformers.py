@@ -6,9 +6,8 @@ framing (sentence-transformers' max_seq_length), so neither side truncates and t
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -59,21 +58,9 @@ MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model, framin
 N_RANDOM = 200
 
 
-def make_texts(emb: Embedder) -> list[str]:
-    rng = np.random.default_rng(20261126)
-    texts = list(EDGE_CASES)
-    for _ in range(N_RANDOM):
-        n_words = int(math.exp(rng.uniform(0.0, math.log(260))))  # log-uniform: many short, some long
-        words = [WORDS[i] for i in rng.integers(0, len(WORDS), size=n_words)]
-        while emb.count_tokens([" ".join(words)])[0] > MAX_TOKENS - 2:
-            words = words[: len(words) * 9 // 10]
-        texts.append(" ".join(words))
-    return texts
-
-
 @pytest.fixture(scope="module")
-def texts(embedder: Embedder) -> list[str]:
-    texts = make_texts(embedder)
+def texts(embedder: Embedder, mixed_texts: Callable[..., list[str]]) -> list[str]:
+    texts = [*EDGE_CASES, *mixed_texts(embedder, WORDS, N_RANDOM, max_words=260, max_tokens=MAX_TOKENS)]
     counts = np.array(embedder.count_tokens(texts)) + 2
     assert len(texts) >= 200 and counts.min() == 3 and counts.max() == MAX_TOKENS
     assert (counts > 128).sum() >= 20 and (counts < 16).sum() >= 20  # mixed lengths, not all short
@@ -114,20 +101,12 @@ def test_fp32_matches_sentence_transformers(fp32_embedder: Embedder, texts: list
 
 
 def test_mixed_lengths_in_one_padded_batch(
-    embedder: Embedder, texts: list[str], expected: np.ndarray, monkeypatch: pytest.MonkeyPatch
+    embedder: Embedder, texts: list[str], expected: np.ndarray, encoder_calls: list[tuple[int, ...]]
 ) -> None:
     """The shortest, longest and middle texts in one encoder call: padding must not leak into any vector."""
     counts = np.array(embedder.count_tokens(texts))
     order = np.argsort(counts, kind="stable")
     pick = [*order[:4].tolist(), *order[-4:].tolist(), *order[len(order) // 2 : len(order) // 2 + 4].tolist()]
     batch = [texts[i] for i in pick]
-    shapes: list[tuple[int, ...]] = []
-    run = embedder.backend.run
-
-    def counting(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        shapes.append(input_ids.shape)
-        return run(input_ids, attention_mask)
-
-    monkeypatch.setattr(embedder.backend, "run", counting)
     _check(embedder.embed(batch), expected[pick], batch)
-    assert shapes == [(len(batch), MAX_TOKENS)]
+    assert encoder_calls == [(len(batch), MAX_TOKENS)]

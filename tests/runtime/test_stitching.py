@@ -13,16 +13,6 @@ from longvec.kernels import l2_normalize, stitch_center, stitch_weighted
 from longvec.runtime import Embedder
 from longvec.runtime.core.batching import pack_by_length
 
-STORY = (
-    "the keeper climbed the tower at dusk . oil for the lamp came by boat every month , and storms cut the island "
-    "off for weeks . fog horns sounded when the light could not be seen . ships counted the flashes to know the "
-    "coast ; each lighthouse had its own rhythm . Ünïcödé café naïve 東京 emoji 🚢 ok"
-)
-
-
-def text_of(n_words: int, seed: int) -> str:
-    return " ".join(np.random.default_rng(seed).choice(STORY.split(), n_words))
-
 
 def with_pooling(emb: Embedder, **changes: object) -> Embedder:
     """The same fake backend and tokenizer under another pooling config (e.g. include_prompt=False)."""
@@ -67,7 +57,7 @@ def reference(
 @pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
 @pytest.mark.parametrize("prompt", [None, "query: "])
 def test_late_chunks_of_multi_window_documents_equal_the_reference(
-    make_fake: Callable[..., Embedder], stitch: str, pooling: str, prompt: str | None
+    make_fake: Callable[..., Embedder], text_of: Callable[..., str], stitch: str, pooling: str, prompt: str | None
 ) -> None:
     emb = make_fake(window=32, pooling=pooling, max_tokens=32 * 3)
     texts = [text_of(120, 1), text_of(7, 2), text_of(333, 3)]
@@ -88,7 +78,7 @@ def test_late_chunks_of_multi_window_documents_equal_the_reference(
 @pytest.mark.parametrize("over", [-1, 0, 1, 2])
 @pytest.mark.parametrize("prompt", [None, "query: "])
 def test_one_token_over_exactly_one_window_and_one_under(
-    make_fake: Callable[..., Embedder], stitch: str, over: int, prompt: str | None
+    make_fake: Callable[..., Embedder], text_of: Callable[..., str], stitch: str, over: int, prompt: str | None
 ) -> None:
     probe = make_fake()
     text = text_of(25, 9)
@@ -104,7 +94,9 @@ def test_one_token_over_exactly_one_window_and_one_under(
 
 
 @pytest.mark.parametrize("stitch", ["center", "weighted"])
-def test_prompt_left_out_of_the_mean_when_the_model_says_so(make_fake: Callable[..., Embedder], stitch: str) -> None:
+def test_prompt_left_out_of_the_mean_when_the_model_says_so(
+    make_fake: Callable[..., Embedder], text_of: Callable[..., str], stitch: str
+) -> None:
     emb = with_pooling(make_fake(window=32), include_prompt=False)
     text = text_of(90, 4)
     [res] = emb.embed_documents([text], chunk_tokens=10, prompt="query: ", stitch=stitch)
@@ -118,7 +110,7 @@ def test_prompt_left_out_of_the_mean_when_the_model_says_so(make_fake: Callable[
 @pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
 @pytest.mark.parametrize("stitch", ["center", "weighted"])
 def test_a_document_shorter_than_one_window_is_the_single_pass(
-    make_fake: Callable[..., Embedder], pooling: str, stitch: str
+    make_fake: Callable[..., Embedder], text_of: Callable[..., str], pooling: str, stitch: str
 ) -> None:
     emb = make_fake(window=64, pooling=pooling, normalize=False)
     text = text_of(30, 5)
@@ -171,7 +163,9 @@ def test_pack_by_length_respects_the_budget_and_sorts(max_tokens: int, max_batch
             assert len(batches) < size  # the budget allowed packing, and it packed
 
 
-def test_results_come_back_in_the_callers_order(make_fake: Callable[..., Embedder]) -> None:
+def test_results_come_back_in_the_callers_order(
+    make_fake: Callable[..., Embedder], text_of: Callable[..., str]
+) -> None:
     emb = make_fake(window=40, max_tokens=100)  # at most 2 full windows per call: many batches
     texts = [text_of(n, seed) for seed, n in enumerate([3, 150, 12, 40, 1, 75, 9, 300, 20, 33])]
     alone = np.stack([emb.embed([t])[0] for t in texts])
@@ -185,7 +179,7 @@ def test_results_come_back_in_the_callers_order(make_fake: Callable[..., Embedde
         np.testing.assert_allclose(res.vector, docs_alone[i].vector, rtol=1e-5, atol=1e-6)
 
 
-def test_batches_stay_under_the_token_budget(make_fake: Callable[..., Embedder]) -> None:
+def test_batches_stay_under_the_token_budget(make_fake: Callable[..., Embedder], text_of: Callable[..., str]) -> None:
     emb = make_fake(window=40, max_tokens=130)
     emb.embed([text_of(n, n) for n in (2, 5, 9, 14, 30, 31, 200, 3, 7)])
     for batch, seq in emb.backend.calls:  # type: ignore[attr-defined]
