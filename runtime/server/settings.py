@@ -48,7 +48,7 @@ class ServeSettings:
             max_chunks=self.max_chunks,
         )
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, float]:
         """The limits a client can hit, as /info and the startup line show them."""
         return {
             "max_body_bytes": self.max_body_bytes,

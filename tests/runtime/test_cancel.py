@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from longvec.runtime import Embedder
-from longvec.runtime.backends.cancel import CancelToken, CancellableBackend, cancel_scope
+from longvec.runtime.backends.cancel import CancellableBackend, CancelToken, cancel_scope
 from longvec.runtime.core.pipeline import Batching
 from longvec.runtime.errors import Cancelled, DeadlineExceeded
 

@@ -172,7 +172,7 @@ def _closed_within(sock: socket.socket, seconds: float) -> bytes | None:
     try:
         while chunk := sock.recv(4096):
             got += chunk
-    except socket.timeout:
+    except TimeoutError:
         return None
     except ConnectionResetError:
         pass
@@ -226,7 +226,8 @@ def test_sigterm_exits_within_the_graceful_timeout(server_factory: Any, server_t
         working = raw_request(s, "/v1/embeddings", {"input": BOOK_29K})
         port = int(s.url.rsplit(":", 1)[1])
         stalled = socket.create_connection(("127.0.0.1", port), timeout=10)
-        head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.api_key}\r\nContent-Length: 99\r\n\r\n"
+        head = f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.api_key}\r\n"
+        head += "Content-Length: 99\r\n\r\n"
         stalled.sendall(head.encode() + b"{")
         server_tools.poll(lambda: server_tools.metric(s, "longvec_encoder_busy") == 1, "the long request to run")
         started = time.monotonic()
