@@ -4,11 +4,11 @@ middleware stack, outermost first: access log and metrics -> CORS -> gate (API k
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+import longvec
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.server.access import AccessMiddleware
 from longvec.runtime.server.errors import add_handlers
@@ -17,13 +17,6 @@ from longvec.runtime.server.lifecycle import Lifecycle
 from longvec.runtime.server.metrics import Metrics
 from longvec.runtime.server.routes import ROUTES, add_routes
 from longvec.runtime.server.settings import ServeSettings
-
-
-def longvec_version() -> str:
-    try:
-        return version("longvec")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown"
 
 
 def create_app(
@@ -36,7 +29,7 @@ def create_app(
     life = Lifecycle(settings, load, metrics, on_load_error)
     app = FastAPI(
         title="longvec",
-        version=longvec_version(),
+        version=longvec.__version__,
         description="Embeddings for texts of any length: whole documents and their chunks, never truncated.",
         lifespan=life.lifespan,
         # the Swagger / ReDoc pages load their scripts from a CDN, which an offline deployment cannot reach, and
@@ -44,7 +37,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
-    add_routes(app, life, settings, metrics, longvec_version())
+    add_routes(app, life, settings, metrics, longvec.__version__)
     add_handlers(app)
     app.add_middleware(RequestGate, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
     if settings.cors_allow_origins:

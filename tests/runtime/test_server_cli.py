@@ -8,14 +8,15 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import longvec.runtime.cli.main as cli_main
 from longvec.runtime import BundleError, Embedder
-from longvec.runtime.cli.main import build_parser, main
+from longvec.runtime.cli.main import EXIT_CODES, build_parser, main
+from longvec.runtime.errors import AddressInUse
 
 
 def test_every_flag_has_an_environment_variable(capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,4 +147,5 @@ def test_a_port_in_use_is_one_line_and_its_own_exit_code(bundle_dir: Path, run_c
     assert done.stderr.strip().splitlines() == [
         f"longvec: error: 127.0.0.1:{port} is already in use by another process; choose another --port"
     ]
-    assert "exit 9" in cli_main.__doc__  # type: ignore[operator]
+    assert EXIT_CODES[AddressInUse] == 9
+    assert "exit 9  the server cannot listen" in (sys.modules[main.__module__].__doc__ or "")
