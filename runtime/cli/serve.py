@@ -20,8 +20,12 @@ import socket
 from dataclasses import fields
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from longvec.runtime.cli.main import command
+
+if TYPE_CHECKING:
+    from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.errors import AddressInUse, BackendUnavailable, InputError
 
 # flag -> (environment variable, type, default, help); limits default to ServeSettings' values
@@ -72,7 +76,7 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
     "--log-level": ("LONGVEC_LOG_LEVEL", str, "info", "log level: debug, info, warning, error"),
     "--log-format": ("LONGVEC_LOG_FORMAT", str, "text", "log lines as text or json"),
 }
-CHOICES = {"--log-level": ("debug", "info", "warning", "error", "critical"), "--log-format": ("text", "json")}
+CHOICES = {"--log-level": ("critical", "error", "warning", "info", "debug", "trace"), "--log-format": ("text", "json")}
 LOOPBACK_NAMES = {"localhost"}
 
 
@@ -207,7 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     origins = tuple(o.strip() for o in (args.cors_allow_origin or "").split(",") if o.strip())
     settings = ServeSettings(
-        model_name=args.served_model_name or served_name(m, Path(args.bundle_dir)),
+        model_name=args.served_model_name or served_name(bundle),
         api_key=api_key,
         cors_allow_origins=origins,
         log_format=args.log_format,
@@ -250,10 +254,10 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def served_name(manifest: object, bundle_dir: Path) -> str:
-    """The manifest's model name where the bundle records one, else the bundle's folder name."""
-    name = getattr(manifest, "model_name", None)
-    return name if isinstance(name, str) and name else bundle_dir.resolve().name
+def served_name(bundle: Bundle) -> str:
+    """The model's own name where the bundle records one (`Bundle.model_name`, newer bundles), else its folder."""
+    name = getattr(bundle, "model_name", None)
+    return name if isinstance(name, str) and name else bundle.root.resolve().name
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

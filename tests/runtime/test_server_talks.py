@@ -16,11 +16,12 @@ import longvec
 from longvec.runtime import Embedder
 
 ORIGIN = "https://app.example"
+SERVED = "local/minilm"
 
 
 @pytest.fixture(scope="module")
 def json_server(server_factory: Any) -> Iterator[Any]:
-    with server_factory("--log-format", "json", "--cors-allow-origin", ORIGIN) as s:
+    with server_factory("--log-format", "json", "--cors-allow-origin", ORIGIN, "--served-model-name", SERVED) as s:
         yield s
 
 
@@ -72,6 +73,13 @@ def test_models_with_the_openai_client(server: Any) -> None:
     models = client(server).models.list()
     assert [m.id for m in models.data] == [server.model]
     assert client(server).models.retrieve(server.model).id == server.model
+
+
+def test_served_model_name(json_server: Any) -> None:
+    assert json_server.model == SERVED  # read from /info
+    assert [m.id for m in client(json_server).models.list().data] == [SERVED]
+    assert client(json_server).models.retrieve(SERVED).id == SERVED
+    assert len(client(json_server).embeddings.create(model=SERVED, input="x").data) == 1
 
 
 def test_the_model_field_is_checked(server: Any, embedder: Embedder) -> None:
