@@ -51,75 +51,67 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
     secured = [Depends(HTTPBearer(auto_error=False))] if settings.api_key else []  # the gate enforces it
     errors = _error_responses(401, 404, 413, 422, 429, 500, 503, 504)
 
-    async def embed(
-        request: Request, route: str, model: str | None, chars: int, admit: Callable[[], Admitted]
-    ) -> tuple[Admitted, list[Any]]:
-        """Admit, queue, wait: the shared path of the /v1 routes."""
+    v1: dict[str, Any] = {"responses": errors, "dependencies": secured}
+
+    async def answer(
+        request: Request,
+        model: str | None,
+        chars: int,
+        admit: Callable[[Served], Admitted],
+        render: Callable[[Admitted, list[Any]], bytes],
+    ) -> Response:
+        """The shared path of the /v1 routes: admit (off the event loop when large), queue, wait, render."""
         served = life.require()
         if model is not None and model != settings.model_name:
             message = f"model {model!r} is not served here; this server serves {settings.model_name!r} (GET /v1/models)"
             raise with_param(ModelNotFound(message), "model")
         deadline = time.monotonic() + settings.request_timeout
-        admitted = await _call(admit, chars > SMALL_REQUEST_CHARS)
+        admitted = await _call(lambda: admit(served), chars > SMALL_REQUEST_CHARS)
         request.state.texts, request.state.tokens = len(admitted.texts), admitted.cost.tokens
         try:
             work = Work(admitted.options, admitted.texts, admitted.extras, admitted.cost.tokens, deadline)
             results = await _until_done(request, served.batcher.submit(work), deadline, settings.request_timeout)
         finally:
             served.admission.release(admitted)
-        metrics.tokens.labels(route).inc(admitted.cost.tokens)
-        return admitted, results
+        metrics.tokens.labels(request.url.path).inc(admitted.cost.tokens)
+        vectors = admitted.cost.texts + admitted.cost.chunks
+        content = await _call(lambda: render(admitted, results), vectors > SMALL_RESPONSE_VECTORS)
+        return Response(content, media_type="application/json")
 
-    @app.post(
-        "/v1/embeddings",
-        response_model=EmbeddingResponse,
-        responses=errors,
-        dependencies=secured,
-        summary="OpenAI-compatible embeddings; long inputs are embedded whole",
-    )
+    @app.post("/v1/embeddings", response_model=EmbeddingResponse, summary="OpenAI-compatible embeddings", **v1)
     async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
-        chars = len(body.input) if isinstance(body.input, str) else sum(len(t) for t in body.input)
-        served = life.require()
-        admitted, vectors = await embed(
-            request, "/v1/embeddings", body.model, chars, lambda: served.admission.embeddings(body)
-        )
-        content = await _call(
-            lambda: payloads.embeddings(
+        """Long inputs are embedded whole (windows, stitched, pooled), never truncated."""
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        return await answer(
+            request,
+            body.model,
+            sum(len(t) for t in texts),
+            lambda served: served.admission.embeddings(body),
+            lambda admitted, vectors: payloads.embeddings(
                 vectors, body.dimensions, body.encoding_format, settings.model_name, admitted.cost.tokens
             ),
-            len(vectors) > SMALL_RESPONSE_VECTORS,
         )
-        return Response(content, media_type="application/json")
 
-    @app.post(
-        "/v1/documents",
-        response_model=DocumentsResponse,
-        responses=errors,
-        dependencies=secured,
-        summary="Document vectors plus chunk vectors with character spans, for texts of any length",
-    )
+    @app.post("/v1/documents", response_model=DocumentsResponse, summary="Document and chunk vectors", **v1)
     async def documents(body: DocumentsRequest, request: Request) -> Response:
-        chars = sum(len(d.text) for d in body.documents)
-        served = life.require()
-        admitted, results = await embed(
-            request, "/v1/documents", body.model, chars, lambda: served.admission.documents(body)
-        )
-        n_vectors = sum(1 + len(r.chunk_spans) for r in results)
+        """Document vectors plus chunk vectors with character spans, for texts of any length."""
         ids = [d.id for d in body.documents]
-        content = await _call(
-            lambda: payloads.documents(
+        return await answer(
+            request,
+            body.model,
+            sum(len(d.text) for d in body.documents),
+            lambda served: served.admission.documents(body),
+            lambda admitted, results: payloads.documents(
                 results, ids, body.dimensions, body.encoding_format, settings.model_name, admitted.cost.tokens
             ),
-            n_vectors > SMALL_RESPONSE_VECTORS,
         )
-        return Response(content, media_type="application/json")
 
-    @app.get("/v1/models", response_model=ModelList, responses=errors, dependencies=secured)
+    @app.get("/v1/models", response_model=ModelList, **v1)
     async def models() -> ModelList:
         """The one model this server serves (OpenAI's model list; clients probe it)."""
         return ModelList(data=[_model(settings, life.require())])
 
-    @app.get("/v1/models/{model_id:path}", response_model=Model, responses=errors, dependencies=secured)
+    @app.get("/v1/models/{model_id:path}", response_model=Model, **v1)
     async def model(model_id: str) -> Model:
         if model_id != settings.model_name:
             raise with_param(ModelNotFound(f"model {model_id!r} is not served here"), "model")
