@@ -46,6 +46,7 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
         "padded tokens per encoder call (also bounds how long a cancelled request holds the encoder)",
     ),
     "--max-queue": ("LONGVEC_MAX_QUEUE", int, None, "requests waiting for the encoder before 429"),
+    "--max-queue-tokens": ("LONGVEC_MAX_QUEUE_TOKENS", int, None, "content tokens waiting for the encoder before 429"),
     "--max-body-bytes": ("LONGVEC_MAX_BODY_BYTES", int, None, "request body size before 413"),
     "--max-items": ("LONGVEC_MAX_ITEMS", int, None, "texts or documents per request before 413"),
     "--max-request-tokens": ("LONGVEC_MAX_REQUEST_TOKENS", int, None, "content tokens per request before 413"),
@@ -176,6 +177,7 @@ def _serve(args: argparse.Namespace) -> int:
     positive = (
         "max_batch_tokens",
         "max_queue",
+        "max_queue_tokens",
         "max_request_tokens",
         "max_request_encoder_tokens",
         "max_items",

@@ -52,9 +52,11 @@ class Batcher:
         max_batch_tokens: int,
         metrics: Metrics,
         hold: Callable[[], None] | None = None,
+        max_queue_tokens: int | None = None,
     ) -> None:
         if max_queue < 1 or max_batch_tokens < 1:
             raise ValueError("max_queue and max_batch_tokens must be >= 1")
+        self.max_queue_tokens = max_queue_tokens  # content tokens waiting: bounds the queue's memory and wait
         self._run = run
         self._hold = hold  # a test hook: called before each library call, may block (see lifecycle.test_hold)
         self.max_queue = max_queue
@@ -89,6 +91,10 @@ class Batcher:
                 raise OverloadedError("the server is shutting down")
             if len(self._pending) >= self.max_queue:
                 raise OverloadedError(f"the queue is full ({self.max_queue} requests waiting); retry later")
+            waiting = sum(w.n_tokens for w in self._pending)
+            if self.max_queue_tokens is not None and self._pending and waiting + work.n_tokens > self.max_queue_tokens:
+                limit = f"--max-queue-tokens {self.max_queue_tokens}"
+                raise OverloadedError(f"the queue is full ({waiting} tokens waiting, {limit}); retry later")
             self._pending.append(work)
             self._metrics.queue_depth.set(len(self._pending))
             self._cond.notify()

@@ -78,7 +78,7 @@ class Lifecycle:
                 return options.run(emb, texts, extras, n_requests)
 
             s = self.settings
-            batcher = Batcher(run, s.max_queue, s.max_batch_tokens, self.metrics, test_hold())
+            batcher = Batcher(run, s.max_queue, s.max_batch_tokens, self.metrics, test_hold(), s.max_queue_tokens)
             batcher.start()
             self.served = Served(emb, batcher, Admission(self.settings, emb, memo), int(time.time()))
             self.metrics.ready.set(1)
