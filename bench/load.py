@@ -205,7 +205,7 @@ def section(results: list[Level], args: argparse.Namespace, load_avg: tuple[floa
     return f"""{SECTION}
 
 `python bench/load.py {args.bundle} --write-results bench/RESULTS.md`: a `longvec serve` subprocess on 127.0.0.1
-(default settings: 8192-token batches, all cores) and async httpx clients on the same machine; raw numbers in
+(default settings, all cores) and async httpx clients on the same machine; raw numbers in
 `{args.out}`. Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} cores, load average
 {load_avg[0]:.1f} at the start{busy}.
 

@@ -61,6 +61,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
         ("sparse", P.POSITIONAL_OR_KEYWORD, False),
+        ("max_chunks", P.POSITIONAL_OR_KEYWORD, 65_536),
     ],
 }
 RESULT_FIELDS = [
