@@ -115,7 +115,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         "--no-auth",
         action="store_true",
         default=os.environ.get("LONGVEC_NO_AUTH", "") not in ("", "0"),
-        help="serve a non-loopback address without an API key, on purpose (env LONGVEC_NO_AUTH=1)",
+        help="serve a non-loopback address without an API key, on purpose (env LONGVEC_NO_AUTH=1; default off)",
     )
 
 

@@ -135,8 +135,10 @@ def startup_fields(settings: ServeSettings, emb: Embedder) -> dict[str, Any]:
 
 
 def provider(emb: Embedder) -> str:
-    backend: Any = emb.backend
-    inner = getattr(backend, "inner", backend)
-    session = getattr(inner, "_session", None)
-    providers: list[str] = getattr(session, "get_providers", list)()
+    """What runs the encoder: the backend's own description where it has one, else onnxruntime's providers."""
+    inner: Any = getattr(emb.backend, "inner", emb.backend)
+    described = getattr(inner, "provider", None)
+    if isinstance(described, str):
+        return described
+    providers: list[str] = getattr(getattr(inner, "_session", None), "get_providers", list)()
     return ",".join(providers) or type(inner).__name__
