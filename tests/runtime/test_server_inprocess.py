@@ -4,7 +4,6 @@ does not fail the requests batched with it, and concurrent requests share encode
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,12 +34,10 @@ def exploding(make_fake: Callable[..., Embedder]) -> Embedder:
 
 
 @pytest.fixture
-def client(exploding: Embedder) -> Iterator[TestClient]:
+def client(exploding: Embedder, server_tools: Any) -> Iterator[TestClient]:
     app = create_app(ServeSettings(model_name="fake"), lambda: exploding)
     with TestClient(app, raise_server_exceptions=False) as c:  # runs the lifespan: load, warm up, batcher
-        deadline = time.monotonic() + 60
-        while c.get("/ready").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        server_tools.poll(lambda: c.get("/ready").status_code == 200, "the model to be ready")
         yield c
 
 
@@ -122,7 +119,7 @@ def test_the_queue_is_bounded_in_tokens_too() -> None:
     batcher.stop(5)
 
 
-def test_a_request_is_tokenized_once(make_fake: Callable[..., Embedder]) -> None:
+def test_a_request_is_tokenized_once(make_fake: Callable[..., Embedder], server_tools: Any) -> None:
     """Finding 6: a large body was tokenized twice (admission, then the library call on the encoder thread)."""
     emb = make_fake()
     seen: list[str] = []
@@ -135,9 +132,7 @@ def test_a_request_is_tokenized_once(make_fake: Callable[..., Embedder]) -> None
     emb.tokenizer.encode = encode  # type: ignore[method-assign]
     text = "a lighthouse keeper's log, tokenized once " * 50
     with TestClient(create_app(ServeSettings(model_name="fake"), lambda: emb)) as c:
-        deadline = time.monotonic() + 60
-        while c.get("/ready").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        server_tools.poll(lambda: c.get("/ready").status_code == 200, "the model to be ready")
         for path, body in (
             ("/v1/embeddings", {"input": [text]}),
             ("/v1/documents", {"documents": [{"id": "d", "text": text}]}),
