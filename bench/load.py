@@ -70,7 +70,7 @@ def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[
                 f"server exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
             )
         try:
-            if httpx.get(f"http://{HOST}:{port}/health", timeout=5).status_code == 200:
+            if httpx.get(f"http://{HOST}:{port}/ready", timeout=5).status_code == 200:
                 return proc
         except httpx.TransportError:
             pass
