@@ -30,7 +30,7 @@ $(BUNDLE)/manifest.json: $(VENV)/.longvec
 
 demo: $(BUNDLE)/manifest.json
 	$(BIN)/longvec inspect $(BUNDLE)
-	$(BIN)/longvec search $(BUNDLE) examples/lighthouses.txt "How did keepers keep the lamp burning through the night?"
+	$(BIN)/longvec search $(BUNDLE) examples/lighthouses.txt "How did keepers keep the lamp burning through the night?" --chunking sentences
 
 test: $(BUNDLE)/manifest.json
 	LONGVEC_TEST_BUNDLE=$(BUNDLE) $(BIN)/python -m pytest -m "not slow" -q
@@ -49,7 +49,7 @@ test-slow: $(BUNDLE)/manifest.json $(MPNET)/manifest.json
 check: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy package export runtime kernels
+	$(BIN)/mypy --python-executable $(BIN)/python package export runtime kernels
 	$(BIN)/python -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 
 format: install

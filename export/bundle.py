@@ -1,14 +1,21 @@
 """`longvec export`: a local model directory in, a verified bundle directory out.
 
-The bundle is assembled in a temporary sibling directory and renamed into place only after every variant has
-passed its parity gate, so a failed export leaves nothing behind.
+The bundle is assembled in a temporary sibling directory and renamed into place only once it is complete, so a
+failed export leaves nothing behind. The fp32 graph must pass its parity gate or nothing is written; another
+variant that fails its gate is left out of the bundle, which is written with the variants that passed, and the
+export then raises `VariantsRefused` (the CLI's exit 7) naming each refused variant, its measured figure and what
+to try.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +37,7 @@ from longvec.runtime.bundle.manifest import (
 )
 from longvec.runtime.bundle.reader import sha256_file
 from longvec.runtime.core.batching import pad_batch
-from longvec.runtime.errors import ExportError
+from longvec.runtime.errors import ExportError, ParityError, VariantsRefused
 
 # int8 is opt-in: on all-MiniLM-L6-v2 it passes on real prose but not on the parity text "?!" (see quantize.py)
 DEFAULT_VARIANTS: tuple[str, ...] = ("optimized",)
@@ -42,6 +49,11 @@ _FILES = {
     "fp16": "model.fp16.onnx",
 }
 _PRECISION: dict[str, Precision] = {"fp32": "fp32", "optimized": "fp32", "int8": "int8", "fp16": "fp16"}
+_TRY_INSTEAD = {
+    "optimized": "use the fp32 variant (--variant fp32), and report the model: the fused graph should not differ",
+    "int8": "use 'optimized' (fp32) or try fp16 (--variants optimized,fp16); short texts suffer most from int8",
+    "fp16": "use 'optimized' (fp32)",
+}
 
 StatesFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -107,13 +119,53 @@ def _text_gate(
     )
 
 
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence what other libraries print during an export (transformers' progress bars and warnings,
+    onnxruntime's quantization advice on the root logger, torch's tracer warnings); our own log lines stay."""
+    import transformers
+
+    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}
+    os.environ.update(HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error")
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    root_level = logging.root.level
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    logging.root.setLevel(logging.ERROR)
+    ort.set_default_logger_severity(3)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        ort.set_default_logger_severity(2)
+        logging.root.setLevel(root_level)
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def export_bundle(
     model_dir: str | Path,
     bundle_dir: str | Path,
     variants: Sequence[str] = DEFAULT_VARIANTS,
     overwrite: bool = False,
     log: Callable[[str], None] = lambda _: None,
+    name: str | None = None,
+    quiet: bool = False,
 ) -> Manifest:
+    """Export `model_dir` to `bundle_dir`. `name` is the model's own name recorded in the manifest (default: the
+    id its sentence-transformers model card loads it by, else the directory's name). Raises VariantsRefused,
+    after writing the bundle, when a variant other than fp32 failed its parity gate and was left out. `quiet`
+    silences other libraries' progress bars and warnings (the CLI's default; `--verbose` keeps them)."""
+    if name is not None and not name.strip():
+        raise ExportError("--name must not be empty")
     unknown = sorted(set(variants) - set(KNOWN_VARIANTS))
     if unknown:
         raise ExportError(f"unknown variant(s) {unknown}; known: {', '.join(KNOWN_VARIANTS)}")
@@ -126,17 +178,27 @@ def export_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        manifest = _build(source, work, variants, log)
+        with quiet_libraries() if quiet else contextlib.nullcontext():
+            manifest, refused = _build(source, work, variants, log, name or source.model_name)
         (work / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
-        return manifest
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if refused:
+        kept = ", ".join(v.name for v in manifest.variants)
+        raise VariantsRefused(
+            f"wrote {out} with {kept}; refused " + "; ".join(f"{k}: {why}" for k, why in refused.items()),
+            manifest,
+            refused,
+        )
+    return manifest
 
 
-def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable[[str], None]) -> Manifest:
+def _build(
+    source: SourceDir, work: Path, variants: Sequence[str], log: Callable[[str], None], name: str
+) -> tuple[Manifest, dict[str, str]]:
     tok = Tokenizer.from_file(str(source.path / "tokenizer.json"))
     pad_id = int(tok.padding["pad_id"] if tok.padding else source.config.get("pad_token_id") or 0)
     tok.no_truncation()
@@ -147,7 +209,7 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
     input_names = graph.input_names_for(model)
     positions = graph.usable_positions(source.config)
     batches = _batches(tok, framing, min(positions, 512))
-    log(f"exporting {source.name} ({type(model).__name__}) to ONNX")
+    log(f"exporting {name} ({type(model).__name__}, weights from {source.name}) to ONNX")
     graph.export_onnx(model, work / _FILES["fp32"], input_names)
     reference = _torch_states(model, input_names)
     results = {"fp32": parity.compare(reference, _ort_states(work / _FILES["fp32"]), batches, source.pooling, "torch")}
@@ -156,23 +218,35 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
     if variants:
         fused = optimize.optimize(work / _FILES["fp32"], base, source.config)
         notes["optimized"] = "fused: " + ", ".join(f"{k} x{v}" for k, v in sorted(fused.items()))
-    for name in sorted(set(variants), key=KNOWN_VARIANTS.index):
-        path = work / _FILES[name]
-        if name != "optimized":
-            from longvec.export import quantize
+    parity.check(results["fp32"], "fp32", "variant 'fp32'")  # nothing is worth writing without it
+    refused: dict[str, str] = {}
+    for variant in sorted(set(variants), key=KNOWN_VARIANTS.index):
+        path = work / _FILES[variant]
+        try:
+            if variant != "optimized":
+                from longvec.export import quantize
 
-            notes[name] = quantize.make_variant(name, base, path, tok, framing, min(positions, 512))
-            if name == "int8":
-                notes[name] += "; " + _text_gate(base, path, tok, framing, min(positions, 512), source.pooling)
-        results[name] = parity.compare(reference, _ort_states(path), batches, source.pooling, "torch")
-        log(f"{name}: {notes[name]}")
-    if "optimized" not in variants:
+                notes[variant] = quantize.make_variant(variant, base, path, tok, framing, min(positions, 512))
+                if variant == "int8":
+                    gate = _text_gate(base, path, tok, framing, min(positions, 512), source.pooling)
+                    notes[variant] += "; " + gate
+            result = parity.compare(reference, _ort_states(path), batches, source.pooling, "torch")
+            parity.check(result, _PRECISION[variant], f"variant {variant!r}")
+        except ParityError as e:
+            refused[variant] = f"{e}; {_TRY_INSTEAD[variant]}"
+            log(f"refused {variant}: {refused[variant]}")
+            continue
+        results[variant] = result
+        log(f"{variant}: {notes[variant]}")
+    if "optimized" not in results:
         base.unlink(missing_ok=True)
-    for name, result in results.items():
-        parity.check(result, _PRECISION[name], f"variant {name!r}")
-        log(f"parity {name}: max|diff| {result.max_abs_diff:.2e}, min cosine {result.min_cosine:.6f}")
+    for variant in refused:
+        (work / _FILES[variant]).unlink(missing_ok=True)
+    for variant, result in results.items():
+        log(f"parity {variant}: max|diff| {result.max_abs_diff:.2e}, min cosine {result.min_cosine:.6f}")
     files = ["tokenizer.json", *(_FILES[n] for n in results)]
-    return Manifest(
+    manifest = Manifest(
+        name=name,
         source=SourceModel(name=source.name, revision=source.revision()),
         architecture=str(source.config.get("model_type", type(model).__name__)),
         hidden_size=int(source.config["hidden_size"]),
@@ -196,3 +270,4 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
         prompts=source.prompts,
         default_prompt=source.default_prompt,
     )
+    return manifest, refused

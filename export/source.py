@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ class SourceDir:
     max_seq_length: int
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt: str | None = None
+    model_name: str = ""  # the model's own name (model card), else the directory's name
 
     @property
     def name(self) -> str:
+        """What config.json calls the weights: for a fine-tuned sentence-transformers model, its base model."""
         return str(self.config.get("_name_or_path") or self.path.name)
 
     def revision(self) -> str:
@@ -104,10 +107,37 @@ def _max_seq_length(path: Path, st_config: dict[str, Any], max_positions: int) -
     return max_positions
 
 
+# A sentence-transformers model card shows how to load the model by its own id; cards written by
+# sentence-transformers 3+ for an unnamed model keep this placeholder instead.
+_CARD_ID = re.compile(r"""SentenceTransformer\(\s*['"]([\w.-]+/[\w.-]+|[\w.-]+)['"]""")
+_CARD_PLACEHOLDER = "sentence_transformers_model_id"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def model_name(path: Path) -> str:
+    """The model's own name as its sentence-transformers model card loads it (all-MiniLM-L6-v2's config.json
+    names its base model instead), else the directory's name."""
+    card = path / "README.md"
+    if card.is_file():
+        try:
+            found = _CARD_ID.search(card.read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            found = None
+        if found and found.group(1) != _CARD_PLACEHOLDER:
+            return found.group(1)
+    return path.resolve().name
+
+
 def read_source(path: str | Path) -> SourceDir:
     os.environ["HF_HUB_OFFLINE"] = "1"  # a missing file must fail here, not start a download
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     path = Path(path)
+    if not path.exists() and _HUB_ID.match(str(path)):
+        raise ExportError(
+            f"{path}: no such directory; this looks like a model hub id, but longvec export reads a local model "
+            f"directory and never downloads. Get one on a machine with network access (e.g. `hf download {path} "
+            "--local-dir DIR`), then run `longvec export DIR BUNDLE_DIR`"
+        )
     if not path.is_dir():
         raise ExportError(f"{path}: model directory does not exist")
     missing = [n for n in ("config.json", "tokenizer.json") if not (path / n).is_file()]
@@ -123,11 +153,19 @@ def read_source(path: str | Path) -> SourceDir:
         else {}
     )
     max_positions = int(config.get("max_position_embeddings", 512))
+    prompts = {str(k): str(v or "") for k, v in (st_extra.get("prompts") or {}).items()}
+    default_prompt = st_extra.get("default_prompt_name") or None
+    if default_prompt is not None and default_prompt not in prompts:  # sentence-transformers refuses it too
+        raise ExportError(
+            f"{path / 'config_sentence_transformers.json'}: default_prompt_name {default_prompt!r} is not one of "
+            f"the prompts {sorted(prompts)}"
+        )
     return SourceDir(
         path=path,
         config=config,
         pooling=_pooling(path),
         max_seq_length=_max_seq_length(path, st_config, max_positions),
-        prompts=dict(st_extra.get("prompts") or {}),
-        default_prompt=st_extra.get("default_prompt_name"),
+        prompts=prompts,  # sentence-transformers reads a prompt of null as "" (no prompt)
+        default_prompt=default_prompt,
+        model_name=model_name(path),
     )

@@ -1,5 +1,7 @@
 """longvec runtime: load a bundle and embed texts of any length. Needs numpy, onnxruntime and tokenizers only."""
 
+from longvec.runtime.core.fusion import fuse_scores, sparse_scores
+from longvec.runtime.core.sparse import SparseVector
 from longvec.runtime.embedder import DocumentResult, Embedder
 from longvec.runtime.errors import (
     BackendUnavailable,
@@ -25,6 +27,9 @@ __all__ = [
     "LongvecError",
     "ManifestError",
     "SchemaVersionError",
+    "SparseVector",
     "UnsafePath",
     "VariantNotFound",
+    "fuse_scores",
+    "sparse_scores",
 ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 
@@ -13,26 +13,36 @@ from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, open_backend
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
-from longvec.runtime.core.budget import check_chunks, chunk_floor
+from longvec.runtime.core.budget import ChunkBudget as Budget
+from longvec.runtime.core.budget import chunk_floor
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
 from longvec.runtime.core.pipeline import Batching, Encoded, Job, Pipeline
+from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
 from longvec.runtime.core.stitch import Stitch
+from longvec.runtime.core.streaming import groups, progress, renumbered
 from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
 from longvec.runtime.core.windows import WindowPlan
 from longvec.runtime.errors import InputError
 
 Mode = Literal["late", "naive", "window_mean", "truncate", "blend"]
+Chunking = Literal["tokens", "sentences", "paragraphs", "spans"]
 MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
 DEFAULT_MODE: Mode = "late"
+DEFAULT_CHUNKING: Chunking = "tokens"
 DEFAULT_CHUNK_TOKENS = 128
 # chunk vectors one call may return: 65,536 x 384 float32 is 100 MB; chunk_tokens=1 on a book would be gigabytes
 DEFAULT_MAX_CHUNKS = 65_536
 DEFAULT_VARIANT = "optimized"
+# Texts per pipeline call: enough for length-sorted packing across texts, while tokens and outputs of a huge list
+# are held one group at a time (and the progress bar moves).
+DEFAULT_BATCH_SIZE = 1024
 
 
 @dataclass(frozen=True)
 class DocumentResult:
+    """One document: its vector, its chunks' vectors and where each chunk is, and how much was embedded."""
+
     vector: np.ndarray  # [dim]
     chunk_vectors: np.ndarray  # [n_chunks, dim]
     chunk_spans: np.ndarray  # [n_chunks, 2] half-open character offsets into the input text
@@ -43,8 +53,35 @@ class DocumentResult:
     mode: str
     chunk_sparse: list[SparseVector] | None = None  # one per chunk, from text[start:end], when sparse=True
 
+    def __repr__(self) -> str:
+        sparse = "" if self.chunk_sparse is None else ", sparse"
+        return (
+            f"DocumentResult(mode={self.mode!r}, dim={self.vector.shape[-1]}, chunks={len(self.chunk_spans)}, "
+            f"tokens={self.n_tokens}, embedded={self.n_tokens_embedded}, windows={self.n_windows}{sparse})"
+        )
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What the caller asked of the final vectors: Matryoshka truncation, then L2 normalization or not."""
+
+    dimensions: int | None
+    normalize: bool
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.dimensions is not None:
+            x = x[..., : self.dimensions]
+        return l2_normalize(x) if self.normalize else np.asarray(x, dtype=np.float32)
+
 
 class Embedder:
+    """Embeds texts of any length with an exported bundle: no truncation, no torch.
+
+    Create one with `Embedder.load(bundle_dir)`; it is a context manager (`close()` frees the encoder session).
+    `embed` gives one vector per text, `embed_documents` a document vector plus chunk vectors with character
+    spans; `embed_iter` / `embed_documents_iter` do the same lazily for corpora that do not fit in memory.
+    Safe to share between threads only if the backend is (onnxruntime sessions are)."""
+
     def __init__(
         self,
         backend: Backend,
@@ -52,10 +89,12 @@ class Embedder:
         manifest: Manifest,
         window: int | None = None,
         batching: Batching = Batching(),
+        name: str | None = None,
     ) -> None:
         self.backend = backend
         self.tokenizer = tokenizer
         self.manifest = manifest
+        self.name = name or manifest.name or manifest.source.name  # the model's own name, as served and logged
         self.window = window or manifest.default_window or min(manifest.max_positions, manifest.trained_max_tokens)
         self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
@@ -72,16 +111,32 @@ class Embedder:
         max_batch_tokens: int = Batching.max_tokens,
         verify: bool = True,
     ) -> Embedder:
+        """Open a bundle written by `longvec export`.
+
+        bundle_dir: the bundle directory.
+        variant: which graph to run, one the bundle holds ("fp32", "optimized", "int8", "fp16"; see
+            `longvec inspect`).
+        threads: encoder threads; None lets onnxruntime use every core.
+        window: encoder positions per window, framing and prompt included; None: the bundle's default, else the
+            length the model was trained on (e.g. 256 for all-MiniLM-L6-v2), capped at its maximum positions.
+        max_batch_tokens: padded tokens per encoder call (memory vs. throughput).
+        verify: check the sha256 of the files this load reads (tokenizer and graph).
+
+        Raises BundleError (or a subclass naming the file) for a bundle that cannot be used, BackendUnavailable
+        when the engine for the variant is not installed, InputError for an impossible window."""
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
         if verify:  # the files this load reads, not every variant in the bundle
             bundle.verify((bundle.manifest.tokenizer_file, chosen.file))
         backend = open_backend(chosen.engine, bundle.path(chosen.file), bundle.manifest.hidden_size, threads)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
-        return cls(backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens))
+        return cls(
+            backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens), bundle.model_name
+        )
 
     @property
     def dim(self) -> int:
+        """Dimensions of the vectors (before any `dimensions=` truncation)."""
         return self.manifest.hidden_size
 
     def close(self) -> None:
@@ -93,36 +148,41 @@ class Embedder:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __repr__(self) -> str:
+        return f"Embedder({self.name!r}, dim={self.dim}, window={self.window})"
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Content tokens of each text, without framing or prompt: what `n_tokens` of a result will say.
+        Blank texts are allowed here (0 tokens)."""
         return [len(t) for t in self.tokenizer.encode(validate_texts(texts, allow_blank=True))]
 
-    def plan(self, window: int | None = None, stride: int | None = None, prompt: str | None = None) -> WindowPlan:
-        overhead = self._overhead + len(self._prompt_ids(prompt))
+    def plan(
+        self,
+        window: int | None = None,
+        stride: int | None = None,
+        prompt: str | None = None,
+        *,
+        prompt_name: str | None = None,
+    ) -> WindowPlan:
+        """The windows a call with these arguments would use: `.content` tokens of text per window, `.stride`,
+        `.n_windows(n_tokens)`. Arguments as for `embed`; raises InputError for an impossible window or stride."""
+        return self._plan(window, stride, self.resolve_prompt(prompt, prompt_name))
+
+    def _plan(self, window: int | None, stride: int | None, prompt_text: str | None) -> WindowPlan:
+        overhead = self._overhead + len(prompt_ids(self.tokenizer, prompt_text))
         return WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
 
-    def _prompt_ids(self, prompt: str | None) -> tuple[int, ...]:
-        """The prompt's tokens as they come out in front of a text. sentence-transformers tokenizes prompt + text
-        as one string, and in byte-level BPE a prompt's trailing space belongs to the next word ("query: " + "hi"
-        -> "query", ":", "Ġhi"), so that space is not a token of the prompt."""
-        if prompt is None:
-            return ()
-        return self.tokenizer.ids(self.manifest.prompts.get(prompt, prompt).rstrip())
+    def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
+        """The prompt text a call would put before each text: `prompt` (literal), else the bundle's prompt named
+        `prompt_name`, else the bundle's default prompt, else None, as sentence-transformers resolves it."""
+        return resolve_prompt(self.manifest.prompts, self.manifest.default_prompt, prompt, prompt_name)
 
-    def _prompted_tokens(self, texts: Sequence[str], prompt: str) -> list[Tokens]:
-        """Content tokens of each text as tokenized right after the prompt (offsets still index the text)."""
-        prefix = self.manifest.prompts.get(prompt, prompt)
-        prompt_ids = np.asarray(self._prompt_ids(prompt), dtype=np.int64)
-        k = len(prompt_ids)
-        out = []
-        for text, joint in zip(texts, self.tokenizer.encode([prefix + t for t in texts])):
-            if len(joint) > k and np.array_equal(joint.ids[:k], prompt_ids):
-                out.append(Tokens(joint.ids[k:], np.maximum(joint.offsets[k:] - len(prefix), 0)))
-            else:  # the text's first characters merged into the prompt's last token: tokenize the text alone
-                out.extend(self.tokenizer.encode([text]))
-        return out
-
-    def _finish(self, x: np.ndarray) -> np.ndarray:
-        return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
+    def _output(self, dimensions: int | None, normalize: bool | None) -> _Output:
+        if dimensions is not None and (
+            isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= self.dim
+        ):
+            raise InputError(f"dimensions must be an int in 1..{self.dim}, got {dimensions!r}")
+        return _Output(dimensions, self.manifest.pooling.normalize if normalize is None else bool(normalize))
 
     def embed(
         self,
@@ -130,19 +190,83 @@ class Embedder:
         prompt: str | None = None,
         window: int | None = None,
         stride: int | None = None,
+        *,
+        prompt_name: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        show_progress_bar: bool = False,
     ) -> np.ndarray:
         """One vector per text, float32 [n, dim]. A text longer than one window is embedded whole (windows,
-        stitched, pooled), never truncated. `prompt` is a prompt name from the bundle or literal text."""
-        texts = validate_texts(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        plan = self.plan(window, stride, prompt)
-        jobs = [Job(t.ids) for t in self._tokens_checked(texts, prompt)]
-        encoded = self._pipeline.run(jobs, plan, self._prompt_ids(prompt))
-        return self._finish(np.stack([e.pooled for e in encoded]))
+        stitched, pooled), never truncated.
 
-    def _tokens_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
-        tokens = self.tokenizer.encode(texts) if prompt is None else self._prompted_tokens(texts, prompt)
+        texts: the texts (a list, not a single str); none may be empty.
+        prompt: literal text put before each text (e.g. "query: "); "" means no prompt, not even the default.
+        window: encoder positions per window; None: the embedder's window.
+        stride: tokens between window starts; None: half-overlapping windows.
+        prompt_name: one of the bundle's prompts by name (`manifest.prompts`); an unknown name is an InputError
+            listing the known ones. With neither prompt nor prompt_name, the bundle's default prompt applies (as
+            in sentence-transformers); most bundles have none.
+        dimensions: keep the first `dimensions` components (Matryoshka truncation), renormalized when the vectors
+            are normalized.
+        normalize: L2-normalize the vectors; None: as the model does (sentence-transformers' Normalize module).
+        batch_size: texts per pipeline call (bounds memory for long lists; windows are packed by tokens inside).
+        show_progress_bar: a progress bar on stderr (tqdm when installed)."""
+        texts = validate_texts(texts)
+        output = self._output(dimensions, normalize)
+        parts = list(
+            self._embed_batches(texts, prompt, prompt_name, window, stride, output, batch_size, show_progress_bar)
+        )
+        width = output.dimensions or self.dim
+        return np.concatenate(parts) if parts else np.zeros((0, width), dtype=np.float32)
+
+    def embed_iter(
+        self,
+        texts: Iterable[str],
+        prompt: str | None = None,
+        window: int | None = None,
+        stride: int | None = None,
+        *,
+        prompt_name: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> Iterator[np.ndarray]:
+        """`embed` over any iterable, lazily: reads `batch_size` texts at a time and yields one [dim] vector per
+        text in order, so a corpus never has to fit in memory. Errors name the text by its overall position."""
+        output = self._output(dimensions, normalize)
+        for offset, batch in groups(texts, batch_size):
+            with renumbered(offset):
+                batch = validate_texts(batch)
+                for vectors in self._embed_batches(
+                    batch, prompt, prompt_name, window, stride, output, len(batch), False
+                ):
+                    yield from vectors
+
+    def _embed_batches(
+        self,
+        texts: Sequence[str],
+        prompt: str | None,
+        prompt_name: str | None,
+        window: int | None,
+        stride: int | None,
+        output: _Output,
+        batch_size: int,
+        show_progress_bar: bool,
+    ) -> Iterator[np.ndarray]:
+        text = self.resolve_prompt(prompt, prompt_name)
+        plan = self._plan(window, stride, text)
+        ids = prompt_ids(self.tokenizer, text)
+        with progress(len(texts), show_progress_bar) as bar:
+            for offset, batch in groups(texts, batch_size):
+                with renumbered(offset):
+                    jobs = [Job(t.ids) for t in self._tokens(batch, text)]
+                encoded = self._pipeline.run(jobs, plan, ids)
+                bar(len(batch))
+                yield output(np.stack([e.pooled for e in encoded]))
+
+    def _tokens(self, texts: Sequence[str], prompt_text: str | None) -> list[Tokens]:
+        tokens = prompted_tokens(self.tokenizer, texts, prompt_text)
         for i, t in enumerate(tokens):
             if len(t) == 0:
                 raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")
@@ -151,48 +275,142 @@ class Embedder:
     def embed_documents(
         self,
         texts: Sequence[str],
-        chunking: str = "tokens",
+        chunking: Chunking = DEFAULT_CHUNKING,
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         window: int | None = None,
         stride: int | None = None,
-        mode: str = DEFAULT_MODE,
+        mode: Mode = DEFAULT_MODE,
         spans: Sequence[Sequence[Sequence[int]]] | None = None,
         prompt: str | None = None,
         stitch: Stitch = "center",
         sparse: bool = False,
+        *,
+        prompt_name: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        snap: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        show_progress_bar: bool = False,
         max_chunks: int | None = DEFAULT_MAX_CHUNKS,
     ) -> list[DocumentResult]:
-        """A document vector plus chunk vectors with character spans, for texts of any length. `sparse=True`
-        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.core.sparse).
-        A call that would return more than `max_chunks` chunk vectors is refused (LimitExceeded) before any
-        encoding; raise it, or pass None, to allow more."""
+        """A document vector plus chunk vectors with character spans, for texts of any length.
+
+        texts: the documents (a list, not a single str); none may be empty.
+        chunking: "tokens" (fixed token counts, cut at word boundaries), "sentences" / "paragraphs" (whole
+            sentences / paragraphs packed up to chunk_tokens), or "spans" (your own, see spans).
+        chunk_tokens: at most this many tokens per chunk.
+        window: encoder positions per window; None: the embedder's window.
+        stride: tokens between window starts; None: half-overlapping windows.
+        mode: "late" (chunks pooled from the states of the whole document, each chunk saw its neighbours),
+            "naive" (each chunk encoded alone; the document vector is their mean), "blend" (normalized sum of
+            the two), "window_mean" (document vector = mean of the windows' vectors), "truncate" (only the first
+            window is encoded, as sentence-transformers would; n_tokens_embedded says how much).
+        spans: per text, character spans [(start, end), ...] to use as chunks (implies chunking="spans"); each
+            must cover whole tokens unless snap=True.
+        prompt: literal text put before each text; "" means no prompt, not even the default.
+        stitch: "center" (each token from the window where it is most central) or "weighted" (a weighted mean
+            over the windows that cover it).
+        sparse: also return `chunk_sparse`, BM25 term weights of each chunk's text (the `sparse` extra).
+        prompt_name: one of the bundle's prompts by name; with neither prompt nor prompt_name the bundle's
+            default prompt applies (as in sentence-transformers).
+        dimensions: keep the first `dimensions` components of every vector (Matryoshka truncation), renormalized
+            when the vectors are normalized.
+        normalize: L2-normalize document and chunk vectors; None: as the model does.
+        snap: widen caller spans that start or end inside a token to the whole token instead of refusing them;
+            `chunk_spans` returns the widened spans.
+        batch_size: documents per pipeline call.
+        show_progress_bar: a progress bar on stderr (tqdm when installed).
+        max_chunks: at most this many chunk vectors in the result (a memory bound: chunk_tokens=1 on a book would
+            be gigabytes): a call that would pass it is refused (LimitExceeded) before the group of `batch_size`
+            documents that passes it is encoded. None: no bound."""
         texts = validate_texts(texts)
+        if spans is not None and len(spans) != len(texts):
+            raise InputError(f"spans has {len(spans)} entries for {len(texts)} texts")
+        args = self._document_args(chunking, chunk_tokens, mode, spans, stitch, sparse)
+        output = self._output(dimensions, normalize)
+        text = self.resolve_prompt(prompt, prompt_name)
+        plan = self._plan(window, stride, text)
+        results: list[DocumentResult] = []
+        with progress(len(texts), show_progress_bar) as bar:
+            for offset, batch in groups(texts, batch_size):
+                batch_spans = None if spans is None else spans[offset : offset + len(batch)]
+                bound = Budget(max_chunks, sum(len(r.chunk_spans) for r in results))
+                with renumbered(offset):
+                    results.extend(self._documents(batch, batch_spans, plan, text, output, snap, *args, bound))
+                bar(len(batch))
+        return results
+
+    def embed_documents_iter(
+        self,
+        texts: Iterable[str],
+        chunking: Chunking = DEFAULT_CHUNKING,
+        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        window: int | None = None,
+        stride: int | None = None,
+        mode: Mode = DEFAULT_MODE,
+        prompt: str | None = None,
+        stitch: Stitch = "center",
+        sparse: bool = False,
+        *,
+        prompt_name: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        batch_size: int = 256,
+    ) -> Iterator[DocumentResult]:
+        """`embed_documents` over any iterable, lazily: reads `batch_size` documents at a time and yields one
+        DocumentResult per document in order. Caller spans are not taken here (use `embed_documents`)."""
+        args = self._document_args(chunking, chunk_tokens, mode, None, stitch, sparse)
+        output = self._output(dimensions, normalize)
+        text = self.resolve_prompt(prompt, prompt_name)
+        plan = self._plan(window, stride, text)
+        for offset, batch in groups(texts, batch_size):
+            with renumbered(offset):
+                yield from self._documents(validate_texts(batch), None, plan, text, output, False, *args)
+
+    @staticmethod
+    def _document_args(
+        chunking: str, chunk_tokens: int, mode: str, spans: object, stitch: str, sparse: bool
+    ) -> tuple[str, int, str, str, bool]:
+        """Validate the options of a documents call before any work; return them with chunking resolved."""
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         if chunking not in CHUNKINGS:
             raise InputError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
         if spans is not None:
             chunking = "spans"
-            if len(spans) != len(texts):
-                raise InputError(f"spans has {len(spans)} entries for {len(texts)} texts")
-        if not isinstance(chunk_tokens, int) or chunk_tokens < 1:
+        if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             raise InputError(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
         if stitch not in ("center", "weighted"):
             raise InputError(f"stitch must be 'center' or 'weighted', got {stitch!r}")
         if sparse:
             require_stemmer()  # before any encoding, not after
-        plan = self.plan(window, stride, prompt)
-        prompt_ids = self._prompt_ids(prompt)
-        tokens = self._tokens_checked(texts, prompt)
-        floor = (
-            sum(len(s) for s in spans) if spans is not None else sum(chunk_floor(len(t), chunk_tokens) for t in tokens)
-        )
-        check_chunks(floor, max_chunks)  # before chunking, which itself takes time per chunk
+        return chunking, chunk_tokens, mode, stitch, sparse
+
+    def _documents(
+        self,
+        texts: list[str],
+        spans: Sequence[Sequence[Sequence[int]]] | None,
+        plan: WindowPlan,
+        prompt_text: str | None,
+        output: _Output,
+        snap: bool,
+        chunking: str,
+        chunk_tokens: int,
+        mode: str,
+        stitch: str,
+        sparse: bool,
+        bound: Budget = Budget(None),
+    ) -> list[DocumentResult]:
+        tokens = self._tokens(texts, prompt_text)
+        if spans is not None:  # before chunking, which itself takes time per chunk
+            bound.check(sum(len(s) for s in spans))
+        else:
+            bound.check(sum(chunk_floor(len(t), chunk_tokens) for t in tokens))
         chunks = [
-            make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i])
+            make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i], snap)
             for i, (text, tok) in enumerate(zip(texts, tokens))
         ]
-        check_chunks(sum(len(c) for c in chunks), max_chunks)
+        bound.check(sum(len(c) for c in chunks))
         # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
         doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
         chunk_jobs = (
@@ -200,7 +418,8 @@ class Embedder:
             if mode in ("naive", "blend")
             else []
         )
-        encoded = self._pipeline.run(doc_jobs + chunk_jobs, plan, prompt_ids, stitch)
+        ids = prompt_ids(self.tokenizer, prompt_text)
+        encoded = self._pipeline.run(doc_jobs + chunk_jobs, plan, ids, cast(Stitch, stitch))
         docs: Sequence[Encoded | None] = encoded[: len(doc_jobs)] if doc_jobs else [None] * len(texts)
         alone = encoded[len(doc_jobs) :]
         results = []
@@ -208,7 +427,7 @@ class Embedder:
         for tok, ch, doc in zip(tokens, chunks, docs):
             own = alone[offset : offset + len(ch)] if alone else []
             offset += len(own)
-            results.append(self._result(tok, ch, doc, own, plan, mode))
+            results.append(self._result(tok, ch, doc, own, plan, mode, output))
         if sparse:
             results = [
                 replace(r, chunk_sparse=self.sparse.documents([text[s:e] for s, e in r.chunk_spans.tolist()]))
@@ -228,17 +447,28 @@ class Embedder:
             return Job(tok.ids[:head], inside)
         return Job(tok.ids, ch.token_spans)
 
+    def _finish(self, x: np.ndarray) -> np.ndarray:
+        return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
+
     def _result(
-        self, tok: Tokens, ch: Chunks, doc: Encoded | None, alone: Sequence[Encoded], plan: WindowPlan, mode: str
+        self,
+        tok: Tokens,
+        ch: Chunks,
+        doc: Encoded | None,
+        alone: Sequence[Encoded],
+        plan: WindowPlan,
+        mode: str,
+        output: _Output,
     ) -> DocumentResult:
+        """Vectors as the model gives them (its own normalization inside each mode), then `output` shapes them."""
         char_spans, token_spans = ch.char_spans, ch.token_spans
         n_embedded = len(tok)
         if mode in ("naive", "blend"):
-            naive = self._finish(np.stack([a.pooled for a in alone]))
+            naive = np.stack([a.pooled for a in alone])
         if doc is None:  # naive: chunks alone, the document vector is their mean
             return DocumentResult(
-                vector=self._finish(l2_normalize(naive).mean(axis=0)),
-                chunk_vectors=naive,
+                vector=output(l2_normalize(naive).mean(axis=0)),
+                chunk_vectors=output(naive),
                 chunk_spans=char_spans,
                 chunk_token_spans=token_spans,
                 n_tokens=len(tok),
@@ -246,7 +476,7 @@ class Embedder:
                 n_windows=sum(a.n_windows for a in alone),
                 mode=mode,
             )
-        late = self._finish(doc.span_means)
+        late = doc.span_means
         if mode == "late":
             vector, chunk_vectors = doc.pooled, late
         elif mode == "window_mean":
@@ -259,8 +489,8 @@ class Embedder:
             vector, chunk_vectors = doc.pooled, late
             char_spans, token_spans = char_spans[keep], token_spans[keep]
         return DocumentResult(
-            vector=self._finish(vector),
-            chunk_vectors=chunk_vectors.astype(np.float32, copy=False),
+            vector=output(vector),
+            chunk_vectors=output(chunk_vectors).astype(np.float32, copy=False),
             chunk_spans=char_spans,
             chunk_token_spans=token_spans,
             n_tokens=len(tok),

@@ -14,6 +14,8 @@
     │                                server flag); `.limit` names it
     ├── ExportError                  the export stage could not read or convert a model
     │   └── ParityError              an exported graph disagrees with torch (or fp32) beyond tolerance
+    │       └── VariantsRefused      the bundle was written, without the variants that failed their gate
+    ├── OutputError                  a batch job's output cannot be written (not a directory, read-only, disk full)
     ├── OverloadedError              the server's queue is full; retry later
     ├── Cancelled                    the caller gave up (a cancellation token tripped between encoder batches)
     │   └── DeadlineExceeded         the work ran past its deadline
@@ -23,6 +25,7 @@
 """
 
 from pathlib import Path
+from typing import Any
 
 
 class LongvecError(Exception):
@@ -78,6 +81,20 @@ class ExportError(LongvecError):
 
 
 class ParityError(ExportError):
+    pass
+
+
+class VariantsRefused(ParityError):
+    """Raised after the bundle was written: `refused` maps each variant left out to why (its measured figure and
+    what to try); `manifest` is the bundle that was written."""
+
+    def __init__(self, message: str, manifest: Any, refused: dict[str, str]) -> None:
+        super().__init__(message)
+        self.manifest = manifest
+        self.refused = refused
+
+
+class OutputError(LongvecError):
     pass
 
 

@@ -154,9 +154,20 @@ def _targets(results: dict[str, Any], s: dict[str, Any]) -> list[dict[str, Any]]
     return checks
 
 
-def markdown(results: dict[str, Any]) -> str:
+SMOKE_NOTE = (
+    "Smoke run (--quick): sizes and repeats too small to measure anything, so no ratios, overheads or targets "
+    "are shown; run without --quick for those."
+)
+_MEASURED_ONLY = ("ratios_vs_st", "vs_fastembed", "overhead_pct", "overhead_in_call_pct", "floor_fraction")
+
+
+def markdown(results: dict[str, Any], smoke: bool = False) -> str:
+    """The tables of a run. A smoke run (`--quick`) shows only what was timed: no ratios, no targets."""
+    if smoke:
+        results = {**results, **{key: {} for key in _MEASURED_ONLY}, "floor": {}, "span_pooling": {}, "targets": []}
     names = list(results["cases"])
-    lines = ["### Throughput and latency (median of n interleaved repeats)", ""]
+    ratios = bool(results["ratios_vs_st"] or results["vs_fastembed"])
+    lines = [SMOKE_NOTE, ""] if smoke else []
     header = ["case", "system", "n", "median s", "tokens/s", "docs/s", "p50 ms", "p95 ms", "p99 ms"]
     rows = []
     for name in names:
@@ -178,11 +189,14 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{st['p50_ms']:.1f}",
                     f"{st['p95_ms']:.1f}",
                     f"{st['p99_ms']:.1f}",
-                    _x(vs_st),
-                    _x(vs_fe),
+                    *([_x(vs_st), _x(vs_fe)] if ratios else []),
                 ]
             )
-    lines += table([*header, "vs ST", "vs fastembed"], rows)
+    if rows:
+        lines += ["### Throughput and latency (median of n interleaved repeats)", ""]
+        lines += table([*header, *(["vs ST", "vs fastembed"] if ratios else [])], rows)
+    else:
+        lines += ["No system produced timings (see Unavailable below)."]
     if results["overhead_pct"]:
         lines += ["", "### Runtime overhead: 1 - bare onnxruntime loop / longvec end to end, same windows", ""]
         lines += _per_case(names, results["overhead_pct"], "{:.1f}%")
@@ -215,18 +229,37 @@ def markdown(results: dict[str, Any]) -> str:
             f"### Span pooling: {span['tokens']} x {span['dim']} into {span['spans']} spans: span_mean "
             f"{span['span_mean_ms']:.1f} ms, states.sum() {span['sum_ms']:.1f} ms, ratio {span['ratio']:.2f}",
         ]
-    lines += ["", "### Targets", ""]
-    holds = {True: "yes", False: "**no**", None: "n/a"}
-    lines += table(
-        ["target", "measured", "limit", "holds"],
-        (
-            [t["target"], "" if t["value"] is None else f"{t['value']:.3g}", t["limit"], holds[t["holds"]]]
-            for t in results["targets"]
-        ),
-    )
+    if results["targets"]:
+        lines += ["", "### Targets", ""]
+        holds = {True: "yes", False: "**no**", None: "n/a"}
+        lines += table(
+            ["target", "measured", "limit", "holds"],
+            (
+                [t["target"], "" if t["value"] is None else f"{t['value']:.3g}", t["limit"], holds[t["holds"]]]
+                for t in results["targets"]
+            ),
+        )
     if results["unavailable"]:
         lines += ["", "Unavailable: " + "; ".join(f"{k}: {v}" for k, v in results["unavailable"].items())]
+    plot = _plot_line(results)
+    if plot:
+        lines += ["", plot]
     return "\n".join(lines)
+
+
+def _plot_line(results: dict[str, Any]) -> str:
+    """Where the plot went, or why there is none and what installs it."""
+    if "plot" not in (results.get("config", {}).get("extras") or ()):
+        return ""
+    plot = results.get("plot")
+    if not isinstance(plot, dict):
+        return "Plot: skipped (the run ended before plotting)."
+    if "plot" in plot:
+        return f"Plot: {plot['plot']}"
+    error = str(plot.get("error", "unknown reason"))
+    if "matplotlib" in error:
+        return "Plot: skipped, matplotlib is not installed (pip install matplotlib)."
+    return f"Plot: skipped ({error})."
 
 
 def _per_case(names: list[str], by_variant: dict[str, dict[str, float]], fmt: str) -> list[str]:

@@ -95,6 +95,10 @@ class Manifest:
     default_prompt: str | None = None
     default_window: int | None = None  # None: the runtime's own default, capped at max_positions
     schema_version: int = SCHEMA_VERSION
+    # The model's own name (e.g. "sentence-transformers/all-MiniLM-L6-v2"), shown in `inspect`, logs, job outputs
+    # and served as the model id. None in bundles written before it existed: readers fall back to the folder name.
+    # `source.name` stays what config.json calls the weights (often the base model the encoder was tuned from).
+    name: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_names", tuple(self.input_names))
@@ -111,6 +115,10 @@ class Manifest:
             raise ValueError(f"default_window {self.default_window} is not in 1..max_positions ({self.max_positions})")
         if not self.variants:
             raise ValueError("'variants' is empty: the bundle has no graph to run")
+        if self.default_prompt is not None and self.default_prompt not in self.prompts:
+            raise ValueError(f"default_prompt {self.default_prompt!r} is not one of the prompts {sorted(self.prompts)}")
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)

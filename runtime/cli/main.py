@@ -2,11 +2,13 @@
 
 exit 0  success
 exit 1  unexpected error (a bug: traceback printed)
-exit 2  usage error (argparse)
+exit 2  usage error (argparse: unknown flag, a value not among the choices, a bad log level)
 exit 3  bundle error (missing file, checksum, schema, unsafe path, unknown variant)
-exit 4  input error (bad text, span or option)
-exit 5  backend unavailable
-exit 6  export error (including parity failures)
+exit 4  input error (bad text, span or option; an input file missing or not UTF-8; every document of a job failed)
+exit 5  backend unavailable (an optional dependency is not installed)
+exit 6  export error (unreadable model directory, a hub id instead of a directory, fp32 parity failure)
+exit 7  export wrote the bundle but refused a variant that failed its parity gate (the message names it)
+exit 8  a file cannot be written (a batch job's output, an export's bundle): not a directory, read-only, disk full
 exit 9  the server cannot listen (address in use)
 exit 130 interrupted
 """
@@ -14,9 +16,11 @@ exit 130 interrupted
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from longvec.runtime.errors import (
     AddressInUse,
@@ -25,6 +29,8 @@ from longvec.runtime.errors import (
     ExportError,
     InputError,
     LongvecError,
+    OutputError,
+    VariantsRefused,
 )
 
 EXIT_CODES: dict[type[LongvecError], int] = {
@@ -32,8 +38,16 @@ EXIT_CODES: dict[type[LongvecError], int] = {
     InputError: 4,
     BackendUnavailable: 5,
     ExportError: 6,
+    VariantsRefused: 7,
+    OutputError: 8,
     AddressInUse: 9,
 }
+# The variant names `longvec export` writes; --variant takes one of them (a bundle may hold fewer).
+VARIANT_NAMES: tuple[str, ...] = ("fp32", "optimized", "int8", "fp16")
+MODES: tuple[str, ...] = ("late", "naive", "blend", "window_mean", "truncate")
+CHUNKINGS: tuple[str, ...] = ("tokens", "sentences", "paragraphs")
+# Shared by `search` and `embed`; the library and the server default to the same.
+DEFAULT_CHUNKING = "tokens"
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
@@ -47,47 +61,106 @@ def command(name: str, add_args: Callable[[argparse.ArgumentParser], None]) -> C
     return register
 
 
+def exit_code(error: LongvecError) -> int:
+    """The code of the most specific class in the table (VariantsRefused before ExportError)."""
+    return next((EXIT_CODES[t] for t in type(error).__mro__ if t in EXIT_CODES), 1)
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file, or an InputError that says which of the usual mistakes it is."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a text file") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); convert it, e.g. with iconv") from None
+
+
+def add_prompt_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--prompt-name",
+        default=None,
+        help="a prompt of the bundle by name, e.g. query (see `longvec inspect`); default: the bundle's default "
+        "prompt, if it has one",
+    )
+    p.add_argument(
+        "--prompt",
+        default=None,
+        help="literal text put before every text, e.g. 'query: '; --prompt '' turns the bundle's default prompt "
+        "off (default: none)",
+    )
+
+
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", type=Path, help="local Hugging Face / sentence-transformers directory")
-    p.add_argument("bundle_dir", type=Path)
+    p.description = (
+        "Export a local Hugging Face / sentence-transformers model directory to a bundle. Nothing is downloaded: "
+        "get the directory first (e.g. `hf download ORG/MODEL --local-dir DIR` on a machine with network access)."
+    )
+    p.add_argument("model_dir", type=Path, help="local Hugging Face / sentence-transformers model directory")
+    p.add_argument("bundle_dir", type=Path, help="where to write the bundle (new or empty, or use --overwrite)")
     p.add_argument(
         "--variants",
         default=None,
-        help="comma-separated from optimized,int8,fp16 (default: optimized; fp32 is always written)",
+        help="comma-separated from optimized,int8,fp16; fp32 is always written (default: optimized)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="the model's name in the bundle, served and shown by inspect (default: the id its model card gives, "
+        "else the model directory's name)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory (default: off)")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="keep the progress bars and warnings of transformers and onnxruntime (default: off)",
+    )
 
 
 @command("export", _export_args)
 def _export(args: argparse.Namespace) -> int:
+    """Export a local model directory to a bundle (needs the export extra: torch)."""
     try:
         from longvec.export import DEFAULT_VARIANTS, export_bundle
     except ImportError as e:
         raise BackendUnavailable(f"export needs torch: pip install 'longvec[export]' ({e})") from e
     variants = tuple(v for v in args.variants.split(",") if v) if args.variants else DEFAULT_VARIANTS
-    manifest = export_bundle(args.model_dir, args.bundle_dir, variants, args.overwrite, log=print)
-    print(f"wrote {args.bundle_dir} ({', '.join(v.name for v in manifest.variants)})")
+    manifest = export_bundle(
+        args.model_dir, args.bundle_dir, variants, args.overwrite, log=print, name=args.name, quiet=not args.verbose
+    )
+    print(f"wrote {args.bundle_dir}: {manifest.name} ({', '.join(v.name for v in manifest.variants)})")
     return 0
 
 
 def _inspect_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle_dir", type=Path)
-    p.add_argument("--json", action="store_true", help="print manifest.json as is")
+    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
+    p.add_argument("--json", action="store_true", help="print manifest.json as is (default: a summary)")
 
 
 @command("inspect", _inspect_args)
 def _inspect(args: argparse.Namespace) -> int:
+    """Print a bundle's model, dimensions, window, framing, pooling, prompts and variants with their parity."""
     from longvec.runtime.bundle.reader import Bundle
 
-    m = Bundle.open(args.bundle_dir).manifest
+    bundle = Bundle.open(args.bundle_dir)
+    m = bundle.manifest
     if args.json:
         print(m.to_json(), end="")
         return 0
     framing = f"{list(m.framing.prefix_ids)} … {list(m.framing.suffix_ids)}"
-    print(f"model        {m.source.name}  (weights sha256 {m.source.revision[:12]})")
+    weights = f"weights {m.source.name}, " if m.source.name != bundle.model_name else ""
+    prompts = ", ".join(f"{k}={v!r}" for k, v in m.prompts.items()) or "none"
+    print(f"model        {bundle.model_name}  ({weights}sha256 {m.source.revision[:12]})")
     print(f"architecture {m.architecture}, hidden size {m.hidden_size}, inputs {', '.join(m.input_names)}")
     print(f"window       {m.max_positions} positions (trained on {m.trained_max_tokens}), framing {framing}")
-    print(f"pooling      {m.pooling.mode}, normalize={m.pooling.normalize}, prompts {dict(m.prompts) or 'none'}")
+    print(f"pooling      {m.pooling.mode}, normalize={m.pooling.normalize}, include_prompt={m.pooling.include_prompt}")
+    print(f"prompts      {prompts}; default {m.default_prompt or 'none'}")
     print("variants")
     for v in m.variants:
         p = v.parity
@@ -99,28 +172,46 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle_dir", type=Path)
+    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
     p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
-    p.add_argument("query")
-    p.add_argument("--top", type=int, default=3)
-    p.add_argument("--chunk-tokens", type=int, default=128)
-    p.add_argument("--chunking", default="sentences", help="tokens, sentences or paragraphs")
-    p.add_argument("--mode", default=None, help="late, naive, blend, window_mean, truncate")
-    p.add_argument("--variant", default="optimized")
+    p.add_argument("query", help="the question or phrase to look for")
+    p.add_argument("--top", type=int, default=3, help="how many chunks to print (default: 3)")
+    p.add_argument("--chunk-tokens", type=int, default=128, help="at most this many tokens per chunk (default: 128)")
+    p.add_argument(
+        "--chunking",
+        choices=CHUNKINGS,
+        default=DEFAULT_CHUNKING,
+        help=f"how to cut the file into chunks (default: {DEFAULT_CHUNKING})",
+    )
+    p.add_argument("--mode", choices=MODES, default="late", help="how chunks are embedded (default: late)")
+    p.add_argument("--variant", choices=VARIANT_NAMES, default="optimized", help="graph variant (default: optimized)")
+    p.add_argument("--window", type=int, default=None, help="encoder window in positions (default: the bundle's)")
+    add_prompt_args(p)
+    p.add_argument(
+        "--query-prompt-name",
+        default=None,
+        help="a prompt of the bundle for the query only, e.g. query (default: as --prompt-name)",
+    )
 
 
 @command("search", _search_args)
 def _search(args: argparse.Namespace) -> int:
     """Embed one document and print its chunks that best match a query, with their character spans."""
     from longvec.runtime import Embedder
-    from longvec.runtime.embedder import DEFAULT_MODE
 
-    text = args.file.read_text(encoding="utf-8")
-    with Embedder.load(args.bundle_dir, variant=args.variant) as emb:
+    text = read_text_file(args.file)
+    with Embedder.load(args.bundle_dir, variant=args.variant, window=args.window) as emb:
         doc = emb.embed_documents(
-            [text], chunking=args.chunking, chunk_tokens=args.chunk_tokens, mode=args.mode or DEFAULT_MODE
+            [text],
+            chunking=args.chunking,
+            chunk_tokens=args.chunk_tokens,
+            mode=args.mode,
+            prompt=args.prompt,
+            prompt_name=args.prompt_name,
         )[0]
-        query = emb.embed([args.query])[0]
+        query_prompt_name = args.query_prompt_name or args.prompt_name
+        query_prompt = None if args.query_prompt_name else args.prompt
+        query = emb.embed([args.query], prompt=query_prompt, prompt_name=query_prompt_name)[0]
     scores = doc.chunk_vectors @ query
     print(
         f"{args.file}: {len(text)} chars, {doc.n_tokens} tokens, {doc.n_windows} windows, "
@@ -135,12 +226,41 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=110)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (what was wrong and where to look), exit 2, instead of the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("longvec")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     _load_optional_commands()
-    parser = argparse.ArgumentParser(prog="longvec", description="Embed documents of any length.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(
+        prog="longvec",
+        description="Embed documents of any length: export a model once, then embed, search, serve and benchmark "
+        "it without torch. Exit codes: 0 ok, 2 usage, 3 bundle, 4 input, 5 missing dependency, 6 export, "
+        "7 export refused a variant, 8 a file cannot be written, 130 interrupted.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"longvec {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, (add_args, fn) in COMMANDS.items():
-        p = sub.add_parser(name, help=(fn.__doc__ or "").strip().split("\n")[0] or None)
+        summary = (fn.__doc__ or "").strip().split("\n")[0] or None
+        p = sub.add_parser(name, help=summary, description=summary, formatter_class=_HelpFormatter)
         add_args(p)
         p.set_defaults(run=fn)
     return parser
@@ -165,7 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `longvec inspect B | head`: the reader left, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     except LongvecError as e:
-        code = next((c for t, c in EXIT_CODES.items() if isinstance(e, t)), 1)
         print(f"longvec: error: {e}", file=sys.stderr)
-        return code
+        return exit_code(e)
+    except OSError as e:  # the file system refused (read-only, disk full, permissions): not a bug of ours
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"longvec: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_CODES[OutputError]

@@ -22,11 +22,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from longvec.runtime.cli.main import command
+from longvec.runtime.cli.main import VARIANT_NAMES, command
+from longvec.runtime.errors import AddressInUse, BackendUnavailable, InputError
 
 if TYPE_CHECKING:
     from longvec.runtime.bundle.reader import Bundle
-from longvec.runtime.errors import AddressInUse, BackendUnavailable, InputError
 
 # flag -> (environment variable, type, default, help); limits default to ServeSettings' values
 OPTIONS: dict[str, tuple[str, type, object, str]] = {
@@ -77,7 +77,12 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
     "--log-level": ("LONGVEC_LOG_LEVEL", str, "info", "log level: debug, info, warning, error"),
     "--log-format": ("LONGVEC_LOG_FORMAT", str, "text", "log lines as text or json"),
 }
-CHOICES = {"--log-level": ("critical", "error", "warning", "info", "debug", "trace"), "--log-format": ("text", "json")}
+# flags whose values are a closed set: a typo fails before the bundle loads
+CHOICES: dict[str, tuple[str, ...]] = {
+    "--log-level": ("critical", "error", "warning", "info", "debug", "trace"),
+    "--log-format": ("text", "json"),
+    "--variant": VARIANT_NAMES,
+}
 LOOPBACK_NAMES = {"localhost"}
 
 

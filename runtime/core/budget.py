@@ -109,6 +109,13 @@ class Limits:
             )
 
 
-def check_chunks(n_chunks: int, max_chunks: int | None) -> None:
-    """The library's memory bound: a call returns at most `max_chunks` chunk vectors."""
-    Limits(max_chunks=max_chunks).check(Cost(texts=0, tokens=0, encoder_tokens=0, chunks=n_chunks))
+@dataclass(frozen=True)
+class ChunkBudget:
+    """The library's memory bound: a call returns at most `max_chunks` chunk vectors; `used` of them came from
+    earlier groups of the same call."""
+
+    max_chunks: int | None
+    used: int = 0
+
+    def check(self, n_chunks: int) -> None:
+        Limits(max_chunks=self.max_chunks).check(Cost(texts=0, tokens=0, encoder_tokens=0, chunks=self.used + n_chunks))

@@ -126,8 +126,9 @@ def chunk_by_paragraphs(text: str, tokens: Tokens, size: int) -> Chunks:
     return _to_chunks(tokens, _pack(len(tokens), size, tiers))
 
 
-def chunk_by_spans(text: str, tokens: Tokens, spans: Sequence[Sequence[int]]) -> Chunks:
-    """Caller-given character spans; each must cover whole tokens and at least one."""
+def chunk_by_spans(text: str, tokens: Tokens, spans: Sequence[Sequence[int]], snap: bool = False) -> Chunks:
+    """Caller-given character spans; each must cover whole tokens and at least one. With `snap`, a span that
+    starts or ends inside a token is widened to the whole token (the returned character spans say so)."""
     try:
         arr = np.asarray(spans, dtype=np.int64).reshape(-1, 2) if len(spans) else np.zeros((0, 2), np.int64)
     except (TypeError, ValueError) as err:
@@ -140,6 +141,12 @@ def chunk_by_spans(text: str, tokens: Tokens, spans: Sequence[Sequence[int]]) ->
     lo = np.searchsorted(ends, arr[:, 0], side="right")  # first token ending after the span start
     hi = np.searchsorted(starts, arr[:, 1], side="left")  # first token starting at or after the span end
     n = len(tokens)
+    if snap and n:
+        arr = arr.copy()
+        inside = (arr[:, 0] < arr[:, 1]) & (arr[:, 0] >= 0) & (arr[:, 1] <= len(text))
+        head, tail = (lo < n) & inside, (hi > 0) & inside
+        arr[head, 0] = np.minimum(arr[head, 0], starts[lo[head]])
+        arr[tail, 1] = np.maximum(arr[tail, 1], ends[hi[tail] - 1])
     checks = (
         (
             ~((arr[:, 0] >= 0) & (arr[:, 0] < arr[:, 1]) & (arr[:, 1] <= len(text))),
@@ -158,10 +165,17 @@ def chunk_by_spans(text: str, tokens: Tokens, spans: Sequence[Sequence[int]]) ->
     return Chunks(arr, np.stack([lo, hi], axis=1).astype(np.int64).reshape(-1, 2))
 
 
-def make_chunks(text: str, tokens: Tokens, chunking: str, size: int, spans: Sequence[Sequence[int]] | None) -> Chunks:
+def make_chunks(
+    text: str,
+    tokens: Tokens,
+    chunking: str,
+    size: int,
+    spans: Sequence[Sequence[int]] | None,
+    snap: bool = False,
+) -> Chunks:
     if chunking == "spans":
         if spans is None:
             raise InputError("chunking='spans' needs spans=[...] for every text")
-        return chunk_by_spans(text, tokens, spans)
+        return chunk_by_spans(text, tokens, spans, snap)
     chunkers = {"tokens": chunk_by_tokens, "sentences": chunk_by_sentences, "paragraphs": chunk_by_paragraphs}
     return chunkers[chunking](text, tokens, size)

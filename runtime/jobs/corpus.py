@@ -1,10 +1,13 @@
 """A corpus on disk: JSONL (plain or gzipped) or Parquet files, one document per line or row.
 
 `scan` reads every file once before any embedding: it fingerprints the bytes (so a resumed job can prove it
-sees the same input), counts the documents (for shards and the ETA) and fails early, naming the file, on what
-would otherwise break a job halfway (a truncated gzip, an unreadable Parquet file, a missing column).
+sees the same input), counts the documents (for shards and the ETA), finds duplicate ids, and fails early,
+naming the file, on what would otherwise break a job halfway (a truncated gzip, an unreadable Parquet file, a
+missing column, a text or id field that none of the first records has).
 Problems of a single document (a line that is not JSON, a missing field, empty text) are not errors of the
-corpus: they become `Record.error` and end up in the job's errors file.
+corpus: they become `Record.error` and end up in the job's errors file. So does a duplicate id: ids are
+compared as strings (1 and "1" are the same id, in one file or across files), the first document with an id
+is embedded and every later one goes to the errors file naming where the first is.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +36,7 @@ _SUFFIXES: dict[str, Format] = {
     ".json.gz": "jsonl.gz",
     ".parquet": "parquet",
 }
+FIELD_SAMPLE = 100  # records whose fields are checked against --text-field / --id-field before a job starts
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,9 @@ class InputFile:
 class Corpus:
     root: Path
     files: tuple[InputFile, ...]
+    duplicates: Mapping[int, str] = dataclass_field(
+        default_factory=dict
+    )  # position -> source of the id's first document
 
     @property
     def n_records(self) -> int:
@@ -117,23 +126,115 @@ def _hidden(relative: Path) -> bool:
 def scan(root: Path, fields: Fields) -> Corpus:
     base = root if root.is_dir() else root.parent
     files = []
+    ids = _Ids()
+    sample: list[set[str]] = []  # field names of the first JSON objects
     for path, fmt in input_files(root):
         size, digest = path.stat().st_size, sha256_file(path)
-        n = _count_parquet(path, fields) if fmt == "parquet" else _count_lines(path, fmt)
-        files.append(InputFile(path, path.relative_to(base).as_posix(), fmt, size, digest, n))
-    return Corpus(root, tuple(files))
+        name = path.relative_to(base).as_posix()
+        if fmt == "parquet":
+            n = _count_parquet(path, fields)
+            _parquet_ids(path, name, fields, ids)
+        else:
+            n = _scan_lines(path, fmt, name, fields, ids, sample)
+        files.append(InputFile(path, name, fmt, size, digest, n))
+    _check_fields(root, fields, sample)
+    return Corpus(root, tuple(files), ids.duplicates())
+
+
+def _check_fields(root: Path, fields: Fields, sample: list[set[str]]) -> None:
+    """A wrong --text-field / --id-field would send every document to the errors file: refuse it up front."""
+    if not sample:
+        return
+    for flag, name in (("--text-field", fields.text), ("--id-field", fields.id)):
+        if not any(name in keys for keys in sample):
+            found = sorted(set().union(*sample))
+            shown = ", ".join(found[:20]) + (", ..." if len(found) > 20 else "")
+            raise InputError(
+                f"{root}: none of the first {len(sample)} records has the field {name!r} ({flag}); "
+                f"fields found: {shown or 'none'}"
+            )
+
+
+class _Ids:
+    """Every document id as a 64-bit hash with its position and source: 24 bytes a document plus the sources
+    of the few duplicates, not a set of id strings. Two ids with the same hash count as the same (about one
+    chance in 10^7 for a corpus of 10^6 distinct ids)."""
+
+    def __init__(self) -> None:
+        self.hashes, self.positions = array("q"), array("q")
+        self.sources: list[tuple[int, str, int]] = []  # (first position, file name, line or row offset) per file
+        self.position = 0
+        self._line_numbers = array("q")  # line (JSONL) or row (Parquet) of each position, for messages
+
+    def add(self, doc_id: Any, where: int) -> None:
+        if not (isinstance(doc_id, bool) or not isinstance(doc_id, (str, int))):
+            self.hashes.append(hash(str(doc_id)))
+            self.positions.append(self.position)
+        self._line_numbers.append(where)
+        self.position += 1
+
+    def start_file(self, name: str, parquet: bool) -> None:
+        self.sources.append((self.position, name, 1 if parquet else 0))
+
+    def source(self, position: int) -> str:
+        _, name, parquet = next(s for s in reversed(self.sources) if s[0] <= position)
+        where = self._line_numbers[position]
+        return f"{name}:row {where}" if parquet else f"{name}:{where}"
+
+    def duplicates(self) -> dict[int, str]:
+        import numpy as np
+
+        hashes = np.frombuffer(self.hashes, dtype=np.int64)
+        positions = np.frombuffer(self.positions, dtype=np.int64)
+        if hashes.size < 2:
+            return {}
+        order = np.argsort(hashes, kind="stable")  # positions ascend within a hash: the first one leads
+        sorted_hashes = hashes[order]
+        repeat = np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1]) + 1
+        leads = np.searchsorted(sorted_hashes, sorted_hashes[repeat], side="left")
+        out = {}
+        for k, lead in zip(repeat.tolist(), leads.tolist()):
+            out[int(positions[order[k]])] = self.source(int(positions[order[lead]]))
+        return out
+
+
+def _scan_lines(path: Path, fmt: Format, name: str, fields: Fields, ids: _Ids, sample: list[set[str]]) -> int:
+    """Count the documents of a JSONL file, note each one's id and the fields of the first few."""
+    ids.start_file(name, parquet=False)
+    n = 0
+    try:
+        with _open_lines(path, fmt) as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                n += 1
+                try:
+                    doc = json.loads(line)
+                except ValueError:  # not JSON or not UTF-8: the record's own error, later
+                    doc = None
+                if isinstance(doc, dict):
+                    ids.add(doc.get(fields.id), number)
+                    if len(sample) < FIELD_SAMPLE:
+                        sample.append(set(doc))
+                else:
+                    ids.add(None, number)
+    except (EOFError, OSError, zlib.error) as e:
+        raise InputError(f"{path}: cannot read this gzip file, is it truncated or corrupt? ({e})") from e
+    return n
+
+
+def _parquet_ids(path: Path, name: str, fields: Fields, ids: _Ids) -> None:
+    pa = import_pyarrow()
+    ids.start_file(name, parquet=True)
+    row = 0
+    for record_batch in pa.parquet.ParquetFile(path).iter_batches(columns=[fields.id], batch_size=65536):
+        for value in record_batch.column(0).to_pylist():
+            ids.add(value, row)
+            row += 1
 
 
 def _open_lines(path: Path, fmt: Format) -> Any:
     return gzip.open(path, "rb") if fmt == "jsonl.gz" else path.open("rb")
-
-
-def _count_lines(path: Path, fmt: Format) -> int:
-    try:
-        with _open_lines(path, fmt) as f:
-            return sum(1 for line in f if line.strip())
-    except (EOFError, OSError, zlib.error) as e:
-        raise InputError(f"{path}: cannot read this gzip file, is it truncated or corrupt? ({e})") from e
 
 
 def _count_parquet(path: Path, fields: Fields) -> int:
@@ -167,6 +268,15 @@ def iter_records(corpus: Corpus, fields: Fields, wanted: Any = None) -> Iterator
         reader = _parquet_records if f.format == "parquet" else _jsonl_records
         for record in reader(f, fields, positions.start):
             if wanted is None or wanted(record.position):
+                first = corpus.duplicates.get(record.position)
+                if first is not None and record.error is None:
+                    record = Record(
+                        record.position,
+                        record.source,
+                        record.id,
+                        None,
+                        f"duplicate id {record.id!r} (first at {first})",
+                    )
                 yield record
 
 

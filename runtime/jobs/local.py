@@ -9,17 +9,27 @@ run of the same input; `_progress.json` lists the finished ones and a rerun does
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from longvec.runtime.core.sparse import require_stemmer
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_VARIANT, DocumentResult, Embedder
-from longvec.runtime.errors import InputError
+from longvec.runtime.embedder import (
+    CHUNKINGS,
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_CHUNKING,
+    DEFAULT_MODE,
+    DEFAULT_VARIANT,
+    MODES,
+    DocumentResult,
+    Embedder,
+)
+from longvec.runtime.errors import InputError, OutputError
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, iter_records, scan
 from longvec.runtime.jobs.progress import Progress, duration
 from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
@@ -45,12 +55,25 @@ class JobOptions:
     shard_size: int = DEFAULT_SHARD_SIZE
     sparse: bool = False
     threads: int | None = None  # how, not what: not part of the job's identity
+    chunking: str = DEFAULT_CHUNKING
+    mode: str = DEFAULT_MODE
+    window: int | None = None  # None: the bundle's window
+    prompt_name: str | None = None  # None: the bundle's default prompt, if any
+    prompt: str | None = None  # literal prompt text; "" turns a default prompt off
 
     def __post_init__(self) -> None:
         for name in ("chunk_tokens", "shard_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if self.chunking not in CHUNKINGS or self.chunking == "spans":
+            raise InputError(f"chunking must be one of tokens, sentences, paragraphs, got {self.chunking!r}")
+        if self.mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    def embed_kwargs(self) -> dict[str, Any]:
+        """The embed_documents arguments of this job (besides chunk_tokens and sparse)."""
+        return {"chunking": self.chunking, "mode": self.mode, "prompt": self.prompt, "prompt_name": self.prompt_name}
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,7 @@ class Summary:
     shards_written: int
     shards_skipped: int
     documents_this_run: int
+    duplicates: int = 0  # documents whose id an earlier document has (in errors, counted there too)
 
     @classmethod
     def of(cls, out: OutputDir, tokens: int, seconds: float, written: int, skipped: int, this_run: int) -> Summary:
@@ -106,20 +130,40 @@ def job_header(engine: str, corpus: Corpus, embedder: Embedder, options: JobOpti
             "id_field": options.fields.id,
             "shard_size": options.shard_size,
             "sparse": options.sparse,
+            **_later_options(embedder, options),
         },
     }
 
 
+def _later_options(embedder: Embedder, options: JobOptions) -> dict[str, Any]:
+    """Options added after the first release, recorded only when not the default, so that an output started
+    before they existed still resumes."""
+    values = {
+        "chunking": options.chunking,
+        "mode": options.mode,
+        "prompt": embedder.resolve_prompt(options.prompt, options.prompt_name),  # the text that reaches the model
+    }
+    defaults = {"chunking": DEFAULT_CHUNKING, "mode": DEFAULT_MODE, "prompt": None}
+    return {k: v for k, v in values.items() if v != defaults[k]}
+
+
 def table_metadata(embedder: Embedder, options: JobOptions) -> dict[str, str]:
     return {
-        "longvec.model": embedder.manifest.source.name,
+        "longvec.model": embedder.name,
         "longvec.variant": options.variant,
         "longvec.chunk_tokens": str(options.chunk_tokens),
     }
 
 
-def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: int, sparse: bool = False) -> Rows:
-    """Rows for the documents that embed and an error entry for each one that does not, in input order."""
+def embed_records(
+    embedder: Embedder,
+    records: Sequence[Record],
+    chunk_tokens: int,
+    sparse: bool = False,
+    embed_kwargs: dict[str, Any] | None = None,
+) -> Rows:
+    """Rows for the documents that embed and an error entry for each one that does not, in input order.
+    `embed_kwargs` are more embed_documents arguments (chunking, mode, prompt, prompt_name)."""
     rows = Rows(embedder.dim, sparse)
     good = []
     for r in records:
@@ -127,7 +171,7 @@ def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: i
             rows.fail(r.id, r.position, r.source, r.error or "no text")
         else:
             good.append(r)
-    for record, result in _embed_isolating(embedder, good, chunk_tokens, sparse, rows):
+    for record, result in _embed_isolating(embedder, good, chunk_tokens, sparse, rows, embed_kwargs or {}):
         assert record.id is not None  # filtered above
         rows.add(
             record.id, result.n_tokens, result.vector, result.chunk_spans, result.chunk_vectors, result.chunk_sparse
@@ -137,7 +181,7 @@ def embed_records(embedder: Embedder, records: Sequence[Record], chunk_tokens: i
 
 
 def _embed_isolating(
-    embedder: Embedder, records: list[Record], chunk_tokens: int, sparse: bool, rows: Rows
+    embedder: Embedder, records: list[Record], chunk_tokens: int, sparse: bool, rows: Rows, kwargs: dict[str, Any]
 ) -> list[tuple[Record, DocumentResult]]:
     """One call for the whole group; if the model rejects a text (e.g. one with no tokens at all), bisect to find
     it, so one bad document costs a few extra calls instead of failing its neighbours."""
@@ -145,15 +189,16 @@ def _embed_isolating(
         return []
     try:
         texts = [r.text for r in records if r.text is not None]
-        return list(zip(records, embedder.embed_documents(texts, chunk_tokens=chunk_tokens, sparse=sparse)))
+        results = embedder.embed_documents(texts, chunk_tokens=chunk_tokens, sparse=sparse, **kwargs)
+        return list(zip(records, results))
     except InputError as e:
         if len(records) == 1:
             r = records[0]
             rows.fail(r.id, r.position, r.source, str(e).replace("texts[0]", "text"))
             return []
     half = len(records) // 2
-    return _embed_isolating(embedder, records[:half], chunk_tokens, sparse, rows) + _embed_isolating(
-        embedder, records[half:], chunk_tokens, sparse, rows
+    return _embed_isolating(embedder, records[:half], chunk_tokens, sparse, rows, kwargs) + _embed_isolating(
+        embedder, records[half:], chunk_tokens, sparse, rows, kwargs
     )
 
 
@@ -180,20 +225,49 @@ def _pause_before_publishing(index: int) -> None:
             go.readline()
 
 
+def check_paths(source: Path, output_dir: Path) -> None:
+    """Refuse an output directory inside the input directory: every rerun would read the job's own output as
+    input (and a killed job could never resume, its input having changed)."""
+    src, out = Path(source).resolve(), Path(output_dir).resolve()
+    if src.is_dir() and out.is_relative_to(src):
+        raise InputError(f"{output_dir}: the output directory is inside the input directory {source}; put it elsewhere")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{output_dir}: exists and is not a directory")
+
+
+@contextlib.contextmanager
+def output_errors(output_dir: Path) -> Iterator[None]:
+    """File-system failures while writing the output (read-only, disk full, ...) as one typed error."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename or output_dir
+        raise OutputError(f"{where}: cannot write the job's output ({e.strerror or e})") from e
+
+
 def run_local(
-    bundle: Path, source: Path, output_dir: Path, options: JobOptions, stream: TextIO | None = None
+    bundle: Path,
+    source: Path,
+    output_dir: Path,
+    options: JobOptions,
+    stream: TextIO | None = None,
+    overwrite: bool = False,
 ) -> Summary:
     """Embed every document of `source` into `output_dir`, skipping shards a previous run finished. Ctrl-C
-    abandons the current shard (its temporaries are removed) and leaves a resumable directory."""
+    abandons the current shard (its temporaries are removed) and leaves a resumable directory. `overwrite`
+    starts an output directory of another job (other input or options) over instead of refusing it."""
     if options.sparse:
         require_stemmer()  # fail before the scan and the model load, not at the first batch
+    check_paths(source, output_dir)
     corpus = scan(source, options.fields)
-    with Embedder.load(bundle, variant=options.variant, threads=options.threads) as embedder:
-        out = OutputDir.open(output_dir, job_header("local", corpus, embedder, options))
-        try:
-            return _run(embedder, corpus, out, options, stream)
-        finally:
-            out.close()
+    with Embedder.load(bundle, variant=options.variant, threads=options.threads, window=options.window) as embedder:
+        header = job_header("local", corpus, embedder, options)
+        with output_errors(output_dir):
+            out = OutputDir.open(output_dir, header, overwrite=overwrite)
+            try:
+                return _run(embedder, corpus, out, options, stream)
+            finally:
+                out.close()
 
 
 def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions, stream: TextIO | None) -> Summary:
@@ -206,6 +280,7 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
     started = time.monotonic()
     if done and not progress.live:
         progress.log(f"resuming: {len(done)} shards ({already} documents) already done")
+    progress.log(f"embedding {total} documents with {embedder.name} ({options.variant}, window {embedder.window})")
     records = iter_records(corpus, options.fields, wanted=lambda p: p // size not in done)
     try:
         for index, shard_records in itertools.groupby(records, key=lambda r: r.position // size):
@@ -213,7 +288,7 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
             try:
                 writer = out.shard(index, embedder.dim, metadata, options.sparse)
                 for group in call_groups(shard_records):
-                    rows = embed_records(embedder, group, options.chunk_tokens, options.sparse)
+                    rows = embed_records(embedder, group, options.chunk_tokens, options.sparse, options.embed_kwargs())
                     writer.add(rows)
                     progress.update(len(group), rows.tokens)
                 _pause_before_publishing(index)
@@ -236,4 +311,5 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
         n_shards = -(-total // size)
         out.finish(complete=len(out.done) == n_shards)
     seconds = time.monotonic() - started
-    return Summary.of(out, progress.tokens, seconds, written, len(done), progress.done - already)
+    summary = Summary.of(out, progress.tokens, seconds, written, len(done), progress.done - already)
+    return replace(summary, duplicates=len(corpus.duplicates))

@@ -68,8 +68,12 @@ class EmbedActor:
         text_field: str = "text",
         id_field: str = "id",
         sparse: bool = False,
+        window: int | None = None,
+        embed_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        self.embedder = Embedder.load(bundle, variant=variant or DEFAULT_VARIANT, threads=threads)
+        """`embed_kwargs`: more embed_documents arguments (chunking, mode, prompt, prompt_name)."""
+        self.embedder = Embedder.load(bundle, variant=variant or DEFAULT_VARIANT, threads=threads, window=window)
+        self.embed_kwargs = dict(embed_kwargs or {})
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)
         self.sparse = sparse
@@ -82,7 +86,7 @@ class EmbedActor:
         pa = import_pyarrow()
         table = documents if isinstance(documents, pa.Table) else pa.table(documents)
         records = self._records(table.to_pydict())
-        rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse)
+        rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse, self.embed_kwargs)
         return self._table(records, rows)
 
     def _records(self, columns: dict[str, list[Any]]) -> list[Record]:

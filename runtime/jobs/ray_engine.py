@@ -22,7 +22,7 @@ import numpy as np
 from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
-from longvec.runtime.jobs.local import JobOptions, Summary, job_header, table_metadata
+from longvec.runtime.jobs.local import JobOptions, Summary, check_paths, job_header, output_errors, table_metadata
 from longvec.runtime.jobs.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
 from longvec.runtime.jobs.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
 
@@ -42,15 +42,18 @@ def run_ray(
     options: JobOptions,
     address: str | None = None,
     actors: int | None = None,
+    overwrite: bool = False,
 ) -> Summary:
     ray = import_ray()
     if options.sparse:
         require_stemmer()
+    check_paths(source, output_dir)
     corpus = scan(source, options.fields)
-    with Embedder.load(bundle, variant=options.variant, threads=1) as embedder:
+    with Embedder.load(bundle, variant=options.variant, threads=1, window=options.window) as embedder:
         header, dim = job_header("ray", corpus, embedder, options), embedder.dim
         metadata = table_metadata(embedder, options)
-    out = OutputDir.open(output_dir, header)
+    with output_errors(output_dir):
+        out = OutputDir.open(output_dir, header, overwrite=overwrite)
     started = time.monotonic()
     try:
         if out.complete:
@@ -74,6 +77,8 @@ def run_ray(
                     "threads": threads,
                     "chunk_tokens": options.chunk_tokens,
                     "sparse": options.sparse,
+                    "window": options.window,
+                    "embed_kwargs": options.embed_kwargs(),
                 },
                 batch_size=ACTOR_CALL_DOCUMENTS,
                 batch_format="pyarrow",

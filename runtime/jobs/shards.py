@@ -230,22 +230,20 @@ class OutputDir:
         self.path, self.header, self._state, self._lock = path, header, state, lock
 
     @classmethod
-    def open(cls, path: Path, header: dict[str, Any]) -> OutputDir:
+    def open(cls, path: Path, header: dict[str, Any], overwrite: bool = False) -> OutputDir:
         """`header` holds format, engine, input fingerprint and options. A directory made with another input or
-        other options is refused rather than mixed; an unknown non-empty directory is never written into."""
+        other options is refused rather than mixed (with `overwrite`, its output is removed and the job starts
+        over); an unknown non-empty directory is never written into. A refused start leaves no `_lock` behind."""
         path.mkdir(parents=True, exist_ok=True)
+        had_lock = (path / "_lock").exists()
         lock = _lock(path)
-        manifest = path / PROGRESS
-        if manifest.is_file():
-            try:
-                state = json.loads(manifest.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as e:
-                raise InputError(f"{manifest}: unreadable progress file ({e}); use a new output directory") from e
-            _check_same_job(manifest, state, header)
-        elif any(p.name != "_lock" for p in path.iterdir()):
-            raise InputError(f"{path}: not empty and has no {PROGRESS}; give a new or empty output directory")
-        else:
-            state = {**header, "shards": {}, "complete": False}
+        try:
+            state = cls._state_for(path, header, overwrite)
+        except BaseException:
+            lock.close()
+            if not had_lock:
+                (path / "_lock").unlink(missing_ok=True)
+            raise
         for table in (*TABLES, "errors"):
             (path / table).mkdir(exist_ok=True)
             for stale in (path / table).glob(".*.tmp"):
@@ -253,6 +251,29 @@ class OutputDir:
         out = cls(path, header, state, lock)
         out._save()
         return out
+
+    @staticmethod
+    def _state_for(path: Path, header: dict[str, Any], overwrite: bool) -> dict[str, Any]:
+        manifest = path / PROGRESS
+        fresh = {**header, "shards": {}, "complete": False}
+        if manifest.is_file():
+            if overwrite:
+                _remove_output(path)
+                return fresh
+            try:
+                state = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise InputError(
+                    f"{manifest}: unreadable progress file ({e}); use a new output directory, or --overwrite"
+                ) from e
+            _check_same_job(manifest, state, header)
+            return dict(state)
+        if any(p.name != "_lock" for p in path.iterdir()):
+            raise InputError(
+                f"{path}: not empty and has no {PROGRESS}, so it is not a longvec output; give a new or empty "
+                "output directory (--overwrite only starts longvec output directories over)"
+            )
+        return fresh
 
     @property
     def done(self) -> dict[int, dict[str, int]]:
@@ -284,10 +305,7 @@ class OutputDir:
 
     def reset(self) -> None:
         """Forget every shard and remove its files: for a job that cannot resume (Ray) and starts over."""
-        for table in (*TABLES, "errors"):
-            for part in (self.path / table).glob("part-*"):
-                part.unlink()
-        (self.path / "errors.jsonl").unlink(missing_ok=True)
+        _remove_output(self.path, keep_progress=True)
         self._state.update(shards={}, complete=False, engine=self.header["engine"])
         self._save()
 
@@ -298,13 +316,23 @@ class OutputDir:
         write_atomic(self.path / PROGRESS, (json.dumps(self._state, indent=1) + "\n").encode())
 
 
+def _remove_output(path: Path, keep_progress: bool = False) -> None:
+    """Remove what a job writes (shards, errors, progress), nothing else."""
+    for table in (*TABLES, "errors"):
+        for part in (path / table).glob("part-*"):
+            part.unlink()
+    (path / "errors.jsonl").unlink(missing_ok=True)
+    if not keep_progress:
+        (path / PROGRESS).unlink(missing_ok=True)
+
+
 def _check_same_job(manifest: Path, state: dict[str, Any], header: dict[str, Any]) -> None:
     if state.get("format") != header["format"]:
-        raise InputError(f"{manifest}: written by another longvec version; use a new output directory")
+        raise InputError(f"{manifest}: written by another longvec version; use a new output directory, or --overwrite")
     if state.get("input") != header["input"]:
         raise InputError(
             f"{manifest}: the input changed since this output was started (other files or contents); "
-            "use a new output directory or delete this one"
+            "use a new output directory, or --overwrite to start this one over"
         )
     old, new = state.get("options", {}), header["options"]
     changed = [
@@ -313,12 +341,12 @@ def _check_same_job(manifest: Path, state: dict[str, Any], header: dict[str, Any
     if changed:
         raise InputError(
             f"{manifest}: this output was made with other options ({'; '.join(changed)}); rerun with the same "
-            "options to resume, or use a new output directory"
+            "options to resume, use a new output directory, or --overwrite to start this one over"
         )
     if state.get("engine") != header["engine"] and not state.get("complete"):
         raise InputError(
-            f"{manifest}: an unfinished --engine {state.get('engine')} job; finish it with that engine "
-            "or use a new output directory"
+            f"{manifest}: an unfinished --engine {state.get('engine')} job; finish it with that engine, "
+            "use a new output directory, or --overwrite to start this one over"
         )
 
 
@@ -330,5 +358,7 @@ def _lock(path: Path) -> Any:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as e:
         handle.close()
-        raise InputError(f"{path}: another `longvec embed` is writing to this directory") from e
+        raise InputError(
+            f"{path}: another `longvec embed` is writing to this directory (locked by {path / '_lock'})"
+        ) from e
     return handle

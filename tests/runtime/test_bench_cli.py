@@ -50,6 +50,51 @@ def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path, longvec
     assert not any(t["target"].startswith("runtime overhead on") for t in results["targets"])  # no doc-8k here
     assert "| doc-600 | longvec/optimized |" in done.stdout
     assert not (out / "workload.pkl").exists()
+    # a smoke run is not a measurement: no ratios, overheads or target verdicts, and no empty headings
+    assert done.stdout.startswith("Smoke run (--quick)")
+    for absent in ("vs ST", "vs fastembed", "### Targets", "### Runtime overhead", "holds"):
+        assert absent not in done.stdout, absent
+    headings = [i for i, line in enumerate(done.stdout.splitlines()) if line.startswith("###")]
+    lines = done.stdout.splitlines()
+    assert all(any(x.startswith("|") for x in lines[i + 1 : i + 4]) for i in headings), done.stdout
+
+
+def test_report_says_why_the_plot_is_missing() -> None:
+    from longvec.runtime.bench.report import markdown
+
+    results = json.loads(json.dumps(_MINIMAL))
+    assert "Plot: skipped, matplotlib is not installed (pip install matplotlib)." in markdown(
+        {**results, "plot": {"error": "ModuleNotFoundError: No module named 'matplotlib'"}}
+    )
+    assert "Plot: out/throughput.png" in markdown({**results, "plot": {"plot": "out/throughput.png"}})
+    no_plot = markdown({**results, "config": {"extras": ["floor"]}})
+    assert "Plot" not in no_plot and "### Targets" not in no_plot  # no targets, no heading
+
+
+_MINIMAL = {
+    "config": {"extras": ["plot"]},
+    "cases": {"query": {}},
+    "stats": {
+        "longvec/optimized": {
+            "query": {
+                "n": 2,
+                "median_s": 0.01,
+                "tokens_per_s": 1.0,
+                "docs_per_s": 1.0,
+                "p50_ms": 1.0,
+                "p95_ms": 1.0,
+                "p99_ms": 1.0,
+            }
+        }
+    },
+    "ratios_vs_st": {},
+    "vs_fastembed": {},
+    "overhead_pct": {},
+    "overhead_in_call_pct": {},
+    "cold_start_median": {},
+    "targets": [],
+    "unavailable": {},
+}
 
 
 def test_bench_without_data_is_an_input_error_naming_the_flag_and_the_variable(

@@ -21,7 +21,8 @@ def test_export_then_inspect(tiny_export: TinyExport, tmp_path: Path, run_longve
     out = tmp_path / "bundle"
     done = run_longvec("export", model_dir, out, "--variants", "optimized")
     assert done.returncode == 0, done.stderr
-    assert f"wrote {out} (fp32, optimized)" in done.stdout
+    assert f"wrote {out}: mpnet (fp32, optimized)" in done.stdout  # the model directory's name
+    assert done.stderr == ""  # other libraries' progress bars and warnings stay quiet without --verbose
     assert "parity optimized: max|diff|" in done.stdout
 
     shown = run_longvec("inspect", out)
@@ -37,6 +38,21 @@ def test_export_then_inspect(tiny_export: TinyExport, tmp_path: Path, run_longve
     assert Manifest.from_json(as_json.stdout, out / "manifest.json") == on_disk
     with Embedder.load(out, threads=1) as emb:
         assert emb.embed(["the exported bundle works"]).shape == (1, 32)
+
+
+def test_export_name_and_verbose(tiny_export: TinyExport, tmp_path: Path, run_longvec: RunLongvec) -> None:
+    """--name is recorded and shown; --verbose lets other libraries speak (onnxruntime's quantization advice),
+    which the default keeps quiet."""
+    model_dir = tiny_export("bert")[0]
+    quiet = run_longvec("export", model_dir, tmp_path / "a", "--variants", "int8", "--name", "my-org/tiny-encoder")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    manifest = Manifest.from_json((tmp_path / "a" / "manifest.json").read_text(), tmp_path / "a")
+    assert manifest.name == "my-org/tiny-encoder"
+    assert run_longvec("inspect", tmp_path / "a").stdout.startswith("model        my-org/tiny-encoder  (weights ")
+    loud = run_longvec("export", model_dir, tmp_path / "b", "--variants", "int8", "--verbose")
+    assert loud.returncode == 0, loud.stderr
+    assert "quantization" in loud.stderr
 
 
 def test_bundle_error_exits_3_without_a_traceback(tmp_path: Path, run_longvec: RunLongvec) -> None:
@@ -98,7 +114,7 @@ def test_exit_codes(
     elif case == "unsafe path":
         edit_manifest(bundle, lambda m: m.__setitem__("tokenizer_file", "/etc/passwd"))
     elif case == "unknown variant":
-        search += ["--variant", "int4"]
+        search += ["--variant", "int8"]  # a known variant name that this bundle does not hold
     elif case == "blank query":
         search[3] = "   "
     elif case == "bad chunk size":

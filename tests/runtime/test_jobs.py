@@ -336,3 +336,28 @@ def test_job_modules_import_without_pyarrow_ray_or_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_chunking_mode_window_and_prompt_flags_reach_the_vectors(tiny_bundle: Path, tmp_path: Path) -> None:
+    texts = [
+        "The keeper trimmed the wick. He wound the clock. Fog rolled in before dawn and the bell rang out. " * 3,
+        "Sand drifts along the coast. Waves sort it into bars and spits.",
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)))
+    flags = ["--chunking", "sentences", "--mode", "naive", "--window", "32", "--prompt-name", "query"]
+    assert main(["embed", str(tiny_bundle), str(source), str(tmp_path / "out"), "--chunk-tokens", "12", *flags]) == 0
+    docs, chunks = read_output(tmp_path / "out")
+    with Embedder.load(tiny_bundle, window=32, threads=1) as emb:
+        want = emb.embed_documents(texts, chunking="sentences", mode="naive", chunk_tokens=12, prompt_name="query")
+        plain = emb.embed_documents(texts, chunk_tokens=12)
+    np.testing.assert_allclose(vectors(docs["vector"]), np.stack([w.vector for w in want]), atol=1e-6)
+    np.testing.assert_allclose(vectors(chunks["vector"]), np.concatenate([w.chunk_vectors for w in want]), atol=1e-6)
+    assert not np.allclose(vectors(docs["vector"]), np.stack([p.vector for p in plain]), atol=1e-3)
+    options = json.loads((tmp_path / "out" / "_progress.json").read_text())["options"]
+    assert (options["chunking"], options["mode"], options["prompt"], options["window"]) == (
+        "sentences",
+        "naive",
+        "query: ",
+        32,
+    )

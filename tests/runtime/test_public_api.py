@@ -27,9 +27,13 @@ EXPORTS = [
     "LongvecError",
     "ManifestError",
     "SchemaVersionError",
+    "SparseVector",
     "UnsafePath",
     "VariantNotFound",
+    "fuse_scores",
+    "sparse_scores",
 ]
+NOT_ERRORS = ("Embedder", "DocumentResult", "SparseVector", "fuse_scores", "sparse_scores")
 
 P = inspect.Parameter
 EMPTY = P.empty
@@ -48,6 +52,11 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("window", P.POSITIONAL_OR_KEYWORD, None),
         ("stride", P.POSITIONAL_OR_KEYWORD, None),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("dimensions", P.KEYWORD_ONLY, None),
+        ("normalize", P.KEYWORD_ONLY, None),
+        ("batch_size", P.KEYWORD_ONLY, 1024),
+        ("show_progress_bar", P.KEYWORD_ONLY, False),
     ],
     "embed_documents": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
@@ -61,7 +70,45 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
         ("sparse", P.POSITIONAL_OR_KEYWORD, False),
-        ("max_chunks", P.POSITIONAL_OR_KEYWORD, 65_536),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("dimensions", P.KEYWORD_ONLY, None),
+        ("normalize", P.KEYWORD_ONLY, None),
+        ("snap", P.KEYWORD_ONLY, False),
+        ("batch_size", P.KEYWORD_ONLY, 1024),
+        ("show_progress_bar", P.KEYWORD_ONLY, False),
+        ("max_chunks", P.KEYWORD_ONLY, 65_536),
+    ],
+    "embed_iter": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("texts", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("prompt", P.POSITIONAL_OR_KEYWORD, None),
+        ("window", P.POSITIONAL_OR_KEYWORD, None),
+        ("stride", P.POSITIONAL_OR_KEYWORD, None),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("dimensions", P.KEYWORD_ONLY, None),
+        ("normalize", P.KEYWORD_ONLY, None),
+        ("batch_size", P.KEYWORD_ONLY, 1024),
+    ],
+    "embed_documents_iter": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("texts", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("chunking", P.POSITIONAL_OR_KEYWORD, "tokens"),
+        ("chunk_tokens", P.POSITIONAL_OR_KEYWORD, 128),
+        ("window", P.POSITIONAL_OR_KEYWORD, None),
+        ("stride", P.POSITIONAL_OR_KEYWORD, None),
+        ("mode", P.POSITIONAL_OR_KEYWORD, "late"),
+        ("prompt", P.POSITIONAL_OR_KEYWORD, None),
+        ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
+        ("sparse", P.POSITIONAL_OR_KEYWORD, False),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("dimensions", P.KEYWORD_ONLY, None),
+        ("normalize", P.KEYWORD_ONLY, None),
+        ("batch_size", P.KEYWORD_ONLY, 256),
+    ],
+    "resolve_prompt": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("prompt", P.POSITIONAL_OR_KEYWORD, None),
+        ("prompt_name", P.POSITIONAL_OR_KEYWORD, None),
     ],
 }
 RESULT_FIELDS = [
@@ -83,7 +130,7 @@ def test_exports() -> None:
         assert getattr(longvec.runtime, name).__module__.startswith("longvec.runtime.")
     for name in EXPORTS:
         value = getattr(longvec.runtime, name)
-        if name not in ("Embedder", "DocumentResult"):
+        if name not in NOT_ERRORS:
             assert issubclass(value, LongvecError), name
 
 
