@@ -70,7 +70,7 @@ def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[
                 f"server exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
             )
         try:
-            if httpx.get(f"http://{HOST}:{port}/health", timeout=5).status_code == 200:
+            if httpx.get(f"http://{HOST}:{port}/ready", timeout=5).status_code == 200:
                 return proc
         except httpx.TransportError:
             pass
@@ -205,7 +205,7 @@ def section(results: list[Level], args: argparse.Namespace, load_avg: tuple[floa
     return f"""{SECTION}
 
 `python bench/load.py {args.bundle} --write-results bench/RESULTS.md`: a `longvec serve` subprocess on 127.0.0.1
-(default settings: 8192-token batches, all cores) and async httpx clients on the same machine; raw numbers in
+(default settings, all cores) and async httpx clients on the same machine; raw numbers in
 `{args.out}`. Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} cores, load average
 {load_avg[0]:.1f} at the start{busy}.
 

@@ -13,6 +13,8 @@ from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core.budget import ChunkBudget as Budget
+from longvec.runtime.core.budget import chunk_floor
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
 from longvec.runtime.core.pipeline import GPU_BATCHING, Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
@@ -29,6 +31,8 @@ MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
 DEFAULT_MODE: Mode = "late"
 DEFAULT_CHUNKING: Chunking = "tokens"
 DEFAULT_CHUNK_TOKENS = 128
+# chunk vectors one call may return: 65,536 x 384 float32 is 100 MB; chunk_tokens=1 on a book would be gigabytes
+DEFAULT_MAX_CHUNKS = 65_536
 DEFAULT_VARIANT = "optimized"
 # Texts per pipeline call: enough for length-sorted packing across texts, while tokens and outputs of a huge list
 # are held one group at a time (and the progress bar moves).
@@ -318,6 +322,7 @@ class Embedder:
         snap: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress_bar: bool = False,
+        max_chunks: int | None = DEFAULT_MAX_CHUNKS,
     ) -> list[DocumentResult]:
         """A document vector plus chunk vectors with character spans, for texts of any length.
 
@@ -345,7 +350,10 @@ class Embedder:
         snap: widen caller spans that start or end inside a token to the whole token instead of refusing them;
             `chunk_spans` returns the widened spans.
         batch_size: documents per pipeline call.
-        show_progress_bar: a progress bar on stderr (tqdm when installed)."""
+        show_progress_bar: a progress bar on stderr (tqdm when installed).
+        max_chunks: at most this many chunk vectors in the result (a memory bound: chunk_tokens=1 on a book would
+            be gigabytes): a call that would pass it is refused (LimitExceeded) before the group of `batch_size`
+            documents that passes it is encoded. None: no bound."""
         texts = validate_texts(texts)
         if spans is not None and len(spans) != len(texts):
             raise InputError(f"spans has {len(spans)} entries for {len(texts)} texts")
@@ -357,8 +365,9 @@ class Embedder:
         with progress(len(texts), show_progress_bar) as bar:
             for offset, batch in groups(texts, batch_size):
                 batch_spans = None if spans is None else spans[offset : offset + len(batch)]
+                bound = Budget(max_chunks, sum(len(r.chunk_spans) for r in results))
                 with renumbered(offset):
-                    results.extend(self._documents(batch, batch_spans, plan, text, output, snap, *args))
+                    results.extend(self._documents(batch, batch_spans, plan, text, output, snap, *args, bound))
                 bar(len(batch))
         return results
 
@@ -421,12 +430,18 @@ class Embedder:
         mode: str,
         stitch: str,
         sparse: bool,
+        bound: Budget = Budget(None),
     ) -> list[DocumentResult]:
         tokens = self._tokens(texts, prompt_text)
+        if spans is not None:  # before chunking, which itself takes time per chunk
+            bound.check(sum(len(s) for s in spans))
+        else:
+            bound.check(sum(chunk_floor(len(t), chunk_tokens) for t in tokens))
         chunks = [
             make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i], snap)
             for i, (text, tok) in enumerate(zip(texts, tokens))
         ]
+        bound.check(sum(len(c) for c in chunks))
         # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
         doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
         chunk_jobs = (

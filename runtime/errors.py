@@ -10,12 +10,16 @@
     │   └── VariantNotFound          the asked-for variant is not in this bundle
     ├── BackendUnavailable           the engine for a variant is not installed or cannot load the graph
     ├── InputError (ValueError)      a text or option the caller passed cannot be embedded as asked
-    │   └── LimitExceeded            a request is larger than a limit the server was started with
+    │   └── LimitExceeded            a request is larger than a limit (a library bound such as max_chunks=, or a
+    │                                server flag); `.limit` names it
     ├── ExportError                  the export stage could not read or convert a model
     │   └── ParityError              an exported graph disagrees with torch (or fp32) beyond tolerance
     │       └── VariantsRefused      the bundle was written, without the variants that failed their gate
     ├── OutputError                  a batch job's output cannot be written (not a directory, read-only, disk full)
-    └── OverloadedError              the server's queue is full; retry later
+    ├── OverloadedError              the server's queue is full; retry later
+    ├── Cancelled                    the caller gave up (a cancellation token tripped between encoder batches)
+    │   └── DeadlineExceeded         the work ran past its deadline
+    └── AddressInUse                 the server cannot listen: another process holds the address and port
 
 `TypeError` is raised, not wrapped, for arguments of the wrong Python type.
 """
@@ -67,7 +71,9 @@ class InputError(LongvecError, ValueError):
 
 
 class LimitExceeded(InputError):
-    pass
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        self.limit = limit  # the bound's name, e.g. "max_chunks": a library argument, or a server flag without --
+        super().__init__(message)
 
 
 class ExportError(LongvecError):
@@ -93,4 +99,16 @@ class OutputError(LongvecError):
 
 
 class OverloadedError(LongvecError):
+    pass
+
+
+class Cancelled(LongvecError):
+    pass
+
+
+class DeadlineExceeded(Cancelled):
+    pass
+
+
+class AddressInUse(LongvecError):
     pass

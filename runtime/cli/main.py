@@ -9,6 +9,7 @@ exit 5  backend unavailable (an optional dependency is not installed)
 exit 6  export error (unreadable model directory, a hub id instead of a directory, fp32 parity failure)
 exit 7  export wrote the bundle but refused a variant that failed its parity gate (the message names it)
 exit 8  a file cannot be written (a batch job's output, an export's bundle): not a directory, read-only, disk full
+exit 9  the server cannot listen (address in use)
 exit 130 interrupted
 """
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from longvec.runtime.errors import (
+    AddressInUse,
     BackendUnavailable,
     BundleError,
     ExportError,
@@ -38,6 +40,7 @@ EXIT_CODES: dict[type[LongvecError], int] = {
     ExportError: 6,
     VariantsRefused: 7,
     OutputError: 8,
+    AddressInUse: 9,
 }
 # The variant names `longvec export` writes; --variant takes one of them (a bundle may hold fewer).
 VARIANT_NAMES: tuple[str, ...] = ("fp32", "optimized", "int8", "fp16")

@@ -133,6 +133,10 @@ def chunk_by_spans(text: str, tokens: Tokens, spans: Sequence[Sequence[int]], sn
         arr = np.asarray(spans, dtype=np.int64).reshape(-1, 2) if len(spans) else np.zeros((0, 2), np.int64)
     except (TypeError, ValueError) as err:
         raise InputError(f"spans must be a list of [start, end] character offsets: {err}") from None
+    except OverflowError:  # NumPy's int64: an offset >= 2**63 (or < -2**63) is outside any text anyway
+        raise InputError(
+            f"spans must be character offsets inside the text (0..{len(text)}); one is out of range"
+        ) from None
     starts, ends = tokens.offsets[:, 0], tokens.offsets[:, 1]
     lo = np.searchsorted(ends, arr[:, 0], side="right")  # first token ending after the span start
     hi = np.searchsorted(starts, arr[:, 1], side="left")  # first token starting at or after the span end

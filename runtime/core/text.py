@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from longvec.runtime.errors import InputError
+from longvec.runtime.errors import BundleError, InputError
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,12 @@ class TextTokenizer:
 
     @classmethod
     def from_file(cls, path: Path) -> TextTokenizer:
-        return cls(Tokenizer.from_file(str(path)))
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+            tokenizer.encode("a", add_special_tokens=False)  # some broken files load, then fail on first use
+        except Exception as e:  # tokenizers raises plain Exception ("Model missing", serde errors, ...)
+            raise BundleError(path, f"not a usable tokenizers file: {e}") from None
+        return cls(tokenizer)
 
     def encode(self, texts: Sequence[str]) -> list[Tokens]:
         texts = list(texts)

@@ -1,11 +1,15 @@
-"""Dynamic batching: texts from concurrent requests share encoder calls under a token budget.
+"""Dynamic batching: texts from concurrent requests share library calls under a token budget.
 
 Requests wait in one queue. A single worker thread owns the Embedder (the encoder never runs on the event
 loop, and one engine call at a time is what onnxruntime's intra-op threads are tuned for). The worker takes
-the oldest request, then every other waiting request with the same options while the token budget lasts,
+the oldest request, then every other waiting request with equal options while the token budget lasts,
 runs the library once on all their texts, and hands each request exactly its own slice of the results.
 If that shared call fails, each request of the group is retried alone, so one bad request cannot fail its
 neighbours; only the request that really fails gets the error.
+
+Started work stops when nobody waits for it any more: the call runs in a cancellation scope whose token trips
+once every request of the group has been answered otherwise (client gone, deadline passed, server stopping),
+and the cancellable backend checks it before each encoder batch.
 """
 
 from __future__ import annotations
@@ -15,33 +19,46 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from longvec.runtime.errors import OverloadedError
+from longvec.runtime.backends.cancel import CancelToken, cancel_scope
+from longvec.runtime.errors import Cancelled, OverloadedError
 from longvec.runtime.server.metrics import Metrics
+from longvec.runtime.server.options import Options
 
 log = logging.getLogger("longvec.server")
 
-# key, texts, per-text extras (e.g. spans) -> one result per text
-Runner = Callable[[Hashable, list[str], list[Any]], Sequence[Any]]
+# options, texts, per-text extras (e.g. spans), number of requests sharing the call -> one result per text
+Runner = Callable[[Options, list[str], list[Any], int], Sequence[Any]]
 
 
 @dataclass(eq=False)
 class Work:
-    key: Hashable  # requests with equal keys may share one library call
+    options: Options  # requests with equal options may share one library call
     texts: list[str]
     extras: list[Any]  # one per text, passed through to the runner
     n_tokens: int  # content tokens over all texts, for the budget
+    deadline: float | None = None  # time.monotonic() after which nobody wants the result
     future: asyncio.Future[list[Any]] = field(init=False, repr=False)
 
 
 class Batcher:
-    def __init__(self, run: Runner, max_queue: int, max_batch_tokens: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        run: Runner,
+        max_queue: int,
+        max_batch_tokens: int,
+        metrics: Metrics,
+        hold: Callable[[], None] | None = None,
+        max_queue_tokens: int | None = None,
+    ) -> None:
         if max_queue < 1 or max_batch_tokens < 1:
             raise ValueError("max_queue and max_batch_tokens must be >= 1")
+        self.max_queue_tokens = max_queue_tokens  # content tokens waiting: bounds the queue's memory and wait
         self._run = run
+        self._hold = hold  # a test hook: called before each library call, may block (see lifecycle.test_hold)
         self.max_queue = max_queue
         self.max_batch_tokens = max_batch_tokens
         self._metrics = metrics
@@ -55,7 +72,7 @@ class Batcher:
         self._thread.start()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Finish what is queued, then end the worker."""
+        """Finish what is queued and still awaited, then end the worker (waiting at most `timeout`)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -74,6 +91,10 @@ class Batcher:
                 raise OverloadedError("the server is shutting down")
             if len(self._pending) >= self.max_queue:
                 raise OverloadedError(f"the queue is full ({self.max_queue} requests waiting); retry later")
+            waiting = sum(w.n_tokens for w in self._pending)
+            if self.max_queue_tokens is not None and self._pending and waiting + work.n_tokens > self.max_queue_tokens:
+                limit = f"--max-queue-tokens {self.max_queue_tokens}"
+                raise OverloadedError(f"the queue is full ({waiting} tokens waiting, {limit}); retry later")
             self._pending.append(work)
             self._metrics.queue_depth.set(len(self._pending))
             self._cond.notify()
@@ -89,10 +110,16 @@ class Batcher:
                 group = self._take_group()
                 self._metrics.queue_depth.set(len(self._pending))
             if group:
-                self._run_group(group)
+                self._metrics.encoder_busy.set(1)
+                try:
+                    if self._hold is not None:
+                        self._hold()
+                    self._run_group(group)
+                finally:
+                    self._metrics.encoder_busy.set(0)
 
     def _take_group(self) -> list[Work]:
-        """The oldest live request plus later ones with the same key that fit the token budget."""
+        """The oldest live request plus later ones with the same options that fit the token budget."""
         while self._pending and self._pending[0].future.done():  # the client went away
             self._pending.popleft()
         if not self._pending:
@@ -104,7 +131,7 @@ class Batcher:
             w = self._pending.popleft()
             if w.future.done():
                 continue
-            if w.key == first.key and w.n_tokens <= budget:
+            if w.options == first.options and w.n_tokens <= budget:
                 group.append(w)
                 budget -= w.n_tokens
             else:
@@ -116,8 +143,19 @@ class Batcher:
         texts = [t for w in group for t in w.texts]
         extras = [x for w in group for x in w.extras]
         self._metrics.observe_batch(len(group), len(texts), sum(w.n_tokens for w in group))
+        deadlines = [w.deadline for w in group]
+        token = CancelToken(
+            gone=lambda: all(w.future.done() for w in group),
+            deadline=None if None in deadlines else max(d for d in deadlines if d is not None),
+        )
         try:
-            results = list(self._run(group[0].key, texts, extras))
+            with cancel_scope(token):
+                results = list(self._run(group[0].options, texts, extras, len(group)))
+        except Cancelled as e:  # nobody waits for these results any more: stop, do not retry
+            log.info("stopped a library call for %d request(s): %s", len(group), e)
+            for w in group:
+                self._resolve(w, error=e)
+            return
         except Exception as e:
             if len(group) == 1:
                 self._resolve(group[0], error=e)

@@ -6,6 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from longvec.runtime.core.chunking import Chunking
+from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, Mode
+
 EncodingFormat = Literal["float", "base64"]
 Vector = list[float] | str  # floats, or base64 of little-endian float32 (encoding_format="base64")
 
@@ -28,7 +31,9 @@ class EmbeddingRequest(_Strict):
         description="A text or a list of texts. Texts longer than the model's window are embedded whole "
         "(windows, stitched, pooled), never truncated. Token arrays are not accepted."
     )
-    model: str | None = Field(None, description="Accepted for OpenAI compatibility; the server serves one model.")
+    model: str | None = Field(
+        None, description="The served model's name (GET /v1/models); another name is a 404. May be left out."
+    )
     encoding_format: EncodingFormat = Field("float", description="float, or base64 of little-endian float32")
     dimensions: Integer | None = Field(
         None, ge=1, description="Matryoshka truncation: keep the first N components, then renormalize."
@@ -64,10 +69,15 @@ class DocumentIn(_Strict):
 
 class DocumentsRequest(_Strict):
     documents: list[DocumentIn] = Field(min_length=1)
-    chunking: Literal["tokens", "sentences", "paragraphs", "spans"] = "tokens"
-    chunk_tokens: Integer = Field(128, ge=1, description="Maximum tokens per chunk (tokens, sentences, paragraphs).")
-    mode: Literal["late", "naive", "window_mean", "truncate", "blend"] = Field(
-        "late",
+    model: str | None = Field(None, description="The served model's name; another name is a 404. May be left out.")
+    chunking: Chunking = "tokens"
+    chunk_tokens: Integer = Field(
+        DEFAULT_CHUNK_TOKENS,
+        ge=1,
+        description="Maximum tokens per chunk (tokens, sentences, paragraphs); the server sets a minimum (GET /info).",
+    )
+    mode: Mode = Field(
+        DEFAULT_MODE,
         description="late: chunk vectors pooled from the whole document's contextual states; naive: each chunk "
         "encoded alone; blend: both, normalized and summed; window_mean: document vector as the mean of its "
         "windows; truncate: only the first window (the response says how many tokens were embedded).",
@@ -128,3 +138,29 @@ class Health(BaseModel):
     status: Literal["ok", "loading", "failed"]
     model: str
     dimensions: int | None = None
+    provider: str | None = Field(
+        default=None, description="What runs the encoder, e.g. onnxruntime CPUExecutionProvider."
+    )
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class Info(BaseModel):
+    model: str
+    version: str
+    dimensions: int
+    window: int = Field(description="Encoder window in positions (framing included).")
+    max_positions: int
+    stride: int = Field(description="Default window stride in content tokens.")
+    limits: dict[str, float]
+    provider: str = Field(description="What runs the encoder: engine, execution provider, pooled or token-state graph.")

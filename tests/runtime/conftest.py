@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ class Server:
     url: str
     api_key: str | None
     log: Path
-    model: str  # the name the server reports: its bundle directory's name
+    model: str  # the name the server serves (read from /info once it is ready)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -33,7 +34,7 @@ class Server:
 
 
 def wait_until_ready(server: Server, timeout: float = 120.0) -> list[int]:
-    """Poll /health until 200; returns every status seen (503 while loading). The pause between polls only
+    """Poll /ready until 200; returns every status seen (503 while loading). The pause between polls only
     spaces them out: readiness is the observed 200, not an elapsed time."""
     import httpx
 
@@ -43,9 +44,10 @@ def wait_until_ready(server: Server, timeout: float = 120.0) -> list[int]:
         if server.proc.poll() is not None:
             raise RuntimeError(f"server exited with {server.proc.returncode}:\n{server.log_text()}")
         try:
-            status = httpx.get(f"{server.url}/health", timeout=5).status_code
+            status = httpx.get(f"{server.url}/ready", timeout=5).status_code
             seen.append(status)
             if status == 200:
+                server.model = httpx.get(f"{server.url}/info", timeout=5).json()["model"]
                 return seen
         except httpx.TransportError:
             pass
@@ -62,8 +64,9 @@ def run_server(
     *args: str,
     api_key: str | None = API_KEY,
     wait: bool = True,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    env = dict(os.environ, LONGVEC_THREADS="2")  # settings from the environment, as documented
+    env = dict(os.environ, LONGVEC_THREADS="2", **(env or {}))  # settings from the environment, as documented
     env.pop("LONGVEC_API_KEY", None)
     if api_key:
         env["LONGVEC_API_KEY"] = api_key
@@ -115,3 +118,33 @@ def server(server_factory: ServerFactory) -> Iterator[Server]:
     """One server shared by the API, concurrency, client and schema tests; limits small enough to test."""
     with server_factory("--max-items", "64", "--max-request-tokens", "30000", "--max-body-bytes", "1000000") as s:
         yield s
+
+
+def poll(condition: Callable[[], object], what: str, timeout: float = 60.0, every: float = 0.02) -> None:
+    """Wait until `condition()` is true (an observable event, never a guessed duration); fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """One sample of the server's /metrics (0 when absent)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return 0.0
+
+
+@pytest.fixture(scope="session")
+def server_tools() -> Any:
+    """poll / metric / hold-file helpers for server tests (tests/ is not a package, so fixtures carry them)."""
+    import types
+
+    return types.SimpleNamespace(poll=poll, metric=metric)

@@ -79,6 +79,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("snap", P.KEYWORD_ONLY, False),
         ("batch_size", P.KEYWORD_ONLY, 1024),
         ("show_progress_bar", P.KEYWORD_ONLY, False),
+        ("max_chunks", P.KEYWORD_ONLY, 65_536),
     ],
     "embed_iter": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import time
 from typing import Any
 
@@ -60,13 +59,9 @@ async def run_clients(server: Any, clients: list[list[str | list[str]]], timeout
     return results
 
 
-def batch_histogram(server: Any) -> tuple[float, float]:
+def batch_histogram(server: Any, metric: Any) -> tuple[float, float]:
     """(encoder calls with one request, all encoder calls) from /metrics."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    one = re.search(r'longvec_batch_requests_bucket\{le="1"\} (\d+)', text)
-    total = re.search(r"longvec_batch_requests_count (\d+)", text)
-    assert one and total, text
-    return float(one.group(1)), float(total.group(1))
+    return metric(server, "longvec_batch_requests_bucket", le="1.0"), metric(server, "longvec_batch_requests_count")
 
 
 @pytest.mark.parametrize(
@@ -77,7 +72,7 @@ def batch_histogram(server: Any) -> tuple[float, float]:
     ],
 )
 def test_concurrent_clients_get_exactly_their_own_vectors(
-    server: Any, embedder: Embedder, long_lengths: list[int]
+    server: Any, embedder: Embedder, long_lengths: list[int], server_tools: Any
 ) -> None:
     clients = workload(64, 20, long_lengths)
     distinct = sorted({t for c in clients for item in c for t in ([item] if isinstance(item, str) else item)})
@@ -86,7 +81,7 @@ def test_concurrent_clients_get_exactly_their_own_vectors(
     started = time.monotonic()
     expected = {t: v for t, v in zip(distinct, embedder.embed(distinct))}
     library_seconds = time.monotonic() - started
-    one_before, total_before = batch_histogram(server)
+    one_before, total_before = batch_histogram(server, server_tools.metric)
 
     # Bounded, but not a timing assertion: ~30 s on an idle machine. On a shared, busy machine the library's own
     # time for the distinct texts is the yardstick (the server's work is about twice that); a run under load
@@ -108,7 +103,7 @@ def test_concurrent_clients_get_exactly_their_own_vectors(
         worst = min(worst, float((got * want).sum(-1).min()))  # both unit length
         assert r.json()["usage"]["prompt_tokens"] == sum(counts[t] for t in texts)
     assert worst >= 0.99999
-    one_after, total_after = batch_histogram(server)
+    one_after, total_after = batch_histogram(server, server_tools.metric)
     shared = (total_after - total_before) - (one_after - one_before)
     assert shared > 0, "no encoder call served more than one request"
     print(

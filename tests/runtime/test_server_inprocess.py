@@ -4,7 +4,6 @@ does not fail the requests batched with it, and concurrent requests share encode
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,12 +34,10 @@ def exploding(make_fake: Callable[..., Embedder]) -> Embedder:
 
 
 @pytest.fixture
-def client(exploding: Embedder) -> Iterator[TestClient]:
+def client(exploding: Embedder, server_tools: Any) -> Iterator[TestClient]:
     app = create_app(ServeSettings(model_name="fake"), lambda: exploding)
     with TestClient(app, raise_server_exceptions=False) as c:  # runs the lifespan: load, warm up, batcher
-        deadline = time.monotonic() + 60
-        while c.get("/health").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        server_tools.poll(lambda: c.get("/ready").status_code == 200, "the model to be ready")
         yield c
 
 
@@ -85,3 +82,60 @@ def test_concurrent_requests_share_encoder_calls(client: TestClient, exploding: 
     assert len(calls) - before < len(texts)  # fewer encoder calls than requests
     metrics = client.get("/metrics").text
     assert "longvec_batch_requests_bucket" in metrics
+
+
+def test_the_queue_is_bounded_in_tokens_too() -> None:
+    """--max-queue-tokens: the queue holds bodies and tokens in memory; past the bound a request gets 429 (a
+    request alone in the queue is always let in, or a large one could never run)."""
+    import asyncio
+    import threading
+
+    from longvec.runtime.errors import OverloadedError
+    from longvec.runtime.server.batcher import Batcher, Work
+    from longvec.runtime.server.metrics import Metrics
+    from longvec.runtime.server.options import EmbedOptions
+
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # the worker has taken a group: say so, then wait for the test
+        taken.set()
+        release.wait(30)
+
+    batcher = Batcher(lambda o, t, x, n: [0] * len(t), 10, 10, Metrics(), hold, max_queue_tokens=100)
+    batcher.start()
+
+    async def scenario() -> list[object]:
+        running = asyncio.ensure_future(batcher.submit(Work(EmbedOptions(), ["a"], [None], 500)))
+        while not taken.is_set():  # the worker holds the first request: the queue is empty again
+            await asyncio.sleep(0.01)
+        first = asyncio.ensure_future(batcher.submit(Work(EmbedOptions(), ["b"], [None], 150)))  # alone: let in
+        await asyncio.sleep(0)
+        with pytest.raises(OverloadedError, match="150 tokens waiting, --max-queue-tokens 100"):
+            await batcher.submit(Work(EmbedOptions(), ["c"], [None], 1))
+        release.set()
+        return list(await asyncio.gather(running, first))
+
+    assert asyncio.run(scenario()) == [[0], [0]]
+    batcher.stop(5)
+
+
+def test_a_request_is_tokenized_once(make_fake: Callable[..., Embedder], server_tools: Any) -> None:
+    """Finding 6: a large body was tokenized twice (admission, then the library call on the encoder thread)."""
+    emb = make_fake()
+    seen: list[str] = []
+    real_encode = emb.tokenizer.encode
+
+    def encode(texts: Any) -> Any:
+        seen.extend(texts)
+        return real_encode(texts)
+
+    emb.tokenizer.encode = encode  # type: ignore[method-assign]
+    text = "a lighthouse keeper's log, tokenized once " * 50
+    with TestClient(create_app(ServeSettings(model_name="fake"), lambda: emb)) as c:
+        server_tools.poll(lambda: c.get("/ready").status_code == 200, "the model to be ready")
+        for path, body in (
+            ("/v1/embeddings", {"input": [text]}),
+            ("/v1/documents", {"documents": [{"id": "d", "text": text}]}),
+        ):
+            assert c.post(path, json=body).status_code == 200
+    assert seen.count(text) == 2  # once per request

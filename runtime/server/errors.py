@@ -10,14 +10,22 @@ import json
 import logging
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
 from longvec.runtime.errors import (
     BackendUnavailable,
     BundleError,
+    Cancelled,
+    DeadlineExceeded,
     InputError,
     LimitExceeded,
     LongvecError,
     OverloadedError,
 )
+from longvec.runtime.server.settings import flag
 
 log = logging.getLogger("longvec.server")
 
@@ -36,17 +44,24 @@ class NotFound(LongvecError):
     """No such route."""
 
 
+class ModelNotFound(NotFound):
+    """The request names a model this server does not serve."""
+
+
 class MethodNotAllowed(LongvecError):
-    pass
+    def __init__(self, message: str, allow: str) -> None:
+        self.allow = allow  # the methods the route does take, for the Allow header
+        super().__init__(message)
 
 
-class ClientGone(LongvecError):
-    """The client disconnected before its result was ready; its queued work was dropped."""
+class ClientGone(Cancelled):
+    """The client disconnected before its result was ready; its work was dropped or stopped."""
 
 
 # first match wins, so subclasses come before their bases
 ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (Unauthorized, 401, "authentication_error", "invalid_api_key"),
+    (ModelNotFound, 404, "invalid_request_error", "model_not_found"),
     (NotFound, 404, "invalid_request_error", "not_found"),
     (MethodNotAllowed, 405, "invalid_request_error", "method_not_allowed"),
     (LimitExceeded, 413, "invalid_request_error", "request_too_large"),
@@ -54,6 +69,8 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (TypeError, 422, "invalid_request_error", "invalid_type"),
     (OverloadedError, 429, "rate_limit_error", "overloaded"),
     (ClientGone, 499, "invalid_request_error", "client_closed_request"),  # nobody reads it; for /metrics
+    (DeadlineExceeded, 504, "server_error", "timeout"),
+    (Cancelled, 503, "server_error", "cancelled"),  # the server stopped the work (shutting down)
     (NotReady, 503, "server_error", "not_ready"),
     (BundleError, 503, "server_error", "model_unavailable"),
     (BackendUnavailable, 503, "server_error", "model_unavailable"),
@@ -80,9 +97,13 @@ def error_payload(exc: BaseException, param: str | None = None) -> tuple[int, di
         message = "internal server error; the server log has the details"
     else:
         message = str(exc)
+    if isinstance(exc, LimitExceeded) and exc.limit and "(--" not in message:  # a library bound: say the flag
+        message += f" (this server's {flag(exc.limit)})"
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return status, body, headers
 
@@ -103,6 +124,12 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
             parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})")
             continue
         first = first or where
+        if _is_token_ids(err.get("input")) and where.startswith("input"):
+            parts.append(
+                f"{where}: token ids are not accepted; send text (the server tokenizes with the model's own "
+                "tokenizer, and long texts are windowed, not truncated)"
+            )
+            break
         if err.get("type") == "missing":
             parts.append(f"{where} is required")
         elif parts and parts[-1].startswith(f"{where}: "):  # the other member of a union
@@ -116,6 +143,15 @@ def validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
 _UNION_TAGS = {"str", "int", "float", "bool", "none"}
 
 
+def _is_token_ids(value: object) -> bool:
+    """An OpenAI-style token array: a list of ints, or a list of such lists."""
+
+    def ints(v: object) -> bool:
+        return isinstance(v, list) and bool(v) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+
+    return ints(value) or (isinstance(value, list) and bool(value) and all(ints(v) for v in value))
+
+
 def _dotted(loc: list[str]) -> str:
     out = ""
     for part in loc:
@@ -123,3 +159,40 @@ def _dotted(loc: list[str]) -> str:
             continue
         out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
     return out
+
+
+def add_handlers(app: FastAPI) -> None:
+    """Every error answer goes through the table above."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = validation_message(list(exc.errors()))
+        return json_error(InputError(message), param)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return json_error(NotFound("no such route"))
+        if exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "")
+            return json_error(MethodNotAllowed(f"method not allowed on this route; it takes {allow}", allow))
+        if exc.status_code == 400:  # FastAPI's answer to a body that json.loads could not take (e.g. nesting)
+            cause = exc.__cause__
+            why = "it is nested too deeply" if isinstance(cause, RecursionError) else "it could not be parsed"
+            return json_error(InputError(f"the body is not valid JSON for this server: {why}"))
+        body = {"error": {"message": str(exc.detail), "type": "invalid_request_error", "param": None, "code": None}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(LongvecError)
+    @app.exception_handler(TypeError)
+    async def known_error(request: Request, exc: Exception) -> JSONResponse:
+        return json_error(exc)
+
+    @app.exception_handler(Exception)  # a bug: Starlette answers with this, then re-raises so uvicorn logs it
+    async def unknown_error(request: Request, exc: Exception) -> JSONResponse:
+        return json_error(exc)
+
+
+def json_error(exc: BaseException, param: str | None = None) -> JSONResponse:
+    status, body, headers = error_payload(exc, param)
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -1,0 +1,48 @@
+"""What a request asks the library to do. These frozen values are also the batch key: requests with equal
+options may share one library call, and the call is made here, the one place the server calls the library."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from longvec.runtime.core.chunking import Chunking
+from longvec.runtime.embedder import Embedder, Mode
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """POST /v1/embeddings: one vector per text."""
+
+    def run(self, emb: Embedder, texts: list[str], extras: list[Any], n_requests: int) -> Sequence[Any]:
+        return list(emb.embed(texts))
+
+
+@dataclass(frozen=True)
+class DocumentOptions:
+    """POST /v1/documents: a document vector plus chunk vectors per text; `extras` are per-text spans."""
+
+    chunking: Chunking
+    chunk_tokens: int
+    mode: Mode
+    window: int | None
+    stride: int | None
+    sparse: bool
+    max_chunks: int  # per request; a shared call of n requests may return n times as many
+
+    def run(self, emb: Embedder, texts: list[str], extras: list[Any], n_requests: int) -> Sequence[Any]:
+        return emb.embed_documents(
+            texts,
+            chunking=self.chunking,
+            chunk_tokens=self.chunk_tokens,
+            window=self.window,
+            stride=self.stride,
+            mode=self.mode,
+            spans=extras if self.chunking == "spans" else None,
+            sparse=self.sparse,
+            max_chunks=self.max_chunks * n_requests,
+        )
+
+
+Options = EmbedOptions | DocumentOptions
