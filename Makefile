@@ -20,6 +20,7 @@ $(VENV)/.deps: pyproject.toml
 
 # Non-editable install of the current tree, so tests run against what users get.
 $(VENV)/.longvec: $(VENV)/.deps $(SOURCES)
+	rm -rf build  # setuptools' build/lib keeps files deleted from the tree and would ship them
 	$(BIN)/pip install -q --no-deps --force-reinstall .
 	touch $@
 

@@ -206,7 +206,12 @@ def test_unknown_route_and_method(server: Any) -> None:
 def test_health_and_metrics(server: Any, embedder: Embedder) -> None:
     for path in ("/health", "/ready"):
         r = httpx.get(f"{server.url}{path}", timeout=10)
-        assert r.status_code == 200 and r.json() == {"status": "ok", "model": server.model, "dimensions": 384}
+        assert r.status_code == 200 and r.json() == {
+            "status": "ok",
+            "model": server.model,
+            "dimensions": 384,
+            "provider": "onnxruntime CPUExecutionProvider (pooled graph)",
+        }
     before = samples(server)
     post(server, "/v1/embeddings", {"input": "count me"})
     after = samples(server)
