@@ -23,16 +23,16 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-BackendFactory = Callable[[Path, int, "int | None"], Backend]
+BackendFactory = Callable[[Path, int, "int | None", bool], Backend]
 
 
-def _onnxruntime(path: Path, hidden_size: int, threads: int | None) -> Backend:
+def _onnxruntime(path: Path, hidden_size: int, threads: int | None, spin: bool = False) -> Backend:
     from longvec.runtime.backends.onnx import OrtBackend
 
-    return OrtBackend(path, hidden_size, threads=threads)
+    return OrtBackend(path, hidden_size, threads=threads, spin=spin)
 
 
-def _tensorrt(path: Path, hidden_size: int, threads: int | None) -> Backend:
+def _tensorrt(path: Path, hidden_size: int, threads: int | None, spin: bool = False) -> Backend:
     raise BackendUnavailable(
         f"{path}: TensorRT plans need an NVIDIA GPU and the `tensorrt` package; use an onnxruntime variant here"
     )
@@ -42,9 +42,9 @@ def _tensorrt(path: Path, hidden_size: int, threads: int | None) -> Backend:
 ENGINES: dict[str, BackendFactory] = {"onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
 
 
-def open_backend(engine: str, path: Path, hidden_size: int, threads: int | None = None) -> Backend:
+def open_backend(engine: str, path: Path, hidden_size: int, threads: int | None = None, spin: bool = False) -> Backend:
     try:
         factory = ENGINES[engine]
     except KeyError:
         raise BackendUnavailable(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}") from None
-    return factory(path, hidden_size, threads)
+    return factory(path, hidden_size, threads, spin)

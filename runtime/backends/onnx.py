@@ -16,9 +16,10 @@ _state = ort.capi.onnxruntime_pybind11_state
 _BAD_GRAPH: tuple[type[Exception], ...] = (_state.Fail, _state.InvalidProtobuf, _state.InvalidGraph, _state.NoSuchFile)
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
+def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
     """Chosen on measurements (bench/ort_options.py, bench/RESULTS.md "Performance"), 2 threads, shared CPU:
-    - no thread spinning: idle pool threads spin-wait for work by default; on a CPU shared with other processes
+    - `spin=False` (Embedder.load chooses per use: spinning for a library on a dedicated machine, none for the
+      server): no thread spinning: idle pool threads spin-wait for work by default; on a CPU shared with other processes
       (a server's other workers, batch jobs, the tokenizer) the spinning steals the cores the work needs. Measured
       under load: short-query latency 0.33-0.45x, 16 x 256 windows 1.05-1.36x the default's throughput.
     - sequential execution, one inter-op thread: the parallel executor was 0.71x (the encoder graph is a chain).
@@ -33,20 +34,20 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
     opts.enable_mem_pattern = False
     opts.log_severity_level = 3
     return opts
 
 
 class OrtBackend:
-    def __init__(self, path: Path, hidden_size: int, threads: int | None = None) -> None:
+    def __init__(self, path: Path, hidden_size: int, threads: int | None = None, spin: bool = False) -> None:
         providers = [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers()]
         try:
             self._session = ort.InferenceSession(
                 str(path),
-                sess_options=session_options(threads),
+                sess_options=session_options(threads, spin),
                 providers=[*providers, "CPUExecutionProvider"],
             )
         except _BAD_GRAPH as e:

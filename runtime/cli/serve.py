@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     def load() -> Embedder:
         return Embedder.load(
-            args.bundle_dir, args.variant, args.threads, args.window, args.max_batch_tokens, verify=False
+            args.bundle_dir, args.variant, args.threads, args.window, args.max_batch_tokens, verify=False, spin=False
         )
 
     settings = ServeSettings(
