@@ -43,11 +43,15 @@ def merge(saved: list[dict]) -> dict[str, dict[tuple[str, str], dict]]:
     return out
 
 
+def _tied(diff: tuple[float, float, float]) -> bool:
+    return diff[1] <= 0 <= diff[2]
+
+
 def _cell(mean: float, diff: tuple[float, float, float] | None) -> str:
     if diff is None:
         return f"**{mean:.3f}** (best)"
     d, lo, hi = diff
-    tie = "" if lo <= 0 <= hi else " ✗"
+    tie = "" if _tied(diff) else " ✗"
     return f"{mean:.3f} ({d:+.3f} [{lo:+.3f}, {hi:+.3f}]){tie}"
 
 
@@ -88,7 +92,7 @@ def set_table(name: str, configs: dict[tuple[str, str], dict], bootstrap: int, s
             if s not in e["scores"]:
                 continue
             ref = configs[best[s]]["scores"][s]
-            if k == best[s] or paired_interval(e["scores"][s], ref, idx)[1] <= 0:
+            if k == best[s] or _tied(paired_interval(e["scores"][s], ref, idx)):
                 tied.append((e["cost"], k))
         cost, k = min(tied)
         lines.append(f"- {SCORERS[s]}: best {best[s][0]} {best[s][1]}; cheapest tied: **{k[0]} {k[1]}** ({cost:.2f})")

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from longvec.export import graph, optimize, parity
 from longvec.export.source import SourceDir, read_source
+from longvec.runtime.bundle.defaults import rule as document_defaults
 from longvec.runtime.bundle.manifest import MANIFEST_NAME, Framing, Manifest, PoolingConfig, SourceModel, Variant
 from longvec.runtime.bundle.reader import sha256_file
 from longvec.runtime.core.batching import pad_batch
@@ -166,6 +167,8 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
         parity.check(result, _PRECISION[name], f"variant {name!r}")
         log(f"parity {name}: max|diff| {result.max_abs_diff:.2e}, min cosine {result.min_cosine:.6f}")
     files = ["tokenizer.json", *(_FILES[n] for n in results)]
+    defaults = document_defaults(positions, min(source.max_seq_length, positions))
+    log(f"defaults: mode {defaults.mode}, window {defaults.window}, stride {defaults.stride_fraction} of content")
     return Manifest(
         source=SourceModel(name=source.name, revision=source.revision()),
         architecture=str(source.config.get("model_type", type(model).__name__)),
@@ -189,4 +192,7 @@ def _build(source: SourceDir, work: Path, variants: Sequence[str], log: Callable
         files={f: sha256_file(work / f) for f in files},
         prompts=source.prompts,
         default_prompt=source.default_prompt,
+        default_window=defaults.window,
+        default_mode=defaults.mode,
+        default_stride_fraction=defaults.stride_fraction,
     )

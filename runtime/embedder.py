@@ -11,8 +11,10 @@ import numpy as np
 
 from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, open_backend
+from longvec.runtime.bundle.defaults import resolve as resolve_defaults
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core.batching import pack_by_length
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
 from longvec.runtime.core.pipeline import Batching, Encoded, Job, Pipeline
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
@@ -21,10 +23,14 @@ from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
 from longvec.runtime.core.windows import WindowPlan
 from longvec.runtime.errors import InputError
 
-Mode = Literal["late", "naive", "window_mean", "truncate", "blend"]
+Mode = Literal["auto", "late", "naive", "window_mean", "truncate", "blend"]
 MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
-DEFAULT_MODE: Mode = "late"
+# "auto": the bundle's default_mode (runtime/bundle/defaults.py: chosen from the model's trained length)
+DEFAULT_MODE: Mode = "auto"
 DEFAULT_CHUNK_TOKENS = 128
+# onnxruntime thread spinning for Embedder.load(spin=None): on for a library or `longvec embed` with the cores to
+# itself (the README's "Performance": queries, quiet and loaded rows); the server passes spin=False.
+DEFAULT_SPIN = True
 
 
 @dataclass(frozen=True)
@@ -52,8 +58,10 @@ class Embedder:
         self.backend = backend
         self.tokenizer = tokenizer
         self.manifest = manifest
-        self.window = window or manifest.default_window or min(manifest.max_positions, manifest.trained_max_tokens)
+        self.defaults = resolve_defaults(manifest)  # mode="auto" and stride=None follow these
+        self.window = window or self.defaults.window
         self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
+        self._batching = batching
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
         WindowPlan.make(self.window, None, self._overhead, manifest.max_positions)  # fail early on a bad window
@@ -67,12 +75,17 @@ class Embedder:
         window: int | None = None,
         max_batch_tokens: int = Batching.max_tokens,
         verify: bool = True,
+        spin: bool | None = None,
     ) -> Embedder:
+        """`spin`: whether onnxruntime's idle threads spin-wait for the next batch. None: DEFAULT_SPIN (yes, for a
+        process that has the machine's cores to itself); pass False where other busy processes share the cores
+        (`longvec serve` does): spinning threads then steal the cores the work needs."""
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
         if verify:  # the files this load reads, not every variant in the bundle
             bundle.verify((bundle.manifest.tokenizer_file, chosen.file))
-        backend = open_backend(chosen.engine, bundle.path(chosen.file), bundle.manifest.hidden_size, threads)
+        spin = DEFAULT_SPIN if spin is None else spin
+        backend = open_backend(chosen.engine, bundle.path(chosen.file), bundle.manifest.hidden_size, threads, spin)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
         return cls(backend, tokenizer, bundle.manifest, window, Batching(max_tokens=max_batch_tokens))
 
@@ -94,7 +107,10 @@ class Embedder:
 
     def plan(self, window: int | None = None, stride: int | None = None, prompt: str | None = None) -> WindowPlan:
         overhead = self._overhead + len(self._prompt_ids(prompt))
-        return WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
+        window = window or self.window
+        if stride is None:  # the bundle's default overlap, as a fraction of this window's content
+            stride = self.defaults.stride(max(1, window - overhead))
+        return WindowPlan.make(window, stride, overhead, self.manifest.max_positions)
 
     def _prompt_ids(self, prompt: str | None) -> tuple[int, ...]:
         """The prompt's tokens as they come out in front of a text. sentence-transformers tokenizes prompt + text
@@ -133,9 +149,51 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         plan = self.plan(window, stride, prompt)
-        jobs = [Job(t.ids) for t in self.tokenizer_checked(texts, prompt)]
-        encoded = self._pipeline.run(jobs, plan, self._prompt_ids(prompt))
+        if prompt is None:
+            ids = self.tokenizer.encode_ids(texts)
+            for i, row in enumerate(ids):
+                if row.shape[0] == 0:
+                    raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")
+            if max(row.shape[0] for row in ids) <= plan.content:
+                return self._finish(self._embed_short(ids))
+        else:
+            ids = [t.ids for t in self.tokenizer_checked(texts, prompt)]
+        encoded = self._pipeline.run([Job(i) for i in ids], plan, self._prompt_ids(prompt))
         return self._finish(np.stack([e.pooled for e in encoded]))
+
+    def _embed_short(self, ids: list[np.ndarray]) -> np.ndarray:
+        """Texts that each fit one window, no prompt (every query): framed, packed and pooled here without the
+        pipeline's per-text stitching state. The same batches and the same arithmetic as the pipeline (a one-window
+        text pools as that window alone), at a fraction of its per-call Python (bench/overhead.py)."""
+        framing = self.manifest.framing
+        pre, suf = len(framing.prefix_ids), len(framing.suffix_ids)
+        lengths = [row.shape[0] + pre + suf for row in ids]
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        batches = (
+            [np.zeros(1, np.int64)]
+            if len(ids) == 1
+            else pack_by_length(lengths, self._batching.max_tokens, self._batching.max_batch)
+        )
+        pooling = self.manifest.pooling.mode
+        for batch in batches:
+            rows = batch.tolist()
+            width = max(lengths[r] for r in rows)
+            input_ids = np.full((len(rows), width), framing.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for k, r in enumerate(rows):
+                n = lengths[r]
+                input_ids[k, :pre] = framing.prefix_ids
+                input_ids[k, pre : n - suf] = ids[r]
+                input_ids[k, n - suf : n] = framing.suffix_ids
+                mask[k, :n] = 1
+            states = self.backend.run(input_ids, mask)
+            for k, r in enumerate(rows):
+                window = states[k, : lengths[r]]
+                if pooling == "mean":
+                    out[r] = window.mean(axis=0, dtype=np.float32)
+                else:
+                    out[r] = window[0] if pooling == "cls" else window[-1]
+        return out
 
     def tokenizer_checked(self, texts: Sequence[str], prompt: str | None = None) -> list[Tokens]:
         tokens = self.tokenizer.encode(texts) if prompt is None else self._prompted_tokens(texts, prompt)
@@ -160,8 +218,10 @@ class Embedder:
         """A document vector plus chunk vectors with character spans, for texts of any length. `sparse=True`
         adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.core.sparse)."""
         texts = validate_texts(texts)
+        if mode == "auto":
+            mode = self.defaults.mode
         if mode not in MODES:
-            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+            raise InputError(f"mode must be 'auto' or one of {MODES}, got {mode!r}")
         if chunking not in CHUNKINGS:
             raise InputError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
         if spans is not None:

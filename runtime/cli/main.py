@@ -68,6 +68,7 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
 
 @command("inspect", _inspect_args)
 def _inspect(args: argparse.Namespace) -> int:
+    from longvec.runtime.bundle.defaults import resolve as resolve_defaults
     from longvec.runtime.bundle.reader import Bundle
 
     m = Bundle.open(args.bundle_dir).manifest
@@ -79,6 +80,12 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"architecture {m.architecture}, hidden size {m.hidden_size}, inputs {', '.join(m.input_names)}")
     print(f"window       {m.max_positions} positions (trained on {m.trained_max_tokens}), framing {framing}")
     print(f"pooling      {m.pooling.mode}, normalize={m.pooling.normalize}, prompts {dict(m.prompts) or 'none'}")
+    d = resolve_defaults(m)
+    print(
+        f"defaults     mode {d.mode}, window {d.window}, stride {d.stride_fraction:g} x content "
+        f"({'recorded in the bundle' if d.source == 'bundle' else 'by rule from the trained length'}; "
+        "embed_documents(mode=..., window=..., stride=...) overrides)"
+    )
     print("variants")
     for v in m.variants:
         p = v.parity

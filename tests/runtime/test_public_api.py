@@ -41,6 +41,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("window", P.POSITIONAL_OR_KEYWORD, None),
         ("max_batch_tokens", P.POSITIONAL_OR_KEYWORD, 8192),
         ("verify", P.POSITIONAL_OR_KEYWORD, True),
+        ("spin", P.POSITIONAL_OR_KEYWORD, None),
     ],
     "embed": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
@@ -56,7 +57,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("chunk_tokens", P.POSITIONAL_OR_KEYWORD, 128),
         ("window", P.POSITIONAL_OR_KEYWORD, None),
         ("stride", P.POSITIONAL_OR_KEYWORD, None),
-        ("mode", P.POSITIONAL_OR_KEYWORD, "late"),
+        ("mode", P.POSITIONAL_OR_KEYWORD, "auto"),
         ("spans", P.POSITIONAL_OR_KEYWORD, None),
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
