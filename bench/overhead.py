@@ -44,6 +44,18 @@ def cpu_us(fn: Callable[[], object], calls: int) -> float:
     return float(np.median(rounds))
 
 
+def cpu_us_process(fn: Callable[[], object], calls: int) -> float:
+    """As cpu_us, with the CPU time of every thread of the process (tokenizers' Rayon workers included)."""
+    fn()
+    rounds = []
+    for _ in range(5):
+        t0 = time.process_time()
+        for _ in range(calls):
+            fn()
+        rounds.append((time.process_time() - t0) / calls * 1e6)
+    return float(np.median(rounds))
+
+
 def wall_us(fn: Callable[[], object], calls: int) -> float:
     fn()
     rounds = []
@@ -61,14 +73,16 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--calls", type=int, default=500)
     p.add_argument("--text", default=QUERY)
+    p.add_argument("--batch", type=int, default=1, help="texts per call (copies of --text)")
+    p.add_argument("--spin", action="store_true", help="onnxruntime threads spin (Embedder.load(spin=True))")
     args = p.parse_args()
-    emb = Embedder.load(args.bundle, threads=args.threads)
-    texts, n = [args.text], args.calls
+    emb = Embedder.load(args.bundle, threads=args.threads, spin=args.spin)
+    texts, n = [args.text] * args.batch, args.calls
     plan = emb.plan()
     ids = emb.tokenizer.encode(texts)[0].ids
     m = emb.manifest.framing
     seq = np.concatenate((np.asarray(m.prefix_ids), ids, np.asarray(m.suffix_ids))).astype(np.int64)
-    batch_ids, batch_mask = pad_batch([seq], m.pad_id)
+    batch_ids, batch_mask = pad_batch([seq] * args.batch, m.pad_id)
     session = emb.backend._session  # type: ignore[attr-defined]
     names = [i.name for i in session.get_inputs()]
     out_name = session.get_outputs()[0].name
@@ -87,16 +101,30 @@ def main() -> int:
             return states
 
     real_backend, pipeline.backend = pipeline.backend, Cached()
-    pooled = np.stack([e.pooled for e in pipeline.run([Job(ids)], plan)])
+    emb.backend = pipeline.backend
+    pooled = np.stack([e.pooled for e in pipeline.run([Job(ids)] * args.batch, plan)])
+    ids_list = emb.tokenizer.encode_ids(texts)
     stages = {
         "validate": cpu_us(lambda: validate_texts(texts), n * 10),
-        "tokenize": cpu_us(lambda: emb.tokenizer_checked(texts), n * 10),
+        "tokenize (ids, embed's path)": cpu_us(lambda: emb.tokenizer.encode_ids(texts), n * 10),
         "plan": cpu_us(lambda: emb.plan(), n * 10),
-        "pipeline (no encoder)": cpu_us(lambda: pipeline.run([Job(ids)], plan), n * 10),
+        "frame, pad, pool (embed's one-window path, no encoder)": cpu_us(lambda: emb._embed_short(ids_list), n * 10),
         "normalize": cpu_us(lambda: emb._finish(pooled), n * 10),
     }
-    pipeline.backend = real_backend
-    stages["backend wrapper"] = cpu_us(lambda: emb.backend.run(batch_ids, batch_mask), n) - cpu_us(bare, n)
+    general = {
+        "tokenize with offsets (embed_documents' path)": cpu_us(lambda: emb.tokenizer_checked(texts), n * 10),
+        "pipeline (no encoder; embed's path before the one-window path)": cpu_us(
+            lambda: pipeline.run([Job(ids)] * args.batch, plan), n * 10
+        ),
+    }
+    process_tokenize = {
+        "encode_ids one by one": cpu_us_process(lambda: emb.tokenizer.encode_ids(texts), n * 2),
+        "encode_batch (before)": cpu_us_process(
+            lambda: emb.tokenizer._tok.encode_batch(texts, add_special_tokens=False),
+            n * 2,  # type: ignore[attr-defined]
+        ),
+    }
+    pipeline.backend = emb.backend = real_backend
     whole_cpu, bare_cpu = cpu_us(lambda: emb.embed(texts), n), cpu_us(bare, n)
     whole, floor = [], []
     for _ in range(5):  # interleaved wall-time rounds
@@ -111,10 +139,14 @@ def main() -> int:
     overhead = sum(stages.values())
     out = {
         "text_tokens": len(ids),
+        "texts_per_call": args.batch,
+        "spin": args.spin,
         "threads": args.threads,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "stage_cpu_us": {k: round(v, 1) for k, v in stages.items()},
         "stage_share_of_overhead": {k: round(v / overhead, 3) for k, v in stages.items()},
+        "general_path_cpu_us": {k: round(v, 1) for k, v in general.items()},
+        "tokenize_process_cpu_us (all threads)": {k: round(v, 1) for k, v in process_tokenize.items()},
         "overhead_cpu_us": round(overhead, 1),
         "embed_cpu_us_calling_thread": round(whole_cpu, 1),
         "bare_cpu_us_calling_thread": round(bare_cpu, 1),

@@ -62,6 +62,7 @@ class Embedder:
         self.window = window or self.defaults.window
         self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
         self._batching = batching
+        self._plans: dict[tuple[int | None, int | None], WindowPlan] = {}
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
         WindowPlan.make(self.window, None, self._overhead, manifest.max_positions)  # fail early on a bad window
@@ -106,6 +107,14 @@ class Embedder:
         return [len(t) for t in self.tokenizer.encode(validate_texts(texts, allow_blank=True))]
 
     def plan(self, window: int | None = None, stride: int | None = None, prompt: str | None = None) -> WindowPlan:
+        cached = self._plans.get((window, stride)) if prompt is None else None
+        if cached is None:
+            cached = self._make_plan(window, stride, prompt)
+            if prompt is None and len(self._plans) < 64:  # the few plans calls without a prompt ask for, once
+                self._plans[(window, stride)] = cached
+        return cached
+
+    def _make_plan(self, window: int | None, stride: int | None, prompt: str | None) -> WindowPlan:
         overhead = self._overhead + len(self._prompt_ids(prompt))
         window = window or self.window
         if stride is None:  # the bundle's default overlap, as a fraction of this window's content
@@ -168,7 +177,7 @@ class Embedder:
         framing = self.manifest.framing
         pre, suf = len(framing.prefix_ids), len(framing.suffix_ids)
         lengths = [row.shape[0] + pre + suf for row in ids]
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        out = np.empty((len(ids), self.backend.hidden_size), dtype=np.float32)
         batches = (
             [np.zeros(1, np.int64)]
             if len(ids) == 1

@@ -156,8 +156,57 @@ def _row(cells: list[Any]) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
+def _load_line(results: dict[str, Any]) -> str:
+    load = results.get("load_average", {})
+    fmt = lambda xs: "/".join(f"{x:.1f}" for x in xs)  # noqa: E731
+    per_repeat = results.get("config", {}).get("load_per_repeat") or []
+    return (
+        f"Load average (1/5/15 min): {fmt(load.get('before', []))} before, {fmt(load.get('after', []))} after; "
+        f"after each repeat: {', '.join(f'{x:.1f}' for x in per_repeat)} "
+        f"(on {results.get('machine', {}).get('cores', '?')} cores; `query-loaded` ran beside busy processes)"
+    )
+
+
+def old_vs_new_default(results: dict[str, Any]) -> list[str]:
+    """Long documents: text tokens/s of the default (mode="auto") against the default before it (late, stride
+    content/2), same run, longvec only."""
+    lines = []
+    for label, by_case in results["stats"].items():
+        if not label.startswith("longvec/"):
+            continue
+        for name, old in by_case.items():
+            if not name.endswith("-late-half") or name[: -len("-late-half")] not in by_case:
+                continue
+            new_name = name[: -len("-late-half")]
+            new = by_case[new_name]
+            cost = {n: results["cases"][n]["encoder_tokens"] / results["cases"][n]["tokens"] for n in (name, new_name)}
+            lines.append(
+                _row(
+                    [
+                        new_name,
+                        label,
+                        f"{old['tokens_per_s']:.0f} ({cost[name]:.2f})",
+                        f"{new['tokens_per_s']:.0f} ({cost[new_name]:.2f})",
+                        f"{new['tokens_per_s'] / old['tokens_per_s']:.2f}x",
+                        f"{cost[name] / cost[new_name]:.2f}x",
+                    ]
+                )
+            )
+    if not lines:
+        return []
+    head = ["case", "system", "old default: text tokens/s (enc. tok/text tok)", "new default", "new / old", "expected"]
+    return [
+        "",
+        "### Long documents: the new default (mode=auto) against the old one (late, stride content/2), same run",
+        "",
+        _row(head),
+        _row(["---"] * len(head)),
+        *lines,
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
-    lines = ["### Throughput and latency (median of n interleaved repeats)", ""]
+    lines = [_load_line(results), "", "### Throughput and latency (median of n interleaved repeats)", ""]
     lines.append(
         _row(
             [
@@ -233,6 +282,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [_row(["variant", *names]), _row(["---"] * (len(names) + 1))]
         for variant, by_case in results["floor_fraction"].items():
             lines.append(_row([variant, *(f"{by_case[n]:.0%}" if n in by_case else "" for n in names)]))
+    lines += old_vs_new_default(results)
     span = results.get("span_pooling") or {}
     if "ratio" in span:
         lines += [

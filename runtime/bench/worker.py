@@ -79,22 +79,30 @@ class TimedBackend:
 
 
 class LongvecSystem:
+    spin: bool | None = None  # Embedder.load's default
+
     def __init__(self, bundle: Path, variant: str, threads: int) -> None:
         from longvec.runtime import Embedder
 
-        loaded = Embedder.load(bundle, variant=variant, threads=threads)
+        loaded = Embedder.load(bundle, variant=variant, threads=threads, spin=self.spin)
         self.timed = TimedBackend(loaded.backend)
         self.embedder = Embedder(self.timed, loaded.tokenizer, loaded.manifest)
 
     def run_call(self, case: Any, index: int) -> None:
         texts = case.calls[index]
         if case.kind == "document":
-            self.embedder.embed_documents(texts)
+            self.embedder.embed_documents(texts, **case.options)
         else:
             self.embedder.embed(texts, window=case.window)
 
     def warm_up(self, case: Any) -> None:
         self.embedder.embed([w for w in case.peer_calls[0][:2]], window=case.window)
+
+
+class LongvecNoSpinSystem(LongvecSystem):
+    """longvec with onnxruntime's thread spinning off (what `longvec serve` loads)."""
+
+    spin = False
 
 
 class BareOrtSystem:
@@ -105,10 +113,12 @@ class BareOrtSystem:
 
         from longvec.runtime.backends.onnx import session_options
         from longvec.runtime.bundle.reader import Bundle
+        from longvec.runtime.embedder import DEFAULT_SPIN
 
         b = Bundle.open(bundle, verify=False)
         path = b.path(b.variant(variant).file)
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        options = session_options(threads, DEFAULT_SPIN)  # the same options as longvec's default load
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
 
@@ -129,7 +139,11 @@ class BareOrtSystem:
         self.run_batch(ids, mask)
 
 
-SYSTEMS: dict[str, Callable[[Path, str, int], System]] = {"longvec": LongvecSystem, "bare-ort": BareOrtSystem}
+SYSTEMS: dict[str, Callable[[Path, str, int], System]] = {
+    "longvec": LongvecSystem,
+    "longvec-nospin": LongvecNoSpinSystem,
+    "bare-ort": BareOrtSystem,
+}
 
 
 def versions() -> dict[str, str]:

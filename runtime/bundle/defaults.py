@@ -18,15 +18,14 @@ model was trained on:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 from longvec.runtime.bundle.manifest import Manifest
 
 LONG_CONTEXT = 1024  # trained tokens from which a model counts as long-context
 SHORT_CONTEXT_MODE = "late"
-SHORT_CONTEXT_STRIDE = Fraction(3, 4)
+SHORT_CONTEXT_STRIDE = 0.75
 LONG_CONTEXT_MODE = "late"
-LONG_CONTEXT_STRIDE = Fraction(1, 2)
+LONG_CONTEXT_STRIDE = 0.5
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class Defaults:
     source: str  # "bundle" when the manifest recorded them, else "rule"
 
     def stride(self, content: int) -> int:
-        return max(1, int(content * Fraction(self.stride_fraction).limit_denominator(64)))
+        return max(1, int(content * self.stride_fraction + 1e-9))  # 1e-9: 0.1 * 10 is 1.0, not 0.999…
 
 
 def rule(max_positions: int, trained_max_tokens: int) -> Defaults:
