@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from longvec.runtime.bundle.manifest import Manifest
 
 LONG_CONTEXT = 1024  # trained tokens from which a model counts as long-context
-SHORT_CONTEXT_MODE = "late"
+SHORT_CONTEXT_MODE = "blend"
 SHORT_CONTEXT_STRIDE = 0.75
 LONG_CONTEXT_MODE = "late"
 LONG_CONTEXT_STRIDE = 0.5
