@@ -153,13 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="default bench/out/stride-<sets>.json")
     p.add_argument("--render", type=Path, nargs="*", default=None, help="only render these JSON outputs")
     p.add_argument("--bootstrap", type=int, default=10000)
+    p.add_argument("--summary", action="store_true", help="with --render: one compact table of every set")
     p.add_argument("--write-results", type=Path, default=None, help="replace the stride section of this file")
     args = p.parse_args(argv)
     if args.render is not None:
         import stride_report
 
         saved = [json.loads(path.read_text()) for path in args.render]
-        text = stride_report.markdown(saved, args.bootstrap)
+        text = stride_report.markdown(saved, args.bootstrap, summary=args.summary)
         print(text)
         if args.write_results:
             stride_report.replace_section(args.write_results, text, SECTION, END)
@@ -176,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     names = args.sets.split(",")
     for name in names:
         if name == "squad":
-            q = "queries.jsonl" if args.squad_queries == "sample" else "queries_full.jsonl"
+            q = "queries.jsonl" if args.squad_queries == "sample" else "queries_full.jsonl"  # full: clustered
             qrels = q.replace("queries", "qrels")
-            s = evaldata.load(args.data / "squad-longdoc-dev", "squad-longdoc-dev", q, qrels)
+            name = "squad-longdoc-dev" if args.squad_queries == "sample" else "squad-longdoc-dev, all 4,968 questions"
+            s = evaldata.load(args.data / "squad-longdoc-dev", name, q, qrels)
             rows += evaluate_set(emb, memo, s, args.chunk_tokens, log, "squad")
         elif name == "passkey":
             for length in [int(x) for x in args.passkey_lengths.split(",")]:

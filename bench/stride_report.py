@@ -105,7 +105,75 @@ def paired_interval(a: np.ndarray, best: np.ndarray, idx: np.ndarray) -> tuple[f
     return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def markdown(saved: list[dict], bootstrap: int) -> str:
+SUMMARY = ("firsthit_answer", "firsthit_passage")
+
+
+def summary_table(merged: dict[str, dict[tuple[str, str], dict]], bootstrap: int, seed: int = 0) -> list[str]:
+    """One column per set and first-hit scorer, one row per chunk-level configuration: difference to that
+    column's best row with its interval; the rows tied in every column are the candidates of the tie rule."""
+    columns = [
+        (name, s)
+        for name, configs in merged.items()
+        for s in SUMMARY
+        if any(s in e["scores"] for e in configs.values())
+    ]
+    keys = sorted(
+        {k for configs in merged.values() for k, e in configs.items() if "firsthit_answer" in e["scores"]},
+        key=lambda k: (MODE_ORDER.get(k[0], 9), FRACTION_ORDER.get(k[1], 0)),
+    )
+    head = [
+        "mode",
+        "stride",
+        *(f"{name}: {SCORERS[s].split(',')[1].strip()}" for name, s in columns),
+        "tied: decision sets",
+        "tied: also all SQuAD questions",
+    ]
+    lines = [_row_md(head), _row_md(["---"] * len(head))]
+    cost_cells: dict[tuple[str, str], list[float]] = {}
+    cells: dict[tuple[str, str], list[str]] = {k: [] for k in keys}
+    tied_all = {k: True for k in keys}
+    tied_primary = {k: True for k in keys}
+    for name, s in columns:
+        configs = merged[name]
+        n = len(next(iter(configs.values()))["scores"][s])
+        idx = np.random.default_rng(seed).integers(0, n, size=(bootstrap, n))
+        best = max((k for k in configs if s in configs[k]["scores"]), key=lambda k: configs[k]["scores"][s].mean())
+        for k in keys:
+            e = configs[k]
+            cost_cells.setdefault(k, []).append(e["cost"])
+            if k == best:
+                cells[k].append(f"**{e['scores'][s].mean():.3f}** best")
+                continue
+            d, lo, hi = paired_interval(e["scores"][s], configs[best]["scores"][s], idx)
+            tied_all[k] &= lo <= 0 <= hi
+            if CHECK_ONLY not in name:
+                tied_primary[k] &= lo <= 0 <= hi
+            cells[k].append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if lo <= 0 <= hi else " ✗"))
+    for k in keys:
+        cost = np.mean(cost_cells[k])
+        lines.append(
+            _row_md([k[0], f"{k[1]} ({cost:.2f} enc./text tok.)", *cells[k], _yes(tied_primary[k]), _yes(tied_all[k])])
+        )
+    return lines
+
+
+# The set of all SQuAD questions (up to ~5 per paragraph, so queries are clustered and a per-query bootstrap is too
+# narrow) is a check, not a decision set; the 300-question sample has at most one question per paragraph.
+CHECK_ONLY = "all 4,968 questions"
+
+
+def _yes(x: bool) -> str:
+    return "**yes**" if x else "no"
+
+
+FRACTION_ORDER = {"—": 0, "content/2": 1, "5/8": 2, "3/4": 3, "7/8": 4, "1": 5}
+
+
+def _row_md(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def markdown(saved: list[dict], bootstrap: int, summary: bool = False) -> str:
     metas = [s["meta"] for s in saved]
     lines = [
         "",
@@ -122,6 +190,8 @@ def markdown(saved: list[dict], bootstrap: int) -> str:
         )
     lines.append("")
     merged = merge(saved)
+    if summary:
+        return "\n".join(summary_table(merged, bootstrap))
     for name, configs in merged.items():
         lines += [*set_table(name, configs, bootstrap), ""]
     return "\n".join(lines)
