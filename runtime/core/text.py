@@ -48,9 +48,6 @@ def validate_texts(texts: Sequence[str], allow_blank: bool = False) -> list[str]
 # (BERT-style) give the same tokens for the pieces as for the whole text; byte-level BPE keeps the space in the next
 # token and trims the offsets of a sequence's first token differently, SentencePiece prepends "▁" to a piece that
 # starts with a newline. Texts for those tokenizers are tokenized whole (tests/runtime/test_tokenize_pieces.py).
-# Texts of at most one piece are encoded one by one (`Tokenizer.encode`), not with `encode_batch`: its Rayon
-# workers spin after the batch and, on a 2-core machine, took the encoder's cores: 32 texts of 126 tokens cost
-# 6.4 ms of process CPU through `encode_batch` and 1.0 ms one by one (bench/overhead.py).
 PIECE_CHARS = 1 << 16
 _PIECES_PER_CALL = 4  # pieces per encode_batch call: parallel in Rust, still bounded memory
 _CUT = re.compile(r"[ \t\n](?=\S)")
@@ -95,27 +92,27 @@ class TextTokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[Tokens]:
         texts = list(texts)
+        out: list[Tokens | None] = [None] * len(texts)
         limit = self.piece_chars
-        out = []
-        for text in texts:
-            if limit is None or len(text) <= limit:
-                e = self._tok.encode(text, add_special_tokens=False)
-                out.append(
-                    Tokens(np.asarray(e.ids, dtype=np.int64), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2))
-                )
-            else:
-                out.append(self._encode_long(text))
-        return out
+        short = [i for i, t in enumerate(texts) if limit is None or len(t) <= limit]
+        for i, tokens in zip(short, self._encode_pieces([texts[i] for i in short], [0] * len(short))):
+            out[i] = tokens
+        for i, text in enumerate(texts):
+            if out[i] is None:
+                out[i] = self._encode_long(text)
+        return [t for t in out if t is not None]
 
     def encode_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Token ids only (no offsets): what `embed` needs."""
+        """Token ids only, without the offsets `encode` converts (what `embed` needs): the same tokens."""
+        texts = list(texts)
         limit = self.piece_chars
-        return [
-            np.asarray(self._tok.encode(t, add_special_tokens=False).ids, dtype=np.int64)
-            if limit is None or len(t) <= limit
-            else self._encode_long(t).ids
-            for t in texts
-        ]
+        short = [i for i, t in enumerate(texts) if limit is None or len(t) <= limit]
+        out: list[np.ndarray | None] = [None] * len(texts)
+        if short:
+            encodings = self._tok.encode_batch([texts[i] for i in short], add_special_tokens=False)
+            for i, e in zip(short, encodings):
+                out[i] = np.asarray(e.ids, dtype=np.int64)
+        return [self._encode_long(t).ids if ids is None else ids for t, ids in zip(texts, out)]
 
     def _encode_long(self, text: str) -> Tokens:
         bounds = piece_bounds(text, self.piece_chars or len(text))
