@@ -58,7 +58,9 @@ class Embedder:
         self.backend = backend
         self.tokenizer = tokenizer
         self.manifest = manifest
-        self.defaults = resolve_defaults(manifest)  # mode="auto" and stride=None follow these
+        # embed_documents(mode="auto") uses the bundle's mode and, with stride=None, its stride; an explicit mode and
+        # `embed` keep half-overlapping windows for stride=None (document vectors need the overlap: bench/RESULTS.md)
+        self.defaults = resolve_defaults(manifest)
         self.window = window or self.defaults.window
         self._pipeline = Pipeline(backend, manifest.framing, manifest.pooling, batching)
         self._batching = batching
@@ -117,8 +119,6 @@ class Embedder:
     def _make_plan(self, window: int | None, stride: int | None, prompt: str | None) -> WindowPlan:
         overhead = self._overhead + len(self._prompt_ids(prompt))
         window = window or self.window
-        if stride is None:  # the bundle's default overlap, as a fraction of this window's content
-            stride = self.defaults.stride(max(1, window - overhead))
         return WindowPlan.make(window, stride, overhead, self.manifest.max_positions)
 
     def _prompt_ids(self, prompt: str | None) -> tuple[int, ...]:
@@ -225,10 +225,14 @@ class Embedder:
         sparse: bool = False,
     ) -> list[DocumentResult]:
         """A document vector plus chunk vectors with character spans, for texts of any length. `sparse=True`
-        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.core.sparse)."""
+        adds `chunk_sparse`: BM25 term weights of each chunk's text (see longvec.runtime.core.sparse).
+        `mode="auto"`: the bundle's default mode (`self.defaults`) and, with `stride=None`, its default stride; any
+        other mode with `stride=None` gets half-overlapping windows."""
         texts = validate_texts(texts)
         if mode == "auto":
             mode = self.defaults.mode
+            if stride is None:
+                stride = self.defaults.stride(self.plan(window, None, prompt).content)
         if mode not in MODES:
             raise InputError(f"mode must be 'auto' or one of {MODES}, got {mode!r}")
         if chunking not in CHUNKINGS:

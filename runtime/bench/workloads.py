@@ -127,9 +127,11 @@ class WorkloadBuilder:
         name = (f"doc-{n_tokens // 1024}k" if n_tokens % 1024 == 0 else f"doc-{n_tokens}") + suffix
         case = Case(name, "document", [[text]], None, n_tokens, 1, options=options)
         tok = self.tokenizer.encode([text])[0]
-        plan = self._embedder.plan(stride=options.get("stride"))
-        mode = options.get("mode", "auto")
-        mode = self._embedder.defaults.mode if mode == "auto" else mode
+        mode, stride = options.get("mode", "auto"), options.get("stride")
+        if mode == "auto":  # as embed_documents resolves it
+            mode = self._embedder.defaults.mode
+            stride = self._embedder.defaults.stride(self._embedder.plan().content) if stride is None else stride
+        plan = self._embedder.plan(stride=stride)
         off = tok.offsets
         peer: list[str] = []
         if mode != "naive":

@@ -45,11 +45,16 @@ def test_recorded_defaults_override_the_rule(make_fake: Callable[..., Embedder])
     emb = Embedder(fake.backend, fake.tokenizer, m)
     d = defaults.resolve(m)
     assert (d.mode, d.window, d.stride_fraction, d.source) == ("naive", 48, 1.0, "bundle")
-    assert emb.window == 48 and emb.plan().stride == emb.plan().content  # no overlap
-    [res] = emb.embed_documents([TEXT], chunk_tokens=16)
-    assert res.mode == "naive"
+    assert emb.window == 48 and emb.plan().stride == emb.plan().content // 2  # plan(): half-overlapping
+    [res] = emb.embed_documents([TEXT], chunk_tokens=16, mode="window_mean")  # window_mean: to count windows
+    assert res.n_windows == emb.plan().n_windows(res.n_tokens)  # an explicit mode: half-overlapping windows
+    [auto] = emb.embed_documents([TEXT], chunk_tokens=16)
+    assert auto.mode == "naive"
     [late] = emb.embed_documents([TEXT], chunk_tokens=16, mode="late", stride=5)  # the caller overrides
     assert late.mode == "late" and late.n_windows == emb.plan(stride=5).n_windows(late.n_tokens)
+    m2 = dataclasses.replace(m, default_mode="late")
+    [late_auto] = Embedder(fake.backend, fake.tokenizer, m2).embed_documents([TEXT], chunk_tokens=16)
+    assert late_auto.n_windows == emb.plan(stride=emb.plan().content).n_windows(late_auto.n_tokens)  # no overlap
 
 
 def test_auto_is_the_rule_for_an_old_bundle(make_fake: Callable[..., Embedder]) -> None:
