@@ -1,13 +1,15 @@
 """Span pooling cost against one read of the states: kernels.span_mean of a 128k-token x 384 document into 1,000
-spans vs a plain `states.sum()`, median of repeats. Prints one JSON line."""
+spans vs a plain `states.sum()`. The two alternate within each repeat (one warm-up each), so load drifts hit both;
+the ratio is of their medians. The load average before and after is recorded. Prints one JSON line."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
 
 import numpy as np
-from timing import median_seconds
 
 from longvec.kernels import span_mean
 
@@ -17,13 +19,22 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=131072)
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--spans", type=int, default=1000)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=int, default=15)
     args = p.parse_args()
     states = np.random.default_rng(0).standard_normal((args.tokens, args.dim), dtype=np.float32)
     edges = np.linspace(0, args.tokens, args.spans + 1).astype(np.int64)
     spans = np.stack([edges[:-1], edges[1:]], axis=1)
-    pooled_ms = 1000 * median_seconds(lambda: span_mean(states, spans), args.repeats)
-    sum_ms = 1000 * median_seconds(lambda: states.sum(), args.repeats)
+    fns = {"span_mean": lambda: span_mean(states, spans), "sum": lambda: states.sum()}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    load_before = os.getloadavg()
+    for fn in fns.values():
+        fn()
+    for r in range(args.repeats):
+        for name in list(fns)[r % 2 :] + list(fns)[: r % 2]:  # alternate which goes first
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    pooled_ms, sum_ms = (1000 * float(np.median(times[k])) for k in ("span_mean", "sum"))
     out = {
         "tokens": args.tokens,
         "dim": args.dim,
@@ -32,6 +43,8 @@ def main() -> int:
         "sum_ms": sum_ms,
         "ratio": pooled_ms / sum_ms,
         "repeats": args.repeats,
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(out))
     return 0

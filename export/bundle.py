@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 
 from longvec.export import graph, optimize, parity, pooled
 from longvec.export.source import SourceDir, read_source
+from longvec.runtime.bundle.defaults import rule as document_defaults
 from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.manifest import (
     MANIFEST_NAME,
@@ -246,6 +247,8 @@ def _build(
     for variant, result in results.items():
         log(f"parity {variant}: max|diff| {result.max_abs_diff:.2e}, min cosine {result.min_cosine:.6f}")
     files = ["tokenizer.json", *(_FILES[n] for n in results)]
+    defaults = document_defaults(positions, min(source.max_seq_length, positions))
+    log(f"defaults: mode {defaults.mode}, window {defaults.window}, stride {defaults.stride_fraction} of content")
     manifest = Manifest(
         name=name,
         source=SourceModel(name=source.name, revision=source.revision()),
@@ -270,6 +273,9 @@ def _build(
         files={f: sha256_file(work / f) for f in files},
         prompts=source.prompts,
         default_prompt=source.default_prompt,
+        default_window=defaults.window,
+        default_mode=defaults.mode,
+        default_stride_fraction=defaults.stride_fraction,
     )
     # every variant gets its pooled twin (export/pooled.py): the GPU paths run it, old bundles gain it later
     with_twins = pooled.add_twins(work, manifest, manifest.variants, log)

@@ -11,6 +11,7 @@ import numpy as np
 
 from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
+from longvec.runtime.bundle.defaults import resolve as resolve_defaults
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.budget import ChunkBudget as Budget
@@ -25,10 +26,14 @@ from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
 from longvec.runtime.core.windows import WindowPlan
 from longvec.runtime.errors import InputError
 
-Mode = Literal["late", "naive", "window_mean", "truncate", "blend"]
+Mode = Literal["auto", "late", "naive", "window_mean", "truncate", "blend"]
 Chunking = Literal["tokens", "sentences", "paragraphs", "spans"]
-MODES: tuple[str, ...] = ("late", "naive", "window_mean", "truncate", "blend")
-DEFAULT_MODE: Mode = "late"
+# "auto": the bundle's default_mode (runtime/bundle/defaults.py: chosen from the model's trained length)
+MODES: tuple[str, ...] = ("auto", "late", "naive", "window_mean", "truncate", "blend")
+DEFAULT_MODE: Mode = "auto"
+# onnxruntime thread spinning for Embedder.load(spin=None): on for a library or `longvec embed` with the cores to
+# itself (the README's "Performance": queries, quiet and loaded rows); the server passes spin=False.
+DEFAULT_SPIN = True
 DEFAULT_CHUNKING: Chunking = "tokens"
 DEFAULT_CHUNK_TOKENS = 128
 # chunk vectors one call may return: 65,536 x 384 float32 is 100 MB; chunk_tokens=1 on a book would be gigabytes
@@ -95,7 +100,11 @@ class Embedder:
         self.tokenizer = tokenizer
         self.manifest = manifest
         self.name = name or manifest.name or manifest.source.name  # the model's own name, as served and logged
-        self.window = window or manifest.default_window or min(manifest.max_positions, manifest.trained_max_tokens)
+        # embed_documents(mode="auto") uses the bundle's mode and, with stride=None, its stride; an explicit mode and
+        # `embed` keep half-overlapping windows for stride=None (document vectors need the overlap: bench/RESULTS.md)
+        self.defaults = resolve_defaults(manifest)
+        self.window = window or self.defaults.window
+        self._plans: dict[tuple[int | None, int | None, str | None], WindowPlan] = {}
         self._pipeline = Pipeline(backend, PipelineConfig(manifest.framing, manifest.pooling, batching))
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
@@ -113,6 +122,7 @@ class Embedder:
         device: str = "cpu",
         pooled: bool | None = None,
         tensorrt_provider: bool = False,
+        spin: bool | None = None,
     ) -> Embedder:
         """Open a bundle written by `longvec export`.
 
@@ -130,6 +140,9 @@ class Embedder:
         pooled: run the variant's pooled graph (default: yes where the variant has one, as measured on CPU and
             wanted on GPUs).
         tensorrt_provider: onnxruntime's TensorRT execution provider (GPU only).
+        spin: whether onnxruntime's idle threads spin-wait for the next batch. None: DEFAULT_SPIN (yes, for a
+            process that has the machine's cores to itself); pass False where other busy processes share the cores
+            (`longvec serve` does): spinning threads then steal the cores the work needs.
 
         Raises BundleError (or a subclass naming the file) for a bundle that cannot be used, BackendUnavailable
         when the engine for the variant is not installed, InputError for an impossible window."""
@@ -144,7 +157,13 @@ class Embedder:
         if verify:  # the files this load reads, not every variant in the bundle
             graph = chosen.pooled_file if pooled is not False and chosen.pooled_file else chosen.file
             bundle.verify((m.tokenizer_file, graph))
-        options = BackendOptions(threads=threads, device=device, pooled=pooled, tensorrt_provider=tensorrt_provider)
+        options = BackendOptions(
+            threads=threads,
+            device=device,
+            pooled=pooled,
+            tensorrt_provider=tensorrt_provider,
+            spin=DEFAULT_SPIN if spin is None else spin,
+        )
         backend = open_backend(chosen.engine, files, m.hidden_size, options)
         tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
         batching = Batching(max_tokens=max_batch_tokens)
@@ -200,8 +219,24 @@ class Embedder:
         return self._plan(window, stride, self.resolve_prompt(prompt, prompt_name))
 
     def _plan(self, window: int | None, stride: int | None, prompt_text: str | None) -> WindowPlan:
-        overhead = self._overhead + len(prompt_ids(self.tokenizer, prompt_text))
-        return WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
+        key = (window, stride, prompt_text)
+        plan = self._plans.get(key)
+        if plan is None:
+            overhead = self._overhead + len(prompt_ids(self.tokenizer, prompt_text))
+            plan = WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
+            if len(self._plans) < 64:  # the few plans that calls ask for, made once (bench/overhead.py)
+                self._plans[key] = plan
+        return plan
+
+    def _auto(
+        self, mode: str, window: int | None, stride: int | None, prompt_text: str | None
+    ) -> tuple[str, int | None]:
+        """mode="auto": the bundle's mode and, with stride=None, its stride (runtime/bundle/defaults.py)."""
+        if mode != "auto":
+            return mode, stride
+        if stride is None:
+            stride = self.defaults.stride(self._plan(window, None, prompt_text).content)
+        return self.defaults.mode, stride
 
     def resolve_prompt(self, prompt: str | None = None, prompt_name: str | None = None) -> str | None:
         """The prompt text a call would put before each text: `prompt` (literal), else the bundle's prompt named
@@ -331,8 +366,11 @@ class Embedder:
             sentences / paragraphs packed up to chunk_tokens), or "spans" (your own, see spans).
         chunk_tokens: at most this many tokens per chunk.
         window: encoder positions per window; None: the embedder's window.
-        stride: tokens between window starts; None: half-overlapping windows.
-        mode: "late" (chunks pooled from the states of the whole document, each chunk saw its neighbours),
+        stride: tokens between window starts; None: the bundle's default stride with mode="auto" (3/4 of the
+            window's content for short-context models), else half-overlapping windows.
+        mode: "auto" (default: the bundle's mode, `self.defaults`, decided at export from the model's trained
+            length; `blend` for short-context models, `late` for long-context ones), "late" (chunks pooled from
+            the states of the whole document, each chunk saw its neighbours),
             "naive" (each chunk encoded alone; the document vector is their mean), "blend" (normalized sum of
             the two), "window_mean" (document vector = mean of the windows' vectors), "truncate" (only the first
             window is encoded, as sentence-transformers would; n_tokens_embedded says how much).
@@ -357,9 +395,10 @@ class Embedder:
         texts = validate_texts(texts)
         if spans is not None and len(spans) != len(texts):
             raise InputError(f"spans has {len(spans)} entries for {len(texts)} texts")
-        args = self._document_args(chunking, chunk_tokens, mode, spans, stitch, sparse)
-        output = self._output(dimensions, normalize)
         text = self.resolve_prompt(prompt, prompt_name)
+        resolved, stride = self._auto(mode, window, stride, text)
+        args = self._document_args(chunking, chunk_tokens, resolved, spans, stitch, sparse)
+        output = self._output(dimensions, normalize)
         plan = self._plan(window, stride, text)
         results: list[DocumentResult] = []
         with progress(len(texts), show_progress_bar) as bar:
@@ -390,9 +429,10 @@ class Embedder:
     ) -> Iterator[DocumentResult]:
         """`embed_documents` over any iterable, lazily: reads `batch_size` documents at a time and yields one
         DocumentResult per document in order. Caller spans are not taken here (use `embed_documents`)."""
-        args = self._document_args(chunking, chunk_tokens, mode, None, stitch, sparse)
-        output = self._output(dimensions, normalize)
         text = self.resolve_prompt(prompt, prompt_name)
+        resolved, stride = self._auto(mode, window, stride, text)
+        args = self._document_args(chunking, chunk_tokens, resolved, None, stitch, sparse)
+        output = self._output(dimensions, normalize)
         plan = self._plan(window, stride, text)
         for offset, batch in groups(texts, batch_size):
             with renumbered(offset):
@@ -403,7 +443,7 @@ class Embedder:
         chunking: str, chunk_tokens: int, mode: str, spans: object, stitch: str, sparse: bool
     ) -> tuple[str, int, str, str, bool]:
         """Validate the options of a documents call before any work; return them with chunking resolved."""
-        if mode not in MODES:
+        if mode not in MODES or mode == "auto":  # "auto" was resolved to the bundle's mode by then
             raise InputError(f"mode must be one of {MODES}, got {mode!r}")
         if chunking not in CHUNKINGS:
             raise InputError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")

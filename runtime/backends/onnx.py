@@ -34,9 +34,10 @@ POOL_OUTPUT = "pooled_sums"
 DEFAULT_POOLED = {"cpu": True, "cuda": True}
 
 
-def session_options(threads: int | None) -> ort.SessionOptions:
+def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
     """Chosen on measurements (bench/ort_options.py, bench/RESULTS.md "Performance"), 2 threads, shared CPU:
-    - no thread spinning: idle pool threads spin-wait for work by default; on a CPU shared with other processes
+    - `spin=False` (Embedder.load chooses per use: spinning for a library on a dedicated machine, none for the
+      server): no thread spinning: idle pool threads spin-wait for work by default; on a CPU shared with other processes
       (a server's other workers, batch jobs, the tokenizer) the spinning steals the cores the work needs. Measured
       under load: short-query latency 0.33-0.45x, 16 x 256 windows 1.05-1.36x the default's throughput.
     - sequential execution, one inter-op thread: the parallel executor was 0.71x (the encoder graph is a chain).
@@ -51,8 +52,8 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
     opts.enable_mem_pattern = False
     opts.log_severity_level = 3
     return opts
@@ -138,5 +139,5 @@ def open_onnxruntime(files: GraphFiles, hidden_size: int, options: BackendOption
             if options.device != "auto":
                 raise
     path = choose_graph(files, "cpu", options.pooled)
-    session = make_session(path, session_options(options.threads), ["CPUExecutionProvider"])
+    session = make_session(path, session_options(options.threads, options.spin), ["CPUExecutionProvider"])
     return OrtBackend(session, path, hidden_size, "onnxruntime CPUExecutionProvider")

@@ -20,6 +20,7 @@ class GraphFiles:
 @dataclass(frozen=True)
 class BackendOptions:
     threads: int | None = None  # CPU threads (onnxruntime intra-op)
+    spin: bool = False  # idle onnxruntime threads spin-wait: for a dedicated machine, not a shared one (onnx.py)
     device: str = "cpu"  # never switched silently: "auto" picks CUDA only when it is really there, and says so
     pooled: bool | None = None  # use the pooled graph: None = the default for the device (see onnx.py)
     tensorrt_provider: bool = False  # onnxruntime's TensorRT execution provider instead of CUDA's

@@ -161,13 +161,57 @@ SMOKE_NOTE = (
 _MEASURED_ONLY = ("ratios_vs_st", "vs_fastembed", "overhead_pct", "overhead_in_call_pct", "floor_fraction")
 
 
+def _load_line(results: dict[str, Any]) -> str:
+    load = results.get("load_average", {})
+
+    def fmt(xs: list[float]) -> str:
+        return "/".join(f"{x:.1f}" for x in xs)
+
+    per_repeat = results.get("config", {}).get("load_per_repeat") or []
+    return (
+        f"Load average (1/5/15 min): {fmt(load.get('before', []))} before, {fmt(load.get('after', []))} after; "
+        f"after each repeat: {', '.join(f'{x:.1f}' for x in per_repeat)} "
+        f"(on {results.get('machine', {}).get('cores', '?')} cores; `query-loaded` ran beside busy processes)"
+    )
+
+
+def old_vs_new_default(results: dict[str, Any]) -> list[str]:
+    """Long documents: text tokens/s of the default (mode="auto") against the default before it (late, stride
+    content/2), same run, longvec only."""
+    rows = []
+    for label, by_case in results["stats"].items():
+        if not label.startswith("longvec/"):
+            continue
+        for name, old in by_case.items():
+            if not name.endswith("-late-half") or name[: -len("-late-half")] not in by_case:
+                continue
+            new_name = name[: -len("-late-half")]
+            new = by_case[new_name]
+            cost = {n: results["cases"][n]["encoder_tokens"] / results["cases"][n]["tokens"] for n in (name, new_name)}
+            rows.append(
+                [
+                    new_name,
+                    label,
+                    f"{old['tokens_per_s']:.0f} ({cost[name]:.2f})",
+                    f"{new['tokens_per_s']:.0f} ({cost[new_name]:.2f})",
+                    f"{new['tokens_per_s'] / old['tokens_per_s']:.2f}x",
+                    f"{cost[name] / cost[new_name]:.2f}x",
+                ]
+            )
+    if not rows:
+        return []
+    head = ["case", "system", "old default: text tokens/s (enc. tok/text tok)", "new default", "new / old", "expected"]
+    title = "### Long documents: the new default (mode=auto) against the old one (late, stride content/2), same run"
+    return ["", title, "", *table(head, rows)]
+
+
 def markdown(results: dict[str, Any], smoke: bool = False) -> str:
     """The tables of a run. A smoke run (`--quick`) shows only what was timed: no ratios, no targets."""
     if smoke:
         results = {**results, **{key: {} for key in _MEASURED_ONLY}, "floor": {}, "span_pooling": {}, "targets": []}
     names = list(results["cases"])
     ratios = bool(results["ratios_vs_st"] or results["vs_fastembed"])
-    lines = [SMOKE_NOTE, ""] if smoke else []
+    lines = [SMOKE_NOTE, ""] if smoke else [_load_line(results), ""]
     providers = {k: v for k, v in results.get("providers", {}).items() if v}
     if providers:  # which engine ran each system: a CPU and a GPU run must never be confused
         lines += ["Runs on: " + "; ".join(f"{k}: {v}" for k, v in providers.items()), ""]
@@ -225,6 +269,8 @@ def markdown(results: dict[str, Any], smoke: bool = False) -> str:
             "",
         ]
         lines += _per_case(names, results["floor_fraction"], "{:.0%}")
+    if not smoke:
+        lines += old_vs_new_default(results)
     span = results.get("span_pooling") or {}
     if "ratio" in span:
         lines += [

@@ -9,12 +9,14 @@ onnx, the plot matplotlib, the peers torch and fastembed) are scripts in the rep
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +27,7 @@ from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.text import TextTokenizer
 from longvec.runtime.errors import BackendUnavailable, InputError
 
-OWN_SYSTEMS = ("longvec", "bare-ort")
+OWN_SYSTEMS = ("longvec", "longvec-nospin", "bare-ort")
 PEER_SYSTEMS = ("sentence-transformers", "fastembed")
 VARIANT_FREE = ("sentence-transformers",)  # torch runs the source model, not a bundle variant
 
@@ -50,6 +52,7 @@ class BenchConfig:
     extras: tuple[str, ...] = ("floor", "span", "plot")
     peer_path: str = ""  # extra PYTHONPATH for peer workers (e.g. a private fastembed install)
     device: str = "cpu"  # "cuda": longvec on onnxruntime-gpu, sentence-transformers on CUDA in fp16
+    load_per_repeat: list[float] = field(default_factory=list)  # 1-minute load average after each repeat
 
 
 class Worker:
@@ -155,7 +158,8 @@ Samples = dict[str, dict[str, list[list[float]]]]
 
 def measure(workers: list[Worker], cases: list[Case], cfg: BenchConfig) -> tuple[Samples, Samples]:
     """samples[worker label][case name] = one list of per-call seconds per repeat; and the same for the seconds
-    spent inside the encoder (longvec workers only)."""
+    spent inside the encoder (longvec workers only). A case marked `loaded` runs while `cfg.threads` busy
+    processes hold the cores (a service process among others); a case with `only` runs on those systems."""
     samples: Samples = {w.label: {c.name: [] for c in cases} for w in workers}
     inside: Samples = {w.label: {c.name: [] for c in cases} for w in workers if w.system == "longvec"}
     for r in range(cfg.repeats):
@@ -163,13 +167,29 @@ def measure(workers: list[Worker], cases: list[Case], cfg: BenchConfig) -> tuple
             if r >= repeats_for(case, cfg):
                 continue
             shift = (r + k) % len(workers)
-            for w in workers[shift:] + workers[:shift]:
-                seconds, encoder = w.run(case.name)
-                samples[w.label][case.name].append(seconds)
-                if w.label in inside:
-                    inside[w.label][case.name].append(encoder)
+            with busy_cores(cfg.threads if case.loaded else 0):
+                for w in workers[shift:] + workers[:shift]:
+                    if case.only is not None and w.system not in case.only:
+                        continue
+                    seconds, encoder = w.run(case.name)
+                    samples[w.label][case.name].append(seconds)
+                    if w.label in inside:
+                        inside[w.label][case.name].append(encoder)
+        cfg.load_per_repeat.append(os.getloadavg()[0])
         print(f"  repeat {r + 1}/{cfg.repeats} done (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
     return samples, inside
+
+
+@contextlib.contextmanager
+def busy_cores(n: int) -> Iterator[None]:
+    """`n` processes spinning in pure Python for the duration (each takes one core when it can)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 def cold_start(cfg: BenchConfig) -> dict[str, dict[str, Any]]:

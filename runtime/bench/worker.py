@@ -62,12 +62,14 @@ class System(Protocol):
 
 
 class LongvecSystem:
+    spin: bool | None = None  # Embedder.load's default
+
     def __init__(self, bundle: Path, variant: str, threads: int) -> None:
         from longvec.runtime import Embedder
         from longvec.runtime.bench.wrappers import TimedBackend, with_backend
 
         device = os.environ.get("LONGVEC_BENCH_DEVICE", "cpu")
-        loaded = Embedder.load(bundle, variant=variant, threads=threads, device=device)
+        loaded = Embedder.load(bundle, variant=variant, threads=threads, device=device, spin=self.spin)
         self.provider = loaded.provider
         self.timed = TimedBackend(loaded.backend)
         self.embedder = with_backend(loaded, self.timed)
@@ -75,12 +77,18 @@ class LongvecSystem:
     def run_call(self, case: Any, index: int) -> None:
         texts = case.calls[index]
         if case.kind == "document":
-            self.embedder.embed_documents(texts)
+            self.embedder.embed_documents(texts, **case.options)
         else:
             self.embedder.embed(texts, window=case.window)
 
     def warm_up(self, case: Any) -> None:
         self.embedder.embed([w for w in case.peer_calls[0][:2]], window=case.window)
+
+
+class LongvecNoSpinSystem(LongvecSystem):
+    """longvec with onnxruntime's thread spinning off (what `longvec serve` loads)."""
+
+    spin = False
 
 
 class BareOrtSystem:
@@ -94,12 +102,14 @@ class BareOrtSystem:
         from longvec.runtime.backends.onnx import session_options
         from longvec.runtime.bundle.feeds import encoder_feeds
         from longvec.runtime.bundle.reader import Bundle
+        from longvec.runtime.embedder import DEFAULT_SPIN
 
         b = Bundle.open(bundle, verify=False)
         chosen = b.variant(variant)
         path = b.path(chosen.pooled_file or chosen.file)
         self.pooled = chosen.pooled_file is not None
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        options = session_options(threads, DEFAULT_SPIN)  # the same options as longvec's default load
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.feeds = functools.partial(encoder_feeds, [i.name for i in self.session.get_inputs()])
         self.output = self.session.get_outputs()[0].name
 
@@ -116,7 +126,11 @@ class BareOrtSystem:
         self.run_encoder_batch(ids, mask)
 
 
-SYSTEMS: dict[str, Callable[[Path, str, int], System]] = {"longvec": LongvecSystem, "bare-ort": BareOrtSystem}
+SYSTEMS: dict[str, Callable[[Path, str, int], System]] = {
+    "longvec": LongvecSystem,
+    "longvec-nospin": LongvecNoSpinSystem,
+    "bare-ort": BareOrtSystem,
+}
 
 
 def versions() -> dict[str, str]:

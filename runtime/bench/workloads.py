@@ -35,6 +35,9 @@ class Case:
     n_texts: int
     peer_calls: list[list[str]] = field(default_factory=list)
     encoder_calls: list[list[EncoderBatch]] = field(default_factory=list)
+    options: dict = field(default_factory=dict)  # embed_documents keyword arguments (default: the bundle's)
+    only: tuple[str, ...] | None = None  # the systems that run this case (None: every system)
+    loaded: bool = False  # measured while busy processes hold every core (the runner starts them)
 
     def summary(self) -> dict:
         batches = [m for call in self.encoder_calls for _, m in call]
@@ -116,23 +119,45 @@ class WorkloadBuilder:
         case.encoder_calls = [self._record("batch", texts, positions)]
         return case
 
-    def document(self, n_tokens: int) -> Case:
+    def document(self, n_tokens: int, options: dict | None = None, suffix: str = "") -> Case:
+        """`options` for embed_documents (default: the bundle's defaults). Peers encode the same windows, and for
+        `naive` / `blend` also every chunk alone, as longvec does."""
+        options = options or {}
         text = self.text_of_tokens(n_tokens)
-        name = f"doc-{n_tokens // 1024}k" if n_tokens % 1024 == 0 else f"doc-{n_tokens}"
-        case = Case(name, "document", [[text]], None, n_tokens, 1)
+        name = (f"doc-{n_tokens // 1024}k" if n_tokens % 1024 == 0 else f"doc-{n_tokens}") + suffix
+        case = Case(name, "document", [[text]], None, n_tokens, 1, options=options)
         tok = self.tokenizer.encode([text])[0]
-        plan = self._embedder.plan()
-        starts = plan.starts(len(tok))
-        ends = np.minimum(starts + plan.content, len(tok))
+        mode, stride = options.get("mode", "auto"), options.get("stride")
+        if mode == "auto":  # as embed_documents resolves it
+            mode = self._embedder.defaults.mode
+            stride = self._embedder.defaults.stride(self._embedder.plan().content) if stride is None else stride
+        plan = self._embedder.plan(stride=stride)
         off = tok.offsets
-        case.peer_calls = [[text[int(off[s, 0]) : int(off[e - 1, 1])] for s, e in zip(starts, ends)]]
-        case.encoder_calls = [self._record("document", [text], None)]
+        peer: list[str] = []
+        if mode != "naive":
+            starts = plan.starts(len(tok))
+            ends = np.minimum(starts + plan.content, len(tok))
+            peer += [text[int(off[s, 0]) : int(off[e - 1, 1])] for s, e in zip(starts, ends)]
+        if mode in ("naive", "blend"):
+            [result] = self._embedder.embed_documents([text], **options)
+            peer += [text[s:e] for s, e in result.chunk_spans.tolist()]
+        case.peer_calls = [peer]
+        case.encoder_calls = [self._record("document", [text], None, options)]
         return case
 
-    def _record(self, kind: str, texts: list[str], window: int | None) -> list[EncoderBatch]:
+    def old_default(self, n_tokens: int) -> Case:
+        """The default before mode="auto": late chunking, half-overlapping windows; longvec and bare-ort only."""
+        options = {"mode": "late", "stride": max(1, self._embedder.plan().content // 2)}
+        case = self.document(n_tokens, options, suffix="-late-half")
+        case.only = ("longvec", "bare-ort")
+        return case
+
+    def _record(
+        self, kind: str, texts: list[str], window: int | None, options: dict | None = None
+    ) -> list[EncoderBatch]:
         self._recorder.inputs.clear()
         if kind == "document":
-            self._embedder.embed_documents(texts)
+            self._embedder.embed_documents(texts, **(options or {}))
         else:
             self._embedder.embed(texts, window=window)
         return list(self._recorder.inputs)
@@ -145,9 +170,19 @@ def build_cases(
     queries: list[str],
     batches: list[tuple[int, int]],
     doc_tokens: list[int],
+    loaded_queries: bool = True,
+    old_default: bool = True,
 ) -> list[Case]:
+    """`loaded_queries`: the query case again while busy processes hold the cores; `old_default`: every document
+    case again with the default before mode="auto" (late, stride content/2), for longvec and bare-ort."""
     builder = WorkloadBuilder(tokenizer, manifest, corpus)
     cases = [builder.queries(queries)] if queries else []
+    if queries and loaded_queries:
+        loaded = builder.queries(queries)
+        loaded.name, loaded.loaded = "query-loaded", True
+        cases.append(loaded)
     cases += [builder.batch(n, positions) for n, positions in batches]
     cases += [builder.document(n) for n in doc_tokens]
+    if old_default:
+        cases += [builder.old_default(n) for n in doc_tokens]
     return cases

@@ -21,6 +21,7 @@ MANIFEST_NAME = "manifest.json"
 Pooling = Literal["mean", "cls", "last"]
 Precision = Literal["fp32", "fp16", "int8"]
 Engine = Literal["onnxruntime", "tensorrt"]
+DOCUMENT_MODES = ("late", "naive", "window_mean", "truncate", "blend")  # embed_documents' modes
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,10 @@ class Manifest:
     prompts: Mapping[str, str] = field(default_factory=dict)
     default_prompt: str | None = None
     default_window: int | None = None  # None: the runtime's own default, capped at max_positions
+    # What `embed_documents(mode="auto", stride=None)` uses for this model, chosen at export by the rule in
+    # runtime/bundle/defaults.py; None (a bundle exported before these fields): the same rule at load time.
+    default_mode: str | None = None
+    default_stride_fraction: float | None = None  # stride = floor(window content x fraction); 1.0: no overlap
     schema_version: int = SCHEMA_VERSION
     # The model's own name (e.g. "sentence-transformers/all-MiniLM-L6-v2"), shown in `inspect`, logs, job outputs
     # and served as the model id. None in bundles written before it existed: readers fall back to the folder name.
@@ -143,6 +148,10 @@ class Manifest:
             raise ValueError("hidden_size and max_positions must leave room for content")
         if self.default_window is not None and not 0 < self.default_window <= self.max_positions:
             raise ValueError(f"default_window {self.default_window} is not in 1..max_positions ({self.max_positions})")
+        if self.default_mode is not None and self.default_mode not in DOCUMENT_MODES:
+            raise ValueError(f"default_mode must be one of {DOCUMENT_MODES}, got {self.default_mode!r}")
+        if self.default_stride_fraction is not None and not 0 < self.default_stride_fraction <= 1:
+            raise ValueError(f"default_stride_fraction {self.default_stride_fraction} is not in (0, 1]")
         if not self.variants:
             raise ValueError("'variants' is empty: the bundle has no graph to run")
         if self.default_prompt is not None and self.default_prompt not in self.prompts:

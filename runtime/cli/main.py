@@ -44,7 +44,7 @@ EXIT_CODES: dict[type[LongvecError], int] = {
 }
 # The variant names `longvec export` writes; --variant takes one of them (a bundle may hold fewer).
 VARIANT_NAMES: tuple[str, ...] = ("fp32", "optimized", "int8", "fp16")
-MODES: tuple[str, ...] = ("late", "naive", "blend", "window_mean", "truncate")
+MODES: tuple[str, ...] = ("auto", "late", "naive", "blend", "window_mean", "truncate")
 CHUNKINGS: tuple[str, ...] = ("tokens", "sentences", "paragraphs")
 # Shared by `search` and `embed`; the library and the server default to the same.
 DEFAULT_CHUNKING = "tokens"
@@ -178,6 +178,7 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
 @command("inspect", _inspect_args)
 def _inspect(args: argparse.Namespace) -> int:
     """Print a bundle's model, dimensions, window, framing, pooling, prompts and variants with their parity."""
+    from longvec.runtime.bundle.defaults import resolve as resolve_defaults
     from longvec.runtime.bundle.reader import Bundle
 
     if args.runtime:
@@ -202,6 +203,12 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"window       {m.max_positions} positions (trained on {m.trained_max_tokens}), framing {framing}")
     print(f"pooling      {m.pooling.mode}, normalize={m.pooling.normalize}, include_prompt={m.pooling.include_prompt}")
     print(f"prompts      {prompts}; default {m.default_prompt or 'none'}")
+    d = resolve_defaults(m)
+    print(
+        f"defaults     mode {d.mode}, window {d.window}, stride {d.stride_fraction:g} x content "
+        f"({'recorded in the bundle' if d.source == 'bundle' else 'by rule from the trained length'}; "
+        "embed_documents(mode=..., window=..., stride=...) overrides)"
+    )
     print("variants")
     for v in m.variants:
         p = v.parity
@@ -250,7 +257,12 @@ def _search_args(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_CHUNKING,
         help=f"how to cut the file into chunks (default: {DEFAULT_CHUNKING})",
     )
-    p.add_argument("--mode", choices=MODES, default="late", help="how chunks are embedded (default: late)")
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="how chunks are embedded; auto: the bundle's default (default: auto)",
+    )
     p.add_argument("--variant", choices=VARIANT_NAMES, default="optimized", help="graph variant (default: optimized)")
     p.add_argument("--window", type=int, default=None, help="encoder window in positions (default: the bundle's)")
     add_prompt_args(p)

@@ -213,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     def load() -> Embedder:
         return Embedder.load(
-            args.bundle_dir, args.variant, args.threads, args.window, args.max_batch_tokens, verify=False
+            args.bundle_dir, args.variant, args.threads, args.window, args.max_batch_tokens, verify=False, spin=False
         )
 
     origins = tuple(o.strip() for o in (args.cors_allow_origin or "").split(",") if o.strip())

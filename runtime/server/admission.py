@@ -18,12 +18,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from longvec.runtime.core.budget import Cost, document_cost, embed_cost, packed_lengths
 from longvec.runtime.core.chunking import chunk_by_spans
 from longvec.runtime.core.text import TextTokenizer, Tokens, text_problem
-from longvec.runtime.embedder import Embedder
+from longvec.runtime.embedder import Embedder, Mode
 from longvec.runtime.errors import InputError, LimitExceeded, LongvecError
 from longvec.runtime.server.errors import with_param
 from longvec.runtime.server.options import DocumentOptions, EmbedOptions, Options
@@ -113,8 +113,14 @@ class Admission:
             raise with_param(
                 LimitExceeded(f"{message} ({flag('min_chunk_tokens')})", "min_chunk_tokens"), "chunk_tokens"
             )
+        mode: Mode = body.mode
+        stride = body.stride
         try:
-            plan = self.emb.plan(body.window, body.stride)  # an impossible window or stride fails here, alone
+            if mode == "auto":  # the bundle's mode and stride, resolved here so the cost is the real one
+                mode = cast(Mode, self.emb.defaults.mode)
+                if stride is None:
+                    stride = self.emb.defaults.stride(self.emb.plan(body.window).content)
+            plan = self.emb.plan(body.window, stride)  # an impossible window or stride fails here, alone
         except InputError as e:
             raise with_param(e, "window" if "window" in str(e) else "stride") from None
         if body.stride is not None and body.stride < min(s.min_stride, plan.content):
@@ -129,10 +135,10 @@ class Admission:
                 ]
             else:
                 lengths = [packed_lengths(len(t), body.chunk_tokens) for t in tokens]
-            cost = document_cost([len(t) for t in tokens], plan, self._overhead, body.mode, lengths)
+            cost = document_cost([len(t) for t in tokens], plan, self._overhead, mode, lengths)
             self._check(cost, "documents")
         options = DocumentOptions(
-            body.chunking, body.chunk_tokens, body.mode, body.window, body.stride, body.sparse, s.max_chunks
+            body.chunking, body.chunk_tokens, mode, body.window, stride, body.sparse, s.max_chunks
         )
         return Admitted(options, texts, [d.spans for d in body.documents], cost)
 

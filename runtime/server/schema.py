@@ -78,12 +78,15 @@ class DocumentsRequest(_Strict):
     )
     mode: Mode = Field(
         DEFAULT_MODE,
-        description="late: chunk vectors pooled from the whole document's contextual states; naive: each chunk "
+        description="auto (default): the bundle's mode and stride (blend at 3/4 stride for short-context models); "
+        "late: chunk vectors pooled from the whole document's contextual states; naive: each chunk "
         "encoded alone; blend: both, normalized and summed; window_mean: document vector as the mean of its "
         "windows; truncate: only the first window (the response says how many tokens were embedded).",
     )
     window: Integer | None = Field(None, ge=1, description="Encoder window in positions (default: the server's).")
-    stride: Integer | None = Field(None, ge=1, description="Window stride in tokens (default: half a window).")
+    stride: Integer | None = Field(
+        None, ge=1, description="Window stride in tokens (default: the bundle's with mode auto, else half a window)."
+    )
     sparse: bool = Field(False, description="Also return a sparse lexical vector per chunk, if the server has them.")
     encoding_format: EncodingFormat = "float"
     dimensions: Integer | None = Field(None, ge=1, description="Matryoshka truncation of every returned vector.")

@@ -35,15 +35,18 @@ def test_bench_quick_writes_valid_json(bundle_dir: Path, tmp_path: Path, longvec
     results = json.loads((out / "results.json").read_text())
     labels = {"longvec/optimized", "bare-ort/optimized"}
     assert set(results["stats"]) == labels
-    assert set(results["cases"]) == {"query", "2x64", "doc-600"}
+    names = {"query", "query-loaded", "2x64", "doc-600", "doc-600-late-half"}
+    assert set(results["cases"]) == names
     for label in labels:
         for name, st in results["stats"][label].items():
             assert st["n"] == 2, (label, name)
             assert st["median_s"] > 0 and st["tokens_per_s"] > 0
             assert st["p50_ms"] <= st["p95_ms"] <= st["p99_ms"]
-    assert set(results["overhead_pct"]["optimized"]) == {"query", "2x64", "doc-600"}
+    assert set(results["overhead_pct"]["optimized"]) == names
     in_call = results["overhead_in_call_pct"]["optimized"]  # time outside the encoder within longvec's own calls
-    assert set(in_call) == {"query", "2x64", "doc-600"} and all(0.0 < v < 100.0 for v in in_call.values())
+    assert set(in_call) == names and all(0.0 < v < 100.0 for v in in_call.values())
+    assert len(results["config"]["load_per_repeat"]) == 2 and done.stdout.startswith("Load average")
+    assert "| doc-600 | longvec/optimized |" in done.stdout.split("the new default (mode=auto) against")[1]
     cold = results["cold_start_median"]["longvec/optimized"]
     assert cold["n"] == 1 and cold["seconds"] > 0 and cold["peak_rss_mb"] > 50
     assert results["machine"]["cores"] >= 1 and "onnxruntime" in results["versions"]["longvec/optimized"]
@@ -115,21 +118,34 @@ def test_bench_without_data_is_an_input_error_naming_the_flag_and_the_variable(
 def test_workload_gives_every_system_the_same_windows(embedder: Embedder) -> None:
     corpus = read_corpus(DATA / "documents.jsonl") if (DATA / "documents.jsonl").is_file() else CORPUS * 20
     cases = build_cases(embedder.tokenizer, embedder.manifest, corpus, ["a query"], [(3, 64)], [2048])
-    query, batch, doc = cases
-    assert [c.name for c in cases] == ["query", "3x64", "doc-2k"]
+    query, loaded, batch, doc, old = cases
+    assert [c.name for c in cases] == ["query", "query-loaded", "3x64", "doc-2k", "doc-2k-late-half"]
+    assert loaded.loaded and not query.loaded and loaded.calls == query.calls
+    assert old.only == ("longvec", "bare-ort") and old.options == {"mode": "late", "stride": plan_half(embedder)}
     # passages framed to exactly 64 positions, one call, no splitting
     assert [len(t) + 2 for t in embedder.tokenizer.encode(batch.calls[0])] == [64, 64, 64]
     (ids, mask), *more = batch.encoder_calls[0]
     assert not more and ids.shape == (3, 64) and mask.all()
     # the document: exactly 2048 tokens; the bare loop sees longvec's windows, peers get the text of each one
     assert embedder.count_tokens(doc.calls[0]) == [2048]
-    plan = embedder.plan()
+    # the old default (late, half-overlapping windows): the windows alone
+    plan = embedder.plan(stride=plan_half(embedder))
     n_windows = plan.n_windows(2048)
-    assert sum(b[0].shape[0] for b in doc.encoder_calls[0]) == n_windows == len(doc.peer_calls[0])
-    assert all(b[0].shape[1] == plan.window for b in doc.encoder_calls[0])
-    lengths = embedder.count_tokens(doc.peer_calls[0])
+    assert sum(b[0].shape[0] for b in old.encoder_calls[0]) == n_windows == len(old.peer_calls[0])
+    assert all(b[0].shape[1] == plan.window for b in old.encoder_calls[0])
+    lengths = embedder.count_tokens(old.peer_calls[0])
     assert abs(np.mean(lengths) - plan.content) <= 2  # re-tokenizing a window's text gives (about) its tokens
+    # the default: its windows, and for naive or blend every chunk encoded alone too, by longvec and the peers
+    [res] = embedder.embed_documents(doc.calls[0])
+    stride = embedder.defaults.stride(embedder.plan().content)
+    windows = 0 if res.mode == "naive" else embedder.plan(stride=stride).n_windows(2048)
+    alone = len(res.chunk_spans) if res.mode in ("naive", "blend") else 0
+    assert sum(b[0].shape[0] for b in doc.encoder_calls[0]) == windows + alone == len(doc.peer_calls[0])
     assert query.encoder_calls[0][0][0].shape == (1, len(embedder.tokenizer.encode(["a query"])[0]) + 2)
+
+
+def plan_half(embedder: Embedder) -> int:
+    return embedder.plan().content // 2
 
 
 @pytest.mark.slow

@@ -48,6 +48,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("device", P.POSITIONAL_OR_KEYWORD, "cpu"),  # added by the GPU issue (11), after every older parameter
         ("pooled", P.POSITIONAL_OR_KEYWORD, None),
         ("tensorrt_provider", P.POSITIONAL_OR_KEYWORD, False),
+        ("spin", P.POSITIONAL_OR_KEYWORD, None),  # added by the throughput issue (12)
     ],
     "embed": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
@@ -68,7 +69,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("chunk_tokens", P.POSITIONAL_OR_KEYWORD, 128),
         ("window", P.POSITIONAL_OR_KEYWORD, None),
         ("stride", P.POSITIONAL_OR_KEYWORD, None),
-        ("mode", P.POSITIONAL_OR_KEYWORD, "late"),
+        ("mode", P.POSITIONAL_OR_KEYWORD, "auto"),
         ("spans", P.POSITIONAL_OR_KEYWORD, None),
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
@@ -99,7 +100,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("chunk_tokens", P.POSITIONAL_OR_KEYWORD, 128),
         ("window", P.POSITIONAL_OR_KEYWORD, None),
         ("stride", P.POSITIONAL_OR_KEYWORD, None),
-        ("mode", P.POSITIONAL_OR_KEYWORD, "late"),
+        ("mode", P.POSITIONAL_OR_KEYWORD, "auto"),
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
         ("stitch", P.POSITIONAL_OR_KEYWORD, "center"),
         ("sparse", P.POSITIONAL_OR_KEYWORD, False),

@@ -62,7 +62,7 @@ def test_late_chunks_of_multi_window_documents_equal_the_reference(
     emb = make_fake(window=32, pooling=pooling, max_tokens=32 * 3)
     texts = [text_of(120, 1), text_of(7, 2), text_of(333, 3)]
     for stride in (None, 5, emb.plan(prompt=prompt).content):
-        results = emb.embed_documents(texts, chunk_tokens=13, stride=stride, prompt=prompt, stitch=stitch)
+        results = emb.embed_documents(texts, chunk_tokens=13, stride=stride, prompt=prompt, stitch=stitch, mode="late")
         vectors = emb.embed(texts, stride=stride, prompt=prompt) if stitch == "center" else None
         for k, (text, res) in enumerate(zip(texts, results)):
             assert res.n_windows == emb.plan(stride=stride, prompt=prompt).n_windows(res.n_tokens)
@@ -86,7 +86,7 @@ def test_one_token_over_exactly_one_window_and_one_under(
     overhead = 2 + (len(probe.tokenizer.ids(prompt.rstrip())) if prompt else 0)
     emb = make_fake(window=n - over + overhead)  # content = n - over tokens
     assert emb.plan(prompt=prompt).content == n - over
-    [res] = emb.embed_documents([text], chunk_tokens=4, prompt=prompt, stitch=stitch)
+    [res] = emb.embed_documents([text], chunk_tokens=4, prompt=prompt, stitch=stitch, mode="late")
     assert res.n_windows == (1 if over <= 0 else 2)
     doc, chunks = reference(emb, text, res.chunk_token_spans, None, stitch, prompt)
     np.testing.assert_allclose(res.chunk_vectors, chunks, rtol=1e-5, atol=1e-6)
@@ -99,11 +99,13 @@ def test_prompt_left_out_of_the_mean_when_the_model_says_so(
 ) -> None:
     emb = with_pooling(make_fake(window=32), include_prompt=False)
     text = text_of(90, 4)
-    [res] = emb.embed_documents([text], chunk_tokens=10, prompt="query: ", stitch=stitch)
+    [res] = emb.embed_documents([text], chunk_tokens=10, prompt="query: ", stitch=stitch, mode="late")
     doc, chunks = reference(emb, text, res.chunk_token_spans, None, stitch, "query: ")
     np.testing.assert_allclose(res.vector, doc, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.chunk_vectors, chunks, rtol=1e-5, atol=1e-6)
-    with_prompt = make_fake(window=32).embed_documents([text], chunk_tokens=10, prompt="query: ", stitch=stitch)[0]
+    with_prompt = make_fake(window=32).embed_documents(
+        [text], chunk_tokens=10, prompt="query: ", stitch=stitch, mode="late"
+    )[0]
     assert not np.allclose(with_prompt.vector, res.vector)
 
 
@@ -118,7 +120,7 @@ def test_a_document_shorter_than_one_window_is_the_single_pass(
     framed = np.concatenate(([101], tok.ids, [102]))[None]
     single = emb.backend.run(framed, np.ones_like(framed))[0]
     pooled = {"mean": single.mean(axis=0), "cls": single[0], "last": single[-1]}[pooling]
-    [res] = emb.embed_documents([text, text_of(200, 6)], chunk_tokens=7, stitch=stitch)[:1]
+    [res] = emb.embed_documents([text, text_of(200, 6)], chunk_tokens=7, stitch=stitch, mode="late")[:1]
     assert res.n_windows == 1
     np.testing.assert_allclose(res.vector, pooled, rtol=1e-6, atol=1e-6)
     expected = np.stack([single[1 + s : 1 + e].mean(axis=0) for s, e in res.chunk_token_spans.tolist()])
@@ -135,7 +137,7 @@ def test_real_model_short_document_late_chunks_equal_one_onnx_pass(embedder: Emb
     assert len(tok) < embedder.plan().content
     framed = np.concatenate(([101], tok.ids, [102]))[None]
     single = embedder.backend.run(framed, np.ones_like(framed))[0].astype(np.float64)
-    [res] = embedder.embed_documents([text], chunk_tokens=9)
+    [res] = embedder.embed_documents([text], chunk_tokens=9, mode="late")
     assert len(res.chunk_vectors) >= 4
     expected = l2_normalize(np.stack([single[1 + s : 1 + e].mean(axis=0) for s, e in res.chunk_token_spans.tolist()]))
     np.testing.assert_allclose(res.chunk_vectors, expected, atol=2e-5)
@@ -169,11 +171,11 @@ def test_results_come_back_in_the_callers_order(
     emb = make_fake(window=40, max_tokens=100)  # at most 2 full windows per call: many batches
     texts = [text_of(n, seed) for seed, n in enumerate([3, 150, 12, 40, 1, 75, 9, 300, 20, 33])]
     alone = np.stack([emb.embed([t])[0] for t in texts])
-    docs_alone = [emb.embed_documents([t], chunk_tokens=11)[0] for t in texts]
+    docs_alone = [emb.embed_documents([t], chunk_tokens=11, mode="late")[0] for t in texts]
     order = np.random.default_rng(7).permutation(len(texts))
     shuffled = [texts[i] for i in order]
     np.testing.assert_allclose(emb.embed(shuffled), alone[order], rtol=1e-5, atol=1e-6)
-    for i, res in zip(order, emb.embed_documents(shuffled, chunk_tokens=11)):
+    for i, res in zip(order, emb.embed_documents(shuffled, chunk_tokens=11, mode="late")):
         np.testing.assert_array_equal(res.chunk_spans, docs_alone[i].chunk_spans)
         np.testing.assert_allclose(res.chunk_vectors, docs_alone[i].chunk_vectors, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(res.vector, docs_alone[i].vector, rtol=1e-5, atol=1e-6)
