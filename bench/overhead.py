@@ -26,7 +26,7 @@ import numpy as np
 from longvec.kernels import l2_normalize
 from longvec.runtime import Embedder
 from longvec.runtime.core.batching import pad_batch
-from longvec.runtime.core.pipeline import Job
+from longvec.runtime.core.pipeline import TokenSequence
 from longvec.runtime.core.text import validate_texts
 
 QUERY = "How did keepers keep the lamp burning through the night?"
@@ -102,19 +102,17 @@ def main() -> int:
 
     real_backend, pipeline.backend = pipeline.backend, Cached()
     emb.backend = pipeline.backend
-    pooled = np.stack([e.pooled for e in pipeline.run([Job(ids)] * args.batch, plan)])
-    ids_list = emb.tokenizer.encode_ids(texts)
+    pooled = np.stack([e.pooled for e in pipeline.run([TokenSequence(ids)] * args.batch, plan)])
     stages = {
         "validate": cpu_us(lambda: validate_texts(texts), n * 10),
         "tokenize (ids, embed's path)": cpu_us(lambda: emb.tokenizer.encode_ids(texts), n * 10),
         "plan": cpu_us(lambda: emb.plan(), n * 10),
-        "frame, pad, pool (embed's one-window path, no encoder)": cpu_us(lambda: emb._embed_short(ids_list), n * 10),
         "normalize": cpu_us(lambda: emb._finish(pooled), n * 10),
     }
     general = {
-        "tokenize with offsets (embed_documents' path)": cpu_us(lambda: emb.tokenizer_checked(texts), n * 10),
-        "pipeline (no encoder; embed's path before the one-window path)": cpu_us(
-            lambda: pipeline.run([Job(ids)] * args.batch, plan), n * 10
+        "tokenize with offsets (embed_documents' path)": cpu_us(lambda: emb._tokens(texts, None), n * 10),
+        "pipeline (no encoder: frame, pad, weight rows, pool)": cpu_us(
+            lambda: pipeline.run([TokenSequence(ids)] * args.batch, plan), n * 10
         ),
     }
     process_tokenize = {

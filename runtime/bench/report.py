@@ -211,7 +211,7 @@ def markdown(results: dict[str, Any], smoke: bool = False) -> str:
         results = {**results, **{key: {} for key in _MEASURED_ONLY}, "floor": {}, "span_pooling": {}, "targets": []}
     names = list(results["cases"])
     ratios = bool(results["ratios_vs_st"] or results["vs_fastembed"])
-    lines = [SMOKE_NOTE, ""] if smoke else [_load_line(results), ""]
+    lines = [*([SMOKE_NOTE, ""] if smoke else []), _load_line(results), ""]
     providers = {k: v for k, v in results.get("providers", {}).items() if v}
     if providers:  # which engine ran each system: a CPU and a GPU run must never be confused
         lines += ["Runs on: " + "; ".join(f"{k}: {v}" for k, v in providers.items()), ""]

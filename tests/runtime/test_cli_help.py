@@ -53,10 +53,10 @@ def test_every_option_has_help_and_shows_its_default(name: str, capsys: pytest.C
 @pytest.mark.parametrize(
     ("name", "flag", "choices"),
     [
-        ("search", "--mode", {"late", "naive", "blend", "window_mean", "truncate"}),
+        ("search", "--mode", {"auto", "late", "naive", "blend", "window_mean", "truncate"}),
         ("search", "--chunking", {"tokens", "sentences", "paragraphs"}),
         ("search", "--variant", {"fp32", "optimized", "int8", "fp16"}),
-        ("embed", "--mode", {"late", "naive", "blend", "window_mean", "truncate"}),
+        ("embed", "--mode", {"auto", "late", "naive", "blend", "window_mean", "truncate"}),
         ("embed", "--chunking", {"tokens", "sentences", "paragraphs"}),
         ("embed", "--variant", {"fp32", "optimized", "int8", "fp16"}),
         ("embed", "--engine", {"local", "ray"}),

@@ -1,5 +1,5 @@
-"""mode="auto" and stride=None: the bundle's recorded defaults, else the rule from the trained length; the one-window
-fast path of `embed`; the spin option reaching onnxruntime."""
+"""mode="auto" and stride=None: the bundle's recorded defaults, else the rule from the trained length; the spin
+option reaching onnxruntime."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from longvec.runtime import Embedder, ManifestError
 from longvec.runtime.backends.onnx import session_options
 from longvec.runtime.bundle import defaults
 from longvec.runtime.bundle.manifest import Manifest
-from longvec.runtime.core.pipeline import Job
 
 TEXT = " ".join(f"Sentence {i} tells of lighthouse keeper number {i} and the lamp." for i in range(60))
 
@@ -78,18 +77,6 @@ def test_manifest_fields_validate_and_old_manifests_load(tmp_path: Path, make_fa
             Manifest.from_json(json.dumps(raw | bad), tmp_path)
     for key, value in (("default_mode", "blend"), ("default_stride_fraction", 0.75)):
         assert getattr(Manifest.from_json(json.dumps(raw | {key: value}), tmp_path), key) == value
-
-
-@pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
-def test_embed_one_window_path_equals_the_pipeline(make_fake: Callable[..., Embedder], pooling: str) -> None:
-    """Short texts skip the pipeline's stitching state: the same batches, the same vectors, bit for bit."""
-    emb = make_fake(window=64, pooling=pooling, max_tokens=200)  # a small budget: several batches
-    texts = ["a", "two words", TEXT[:150], TEXT[:90], "x " * 40, "the lamp", TEXT[:200]]
-    ids = [t.ids for t in emb.tokenizer.encode(texts)]
-    assert max(map(len, ids)) <= emb.plan().content
-    via_pipeline = np.stack([e.pooled for e in emb._pipeline.run([Job(i) for i in ids], emb.plan())])
-    np.testing.assert_array_equal(emb.embed(texts), emb._finish(via_pipeline))
-    assert emb.backend.calls and len(emb.backend.calls) > 2  # type: ignore[attr-defined]
 
 
 def test_embed_long_and_short_texts_together(make_fake: Callable[..., Embedder]) -> None:

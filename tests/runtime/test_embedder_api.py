@@ -90,7 +90,7 @@ def test_iterators_are_lazy_and_equal_to_the_list_calls(fake: Embedder) -> None:
 
 
 def test_document_result_repr_is_short(fake: Embedder) -> None:
-    [doc] = fake.embed_documents(TEXTS[1:2], chunk_tokens=8)
+    [doc] = fake.embed_documents(TEXTS[1:2], chunk_tokens=8, mode="late")
     text = repr(doc)
     assert text.startswith("DocumentResult(mode='late', dim=16, chunks=") and len(text) < 120
     assert "array" not in text

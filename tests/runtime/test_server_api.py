@@ -156,7 +156,7 @@ def test_bad_embedding_requests(server: Any, body: Any, status: int, message: st
         ({"documents": [{"id": "a", "text": "x"}], "stride": 900}, "stride must be in 1.."),
         ({"documents": [{"id": "a", "text": "x"}], "chunking": "spans"}, "documents[0].spans must be given"),
         ({"documents": [{"id": "a", "text": "x y"}], "chunking": "spans", "spans": [[0, 1]]}, "spans: Extra inputs"),
-        ({"documents": [{"id": "a", "text": "x"}], "mode": "mean"}, "mode: Input should be 'late'"),
+        ({"documents": [{"id": "a", "text": "x"}], "mode": "mean"}, "mode: Input should be 'auto'"),
         ({"documents": [{"id": "a", "text": "x"}], "chunk_tokens": 0}, "chunk_tokens: Input should be greater"),
     ],
 )
