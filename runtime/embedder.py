@@ -482,6 +482,10 @@ class Embedder:
             for i, (text, tok) in enumerate(zip(texts, tokens))
         ]
         bound.check(sum(len(c) for c in chunks))
+        if mode == "naive":  # its document vector is the mean of the chunks: there must be one
+            empty = next((i for i, c in enumerate(chunks) if len(c) == 0), None)
+            if empty is not None:
+                raise InputError(f"spans[{empty}] is empty: mode 'naive' pools the document from its chunks")
         # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
         doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
         chunk_jobs = (
@@ -535,7 +539,7 @@ class Embedder:
         char_spans, token_spans = ch.char_spans, ch.token_spans
         n_embedded = len(tok)
         if mode in ("naive", "blend"):
-            naive = np.stack([a.pooled for a in alone])
+            naive = np.stack([a.pooled for a in alone]) if alone else np.zeros((0, self.dim), np.float32)
         if doc is None:  # naive: chunks alone, the document vector is their mean
             return DocumentResult(
                 vector=output(l2_normalize(naive).mean(axis=0)),

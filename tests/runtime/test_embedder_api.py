@@ -186,3 +186,13 @@ def test_a_default_prompt_applies_everywhere_and_prompt_empty_turns_it_off(fake:
     assert on[1].n_windows == fake.embed_documents(TEXTS[1:2], chunk_tokens=8, prompt="query: ")[0].n_windows
     with pytest.raises(InputError, match=r"unknown prompt_name 'q'; this bundle's prompts: 'none', 'query'"):
         prompted.embed(TEXTS, prompt_name="q")
+
+
+def test_a_document_with_no_caller_spans(fake: Embedder) -> None:
+    """spans=[[]]: no chunk vectors, a document vector still (found by schemathesis as a 500 under mode blend)."""
+    for mode in ("late", "blend", "window_mean", "truncate"):
+        [doc] = fake.embed_documents(TEXTS[1:2], spans=[[]], mode=mode)
+        assert doc.chunk_vectors.shape == (0, fake.dim) and doc.vector.shape == (fake.dim,), mode
+        np.testing.assert_allclose(np.linalg.norm(doc.vector), 1.0, rtol=1e-5)
+    with pytest.raises(InputError, match=r"spans\[0\] is empty: mode 'naive' pools the document from its chunks"):
+        fake.embed_documents(TEXTS[1:2], spans=[[]], mode="naive")
