@@ -6,12 +6,21 @@ A set is documents {id, text}, queries {id, text} and qrels lines {query_id, doc
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ROOT = Path(os.environ.get("LONGVEC_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def model_args(p: argparse.ArgumentParser) -> None:
+    """The model and data every quality script takes: --bundle, --variant, --threads, --data."""
+    p.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parents[1] / "bundles/all-MiniLM-L6-v2")
+    p.add_argument("--variant", default="optimized")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", type=Path, default=DEFAULT_ROOT)
 
 
 @dataclass(frozen=True)

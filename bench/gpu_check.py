@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from timing import median_seconds
 
 SHAPES = ((256, 256), (64, 512))  # windows x tokens
 ROWS = 5  # pool rows per window: its own pooling, the document, ~3 chunk spans (128-token chunks, 256 windows)
@@ -119,13 +120,7 @@ def cpu_parity(states_graph: Path, pooled_graph: Path) -> dict[str, Any]:
 
 
 def median_ms(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
+    return 1000 * median_seconds(fn, repeats)
 
 
 def ort_cuda_rows(states_graph: Path, pooled_graph: Path, repeats: int) -> tuple[list[dict[str, Any]], float]:

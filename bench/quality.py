@@ -274,10 +274,7 @@ def _commit() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parents[1] / "bundles/all-MiniLM-L6-v2")
-    p.add_argument("--variant", default="optimized")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data", type=Path, default=evaldata.DEFAULT_ROOT)
+    evaldata.model_args(p)
     p.add_argument("--docs", type=int, default=None, help="SQuAD articles (default all 24)")
     p.add_argument("--queries", type=int, default=None, help="SQuAD questions (default all 300)")
     p.add_argument("--chunks", default="64,128,256")

@@ -141,10 +141,7 @@ def evaluate_set(emb: Embedder, memo: MemoBackend, s: evaldata.EvalSet, chunk: i
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parents[1] / "bundles/all-MiniLM-L6-v2")
-    p.add_argument("--variant", default="optimized")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data", type=Path, default=evaldata.DEFAULT_ROOT)
+    evaldata.model_args(p)
     p.add_argument("--sets", default="squad,passkey,pydoc")
     p.add_argument("--chunk-tokens", type=int, default=128)
     p.add_argument("--squad-queries", choices=("sample", "full"), default="sample")

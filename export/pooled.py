@@ -12,9 +12,6 @@ copied, where the filesystem allows) and swapped in only after every twin passed
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,8 +20,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from longvec.export.amend import commit, working_copy
 from longvec.runtime.bundle.feeds import encoder_feeds
-from longvec.runtime.bundle.manifest import MANIFEST_NAME, Framing, Manifest, Variant
+from longvec.runtime.bundle.manifest import Framing, Manifest, Variant
 from longvec.runtime.bundle.reader import Bundle, sha256_file
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.errors import ExportError, ParityError
@@ -126,30 +124,10 @@ def add_pooled(bundle_dir: str | Path, log: Callable[[str], None] = lambda _: No
     if all(v.pooled_file is not None for v in manifest.variants if v.engine == "onnxruntime"):
         log(f"{root}: every variant already has a pooled graph")
         return manifest
-    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.resolve().parent))
-    old = work.with_name(work.name + ".old")
-    try:
-        for name in (MANIFEST_NAME, *manifest.files):
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            link_or_copy(bundle.path(name) if name != MANIFEST_NAME else root / name, work / name)
+    with working_copy(root, manifest) as work:
         variants = add_twins(work, manifest, manifest.variants, log)
         files = dict(manifest.files)
         files.update({v.pooled_file: sha256_file(work / v.pooled_file) for v in variants if v.pooled_file})
         manifest = replace(manifest, variants=variants, files=files)
-        (work / MANIFEST_NAME).unlink()
-        (work / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
-        root.rename(old)
-        work.rename(root)
-        shutil.rmtree(old)
-        return manifest
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if old.exists() and not root.exists():  # the swap failed halfway: put the original back
-            old.rename(root)
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        commit(work, root, manifest)
+    return manifest

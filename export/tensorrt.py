@@ -18,7 +18,6 @@ functions tested on CPU.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from longvec.export.amend import commit, working_copy
 from longvec.runtime.bundle.engines import GPU_MAX_BATCH, Profile, cache_key, window_profiles
-from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest, Parity, TensorRTBuild, Variant
+from longvec.runtime.bundle.manifest import Manifest, Parity, TensorRTBuild, Variant
 from longvec.runtime.bundle.reader import Bundle, sha256_file
 from longvec.runtime.errors import BackendUnavailable, ExportError, ParityError
 
@@ -127,8 +127,6 @@ def build_engine(
 
     `gpu`: (name, compute capability) of the GPU building it; `open_plan(path, hidden_size)` runs a plan (the
     runtime's TensorRT backend, passed in by the CLI: the export side imports from the runtime only its contract)."""
-    from longvec.export.pooled import link_or_copy
-
     trt = trt or import_tensorrt()
     root = Path(bundle_dir)
     bundle = Bundle.open(root)
@@ -149,8 +147,7 @@ def build_engine(
     cache = (cache_dir or Path("~/.cache/longvec/tensorrt")).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     names = (*m.input_names, "pool_weights")
-    work = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.resolve().parent))
-    try:
+    with working_copy(root, m) as work:
         source_graph = graph
         if strongly_typed(trt):
             source_graph = work / "strongly_typed_fp16.onnx"
@@ -168,22 +165,12 @@ def build_engine(
         variant = Variant(
             name, plan_file, "tensorrt", "fp16", parity, "TensorRT plan of the pooled fp32 graph", tensorrt=build
         )
-        for f in (MANIFEST_NAME, *m.files):
-            (work / f).parent.mkdir(parents=True, exist_ok=True)
-            link_or_copy(root / f, work / f)
         (work / "engines").mkdir(exist_ok=True)
         shutil.copy2(cache / f"{key}.plan", work / plan_file)
         variants = (*(v for v in m.variants if v.name != name), variant)
         m = replace(m, variants=variants, files={**m.files, plan_file: sha256_file(work / plan_file)})
-        (work / MANIFEST_NAME).unlink()
-        (work / MANIFEST_NAME).write_text(m.to_json(), encoding="utf-8")
-        old = work.with_name(work.name + ".old")
-        root.rename(old)
-        work.rename(root)
-        shutil.rmtree(old)
-        return m
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        commit(work, root, m)
+    return m
 
 
 def _gate(

@@ -125,9 +125,14 @@ class BatchRows:
 def batch_rows(items: Sequence[tuple[SequenceSums, int]], width: int) -> BatchRows:
     """Weight rows for a batch of windows (each item: a sequence and one of its windows), padded to `width`."""
     n = len(items)
+    lengths = np.array([seq.layout.window_length for seq, _ in items], dtype=np.int64)
+    own = _own_rows(items, lengths, width)
+    if all(seq.spans.shape[0] == 0 for seq, _ in items):
+        # queries and passages (and cls / last pooling without chunks): each window's own pooling is all that is
+        # asked for, so no stitching positions or span rows are built (most of a short text's runtime overhead)
+        return BatchRows(own[:, None, :], tuple(items), np.zeros((n, 0), dtype=np.int64))
     weights = np.zeros((n, width), dtype=np.float32)
     positions = np.zeros((n, width), dtype=np.int64)
-    lengths = np.array([seq.layout.window_length for seq, _ in items], dtype=np.int64)
     j = np.arange(width, dtype=np.int64)
     single = np.array([seq.layout.n_windows == 1 for seq, _ in items], dtype=bool)
     # a sequence that fits one window is its own stitched sequence: weight 1 on every real position
@@ -141,7 +146,6 @@ def batch_rows(items: Sequence[tuple[SequenceSums, int]], width: int) -> BatchRo
         w, pos = seq.window_weights(np.array([items[b][1] for b in rows], dtype=np.int64))
         weights[rows, : w.shape[1]] = w
         positions[rows, : w.shape[1]] = pos
-    own = _own_rows(items, lengths, width)
     seqs = list({id(seq): seq for seq, _ in items}.values())
     owner = {id(seq): k for k, seq in enumerate(seqs)}
     spans = np.concatenate([s.spans for s in seqs]) if seqs else np.zeros((0, 2), np.int64)
@@ -158,8 +162,11 @@ def _own_rows(items: Sequence[tuple[SequenceSums, int]], lengths: np.ndarray, wi
     """Each window pooled alone, as the model pools one sequence: mean (from pool_begin), first or last state."""
     j = np.arange(width, dtype=np.int64)[None, :]
     begin = np.array([seq.layout.pool_begin for seq, _ in items], dtype=np.int64)[:, None]
-    mode = np.array([seq.layout.pooling for seq, _ in items])[:, None]
     end = lengths[:, None]
+    pooling = {seq.layout.pooling for seq, _ in items}
+    if pooling == {"mean"}:  # every model but a few: one expression instead of three
+        return (((j >= begin) & (j < end)) / np.maximum(end - begin, 1)).astype(np.float32)
+    mode = np.array([seq.layout.pooling for seq, _ in items])[:, None]
     mean = ((j >= begin) & (j < end)) / np.maximum(end - begin, 1)
     return np.where(mode == "mean", mean, np.where(mode == "cls", j == 0, j == end - 1)).astype(np.float32)
 

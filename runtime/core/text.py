@@ -142,7 +142,12 @@ class TextTokenizer:
         return Tokens(all_ids, np.concatenate(offsets))
 
     def _encode_pieces(self, pieces: list[str], shifts: list[int]) -> Iterator[Tokens]:
-        encodings = self._tok.encode_batch(pieces, add_special_tokens=False) if pieces else []
+        # one piece (every query): `encode` on this thread; encode_batch would wake its worker pool on the cores the
+        # encoder's (spinning) threads hold, for no parallelism to gain
+        if len(pieces) == 1:
+            encodings = [self._tok.encode(pieces[0], add_special_tokens=False)]
+        else:
+            encodings = self._tok.encode_batch(pieces, add_special_tokens=False) if pieces else []
         for e, shift in zip(encodings, shifts):
             yield Tokens(
                 np.asarray(e.ids, dtype=np.int64),
