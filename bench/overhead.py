@@ -25,6 +25,7 @@ import numpy as np
 
 from longvec.kernels import l2_normalize
 from longvec.runtime import Embedder
+from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.core.pipeline import TokenSequence
 from longvec.runtime.core.text import validate_texts
@@ -87,9 +88,12 @@ def main() -> int:
     names = [i.name for i in session.get_inputs()]
     out_name = session.get_outputs()[0].name
 
+    # the same graph longvec runs (its pooled twin where the bundle has one, fed one mean row per text)
+    rows = (batch_mask / batch_mask.sum(axis=1, keepdims=True))[:, None, :].astype(np.float32)
+    feeds = encoder_feeds(names, batch_ids, batch_mask, rows if "pool_weights" in names else None)
+
     def bare() -> object:
-        feeds = {"input_ids": batch_ids, "attention_mask": batch_mask, "token_type_ids": np.zeros_like(batch_ids)}
-        return session.run([out_name], {k: feeds[k] for k in names})
+        return session.run([out_name], feeds)
 
     pipeline = emb._pipeline
     states = emb.backend.run(batch_ids, batch_mask)
@@ -105,18 +109,17 @@ def main() -> int:
     pooled = np.stack([e.pooled for e in pipeline.run([TokenSequence(ids)] * args.batch, plan)])
     stages = {
         "validate": cpu_us(lambda: validate_texts(texts), n * 10),
-        "tokenize (ids, embed's path)": cpu_us(lambda: emb.tokenizer.encode_ids(texts), n * 10),
+        "tokenize (embed's path)": cpu_us(lambda: emb.tokenizer.encode(texts), n * 10),
         "plan": cpu_us(lambda: emb.plan(), n * 10),
         "normalize": cpu_us(lambda: emb._finish(pooled), n * 10),
     }
     general = {
-        "tokenize with offsets (embed_documents' path)": cpu_us(lambda: emb._tokens(texts, None), n * 10),
         "pipeline (no encoder: frame, pad, weight rows, pool)": cpu_us(
             lambda: pipeline.run([TokenSequence(ids)] * args.batch, plan), n * 10
         ),
     }
     process_tokenize = {
-        "encode_ids one by one": cpu_us_process(lambda: emb.tokenizer.encode_ids(texts), n * 2),
+        "encode (one text on the calling thread)": cpu_us_process(lambda: emb.tokenizer.encode(texts), n * 2),
         "encode_batch (before)": cpu_us_process(
             lambda: emb.tokenizer._tok.encode_batch(texts, add_special_tokens=False),
             n * 2,  # type: ignore[attr-defined]

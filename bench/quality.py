@@ -87,9 +87,6 @@ class MemoTokenizer:
             self.cache.update(zip(missing, self.inner.encode(missing)))
         return [self.cache[t] for t in texts]
 
-    def encode_ids(self, texts):  # type: ignore[no-untyped-def]
-        return [t.ids for t in self.encode(texts)]
-
     def ids(self, text: str) -> tuple[int, ...]:
         return self.inner.ids(text)
 

@@ -116,18 +116,6 @@ class TextTokenizer:
                 out[i] = self._encode_long(text)
         return [t for t in out if t is not None]
 
-    def encode_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Token ids only, without the offsets `encode` converts (what `embed` needs): the same tokens."""
-        texts = list(texts)
-        limit = self.piece_chars
-        short = [i for i, t in enumerate(texts) if limit is None or len(t) <= limit]
-        out: list[np.ndarray | None] = [None] * len(texts)
-        if short:
-            encodings = self._tok.encode_batch([texts[i] for i in short], add_special_tokens=False)
-            for i, e in zip(short, encodings):
-                out[i] = np.asarray(e.ids, dtype=np.int64)
-        return [self._encode_long(t).ids if ids is None else ids for t, ids in zip(texts, out)]
-
     def _encode_long(self, text: str) -> Tokens:
         bounds = piece_bounds(text, self.piece_chars or len(text))
         ids: list[np.ndarray] = []

@@ -100,12 +100,3 @@ def test_inspect_shows_the_defaults(bundle_dir: Path, capsys: pytest.CaptureFixt
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("defaults"))
     d = defaults.resolve(Manifest.from_json((bundle_dir / "manifest.json").read_text(), bundle_dir))
     assert f"mode {d.mode}, window {d.window}, stride {d.stride_fraction:g} x content" in line
-
-
-def test_encode_ids_are_encode_s_ids(make_fake: Callable[..., Embedder]) -> None:
-    tok = make_fake().tokenizer
-    long_text = TEXT * 40  # over one tokenization piece: tokenized in pieces
-    assert tok.piece_chars is not None and len(long_text) > tok.piece_chars
-    texts = ["a", TEXT, long_text, "two words"]
-    for ids, full in zip(tok.encode_ids(texts), tok.encode(texts)):
-        np.testing.assert_array_equal(ids, full.ids)
