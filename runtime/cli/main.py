@@ -22,6 +22,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from longvec.runtime.core.chunking import CHUNKINGS as LIBRARY_CHUNKINGS
+from longvec.runtime.embedder import DEFAULT_CHUNKING, MODES
 from longvec.runtime.errors import (
     AddressInUse,
     BackendUnavailable,
@@ -44,10 +46,8 @@ EXIT_CODES: dict[type[LongvecError], int] = {
 }
 # The variant names `longvec export` writes; --variant takes one of them (a bundle may hold fewer).
 VARIANT_NAMES: tuple[str, ...] = ("fp32", "optimized", "int8", "fp16")
-MODES: tuple[str, ...] = ("auto", "late", "naive", "blend", "window_mean", "truncate")
-CHUNKINGS: tuple[str, ...] = ("tokens", "sentences", "paragraphs")
-# Shared by `search` and `embed`; the library and the server default to the same.
-DEFAULT_CHUNKING = "tokens"
+# The library's own modes and default chunking (`search` and `embed` share them); caller spans are library-only.
+CHUNKINGS: tuple[str, ...] = tuple(c for c in LIBRARY_CHUNKINGS if c != "spans")
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command]] = {}
