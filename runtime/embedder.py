@@ -3,80 +3,65 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 import numpy as np
 
-from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
 from longvec.runtime.bundle.defaults import resolve as resolve_defaults
-from longvec.runtime.bundle.manifest import Manifest
+from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest
 from longvec.runtime.bundle.reader import Bundle
-from longvec.runtime.core.budget import ChunkBudget as Budget
-from longvec.runtime.core.budget import chunk_floor
-from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
-from longvec.runtime.core.pipeline import GPU_BATCHING, Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
+from longvec.runtime.core.chunking import CHUNKINGS, Chunking
+from longvec.runtime.core.documents import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_MAX_CHUNKS,
+    DocumentCall,
+    DocumentOptions,
+    DocumentResult,
+    Output,
+    PreparedDocuments,
+    embed_prepared,
+    prepare,
+)
+from longvec.runtime.core.modes import AUTO, TABLE, Mode, lookup, names
+from longvec.runtime.core.pipeline import GPU_BATCHING, Batching, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
-from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
+from longvec.runtime.core.sparse import SparseEncoder, SparseVector
 from longvec.runtime.core.stitch import Stitch
 from longvec.runtime.core.streaming import groups, progress, renumbered
-from longvec.runtime.core.text import TextTokenizer, Tokens, validate_texts
+from longvec.runtime.core.text import TextTokenizer, Tokens, require_tokens, validate_texts
 from longvec.runtime.core.windows import WindowPlan
-from longvec.runtime.errors import InputError
+from longvec.runtime.errors import InputError, ManifestError
 
-Mode = Literal["auto", "late", "naive", "window_mean", "truncate", "blend"]
-Chunking = Literal["tokens", "sentences", "paragraphs", "spans"]
-# "auto": the bundle's default_mode (runtime/bundle/defaults.py: chosen from the model's trained length)
-MODES: tuple[str, ...] = ("auto", "late", "naive", "window_mean", "truncate", "blend")
-DEFAULT_MODE: Mode = "auto"
+# Every name `mode=` takes: "auto" (the bundle's default_mode, runtime/bundle/defaults.py) and the modes of the
+# table in runtime/core/modes.py, which is where a mode is described.
+MODES: tuple[str, ...] = names()
+DEFAULT_MODE: Mode = AUTO
 # onnxruntime thread spinning for Embedder.load(spin=None): on for a library or `longvec embed` with the cores to
 # itself (the README's "Performance": queries, quiet and loaded rows); the server passes spin=False.
 DEFAULT_SPIN = True
 DEFAULT_CHUNKING: Chunking = "tokens"
-DEFAULT_CHUNK_TOKENS = 128
-# chunk vectors one call may return: 65,536 x 384 float32 is 100 MB; chunk_tokens=1 on a book would be gigabytes
-DEFAULT_MAX_CHUNKS = 65_536
 DEFAULT_VARIANT = "optimized"
-# Texts per pipeline call: enough for length-sorted packing across texts, while tokens and outputs of a huge list
-# are held one group at a time (and the progress bar moves).
-DEFAULT_BATCH_SIZE = 1024
-
-
-@dataclass(frozen=True)
-class DocumentResult:
-    """One document: its vector, its chunks' vectors and where each chunk is, and how much was embedded."""
-
-    vector: np.ndarray  # [dim]
-    chunk_vectors: np.ndarray  # [n_chunks, dim]
-    chunk_spans: np.ndarray  # [n_chunks, 2] half-open character offsets into the input text
-    chunk_token_spans: np.ndarray  # [n_chunks, 2] half-open content-token offsets
-    n_tokens: int  # content tokens in the text
-    n_tokens_embedded: int  # content tokens that reached the encoder (less than n_tokens only for "truncate")
-    n_windows: int  # encoder windows for the document pass
-    mode: str
-    chunk_sparse: list[SparseVector] | None = None  # one per chunk, from text[start:end], when sparse=True
-
-    def __repr__(self) -> str:
-        sparse = "" if self.chunk_sparse is None else ", sparse"
-        return (
-            f"DocumentResult(mode={self.mode!r}, dim={self.vector.shape[-1]}, chunks={len(self.chunk_spans)}, "
-            f"tokens={self.n_tokens}, embedded={self.n_tokens_embedded}, windows={self.n_windows}{sparse})"
-        )
-
-
-@dataclass(frozen=True)
-class _Output:
-    """What the caller asked of the final vectors: Matryoshka truncation, then L2 normalization or not."""
-
-    dimensions: int | None
-    normalize: bool
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self.dimensions is not None:
-            x = x[..., : self.dimensions]
-        return l2_normalize(x) if self.normalize else np.asarray(x, dtype=np.float32)
+__all__ = [  # the names other modules take from here (the public ones are re-exported by longvec.runtime)
+    "CHUNKINGS",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CHUNKING",
+    "DEFAULT_CHUNK_TOKENS",
+    "DEFAULT_MAX_CHUNKS",
+    "DEFAULT_MODE",
+    "DEFAULT_SPIN",
+    "DEFAULT_VARIANT",
+    "MODES",
+    "Chunking",
+    "DocumentCall",
+    "DocumentResult",
+    "Embedder",
+    "Mode",
+    "PreparedDocuments",
+]
 
 
 class Embedder:
@@ -103,10 +88,15 @@ class Embedder:
         # embed_documents(mode="auto") uses the bundle's mode and, with stride=None, its stride; an explicit mode and
         # `embed` keep half-overlapping windows for stride=None (document vectors need the overlap: bench/RESULTS.md)
         self.defaults = resolve_defaults(manifest)
+        if self.defaults.mode not in TABLE:  # the manifest holds a name; the mode table says what names exist
+            known = ", ".join(TABLE)
+            raise ManifestError(
+                Path(MANIFEST_NAME), f"default_mode {self.defaults.mode!r} is not a mode of this longvec ({known})"
+            )
         self.window = window or self.defaults.window
         self._plans: dict[tuple[int | None, int | None, str | None], WindowPlan] = {}
         self._pipeline = Pipeline(backend, PipelineConfig(manifest.framing, manifest.pooling, batching))
-        self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
+        self._overhead = manifest.framing.overhead
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
         WindowPlan.make(self.window, None, self._overhead, manifest.max_positions)  # fail early on a bad window
 
@@ -243,12 +233,8 @@ class Embedder:
         `prompt_name`, else the bundle's default prompt, else None, as sentence-transformers resolves it."""
         return resolve_prompt(self.manifest.prompts, self.manifest.default_prompt, prompt, prompt_name)
 
-    def _output(self, dimensions: int | None, normalize: bool | None) -> _Output:
-        if dimensions is not None and (
-            isinstance(dimensions, bool) or not isinstance(dimensions, int) or not 1 <= dimensions <= self.dim
-        ):
-            raise InputError(f"dimensions must be an int in 1..{self.dim}, got {dimensions!r}")
-        return _Output(dimensions, self.manifest.pooling.normalize if normalize is None else bool(normalize))
+    def _output(self, dimensions: int | None, normalize: bool | None) -> Output:
+        return Output.make(dimensions, normalize, self.dim, self.manifest.pooling.normalize)
 
     def embed(
         self,
@@ -316,7 +302,7 @@ class Embedder:
         prompt_name: str | None,
         window: int | None,
         stride: int | None,
-        output: _Output,
+        output: Output,
         batch_size: int,
         show_progress_bar: bool,
     ) -> Iterator[np.ndarray]:
@@ -333,9 +319,7 @@ class Embedder:
 
     def _tokens(self, texts: Sequence[str], prompt_text: str | None) -> list[Tokens]:
         tokens = prompted_tokens(self.tokenizer, texts, prompt_text)
-        for i, t in enumerate(tokens):
-            if len(t) == 0:
-                raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")
+        require_tokens(tokens)
         return tokens
 
     def embed_documents(
@@ -373,7 +357,8 @@ class Embedder:
             the states of the whole document, each chunk saw its neighbours),
             "naive" (each chunk encoded alone; the document vector is their mean), "blend" (normalized sum of
             the two), "window_mean" (document vector = mean of the windows' vectors), "truncate" (only the first
-            window is encoded, as sentence-transformers would; n_tokens_embedded says how much).
+            window is encoded, as sentence-transformers would; n_tokens_embedded says how much). The modes are
+            the table in runtime/core/modes.py.
         spans: per text, character spans [(start, end), ...] to use as chunks (implies chunking="spans"); each
             must cover whole tokens unless snap=True.
         prompt: literal text put before each text; "" means no prompt, not even the default.
@@ -395,18 +380,17 @@ class Embedder:
         texts = validate_texts(texts)
         if spans is not None and len(spans) != len(texts):
             raise InputError(f"spans has {len(spans)} entries for {len(texts)} texts")
-        text = self.resolve_prompt(prompt, prompt_name)
-        resolved, stride = self._auto(mode, window, stride, text)
-        args = self._document_args(chunking, chunk_tokens, resolved, spans, stitch, sparse)
-        output = self._output(dimensions, normalize)
-        plan = self._plan(window, stride, text)
+        call = self.document_call(
+            chunking, chunk_tokens, window, stride, mode, prompt, stitch, sparse,
+            spans=spans is not None, prompt_name=prompt_name, dimensions=dimensions, normalize=normalize,
+            snap=snap, batch_size=batch_size, max_chunks=max_chunks,
+        )  # fmt: skip
         results: list[DocumentResult] = []
         with progress(len(texts), show_progress_bar) as bar:
-            for offset, batch in groups(texts, batch_size):
+            for offset, batch in groups(texts, call.batch_size):
                 batch_spans = None if spans is None else spans[offset : offset + len(batch)]
-                bound = Budget(max_chunks, sum(len(r.chunk_spans) for r in results))
                 with renumbered(offset):
-                    results.extend(self._documents(batch, batch_spans, plan, text, output, snap, *args, bound))
+                    results.extend(self._documents(call, batch, batch_spans, sum(len(r.chunk_spans) for r in results)))
                 bar(len(batch))
         return results
 
@@ -425,151 +409,96 @@ class Embedder:
         prompt_name: str | None = None,
         dimensions: int | None = None,
         normalize: bool | None = None,
-        batch_size: int = 256,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_chunks: int | None = DEFAULT_MAX_CHUNKS,
     ) -> Iterator[DocumentResult]:
         """`embed_documents` over any iterable, lazily: reads `batch_size` documents at a time and yields one
-        DocumentResult per document in order. Caller spans are not taken here (use `embed_documents`)."""
-        text = self.resolve_prompt(prompt, prompt_name)
-        resolved, stride = self._auto(mode, window, stride, text)
-        args = self._document_args(chunking, chunk_tokens, resolved, None, stitch, sparse)
-        output = self._output(dimensions, normalize)
-        plan = self._plan(window, stride, text)
-        for offset, batch in groups(texts, batch_size):
+        DocumentResult per document in order. The same defaults and limits as `embed_documents` (`max_chunks`
+        counts every chunk yielded so far). Caller spans are not taken here (use `embed_documents`)."""
+        call = self.document_call(
+            chunking, chunk_tokens, window, stride, mode, prompt, stitch, sparse,
+            prompt_name=prompt_name, dimensions=dimensions, normalize=normalize, batch_size=batch_size,
+            max_chunks=max_chunks,
+        )  # fmt: skip
+        used = 0
+        for offset, batch in groups(texts, call.batch_size):
             with renumbered(offset):
-                yield from self._documents(validate_texts(batch), None, plan, text, output, False, *args)
+                results = self._documents(call, validate_texts(batch), None, used)
+            used += sum(len(r.chunk_spans) for r in results)
+            yield from results
 
-    @staticmethod
-    def _document_args(
-        chunking: str, chunk_tokens: int, mode: str, spans: object, stitch: str, sparse: bool
-    ) -> tuple[str, int, str, str, bool]:
-        """Validate the options of a documents call before any work; return them with chunking resolved."""
-        if mode not in MODES or mode == "auto":  # "auto" was resolved to the bundle's mode by then
-            raise InputError(f"mode must be one of {MODES}, got {mode!r}")
-        if chunking not in CHUNKINGS:
-            raise InputError(f"chunking must be one of {CHUNKINGS}, got {chunking!r}")
-        if spans is not None:
-            chunking = "spans"
-        if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
-            raise InputError(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
-        if stitch not in ("center", "weighted"):
-            raise InputError(f"stitch must be 'center' or 'weighted', got {stitch!r}")
-        if sparse:
-            require_stemmer()  # before any encoding, not after
-        return chunking, chunk_tokens, mode, stitch, sparse
+    def document_call(
+        self,
+        chunking: Chunking = DEFAULT_CHUNKING,
+        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        window: int | None = None,
+        stride: int | None = None,
+        mode: Mode = DEFAULT_MODE,
+        prompt: str | None = None,
+        stitch: Stitch = "center",
+        sparse: bool = False,
+        *,
+        spans: bool = False,
+        prompt_name: str | None = None,
+        dimensions: int | None = None,
+        normalize: bool | None = None,
+        snap: bool = False,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_chunks: int | None = DEFAULT_MAX_CHUNKS,
+    ) -> DocumentCall:
+        """What an `embed_documents` call with these arguments will do, decided before any text: the mode
+        ("auto" resolved to the bundle's), the window plan, the prompt, the output shape, the chunk bound.
+        `spans=True`: the call takes caller spans (chunking "spans"). Raises InputError for any bad argument, as
+        the call itself would; `prepare_documents` then takes the texts."""
+        options = DocumentOptions("spans" if spans else chunking, chunk_tokens, mode, stitch, sparse)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
+        prompt_text = self.resolve_prompt(prompt, prompt_name)
+        resolved, stride = self._auto(options.mode, window, stride, prompt_text)
+        ids = prompt_ids(self.tokenizer, prompt_text)
+        return DocumentCall(
+            mode=lookup(resolved),
+            chunking=options.chunking,
+            chunk_tokens=options.chunk_tokens,
+            plan=self._plan(window, stride, prompt_text),
+            prompt=prompt_text,
+            prompt_ids=ids,
+            overhead=self._overhead + len(ids),
+            stitch=cast(Stitch, options.stitch),
+            sparse=options.sparse,
+            snap=bool(snap),
+            output=self._output(dimensions, normalize),
+            max_chunks=max_chunks,
+            batch_size=batch_size,
+        )
+
+    def prepare_documents(
+        self,
+        call: DocumentCall,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[Sequence[int]]] | None = None,
+    ) -> PreparedDocuments:
+        """`call` with its texts: tokenized (a text without tokens is an InputError), caller spans checked, and
+        the `cost` (content tokens, encoder positions, chunks) known before any encoding. LimitExceeded when the
+        call's max_chunks is passed. `embed_prepared` then does the work."""
+        texts = validate_texts(texts)
+        return prepare(call, self.tokenizer, texts, spans)
+
+    def embed_prepared(self, prepared: PreparedDocuments) -> list[DocumentResult]:
+        """Encode a `prepare_documents` value: what `embed_documents` returns for the same arguments."""
+        return embed_prepared(prepared, self._pipeline, self.sparse, self.dim)
 
     def _documents(
         self,
+        call: DocumentCall,
         texts: list[str],
         spans: Sequence[Sequence[Sequence[int]]] | None,
-        plan: WindowPlan,
-        prompt_text: str | None,
-        output: _Output,
-        snap: bool,
-        chunking: str,
-        chunk_tokens: int,
-        mode: str,
-        stitch: str,
-        sparse: bool,
-        bound: Budget = Budget(None),
+        used_chunks: int,
     ) -> list[DocumentResult]:
-        tokens = self._tokens(texts, prompt_text)
-        if spans is not None:  # before chunking, which itself takes time per chunk
-            bound.check(sum(len(s) for s in spans))
-        else:
-            bound.check(sum(chunk_floor(len(t), chunk_tokens) for t in tokens))
-        chunks = [
-            make_chunks(text, tok, chunking, chunk_tokens, None if spans is None else spans[i], snap)
-            for i, (text, tok) in enumerate(zip(texts, tokens))
-        ]
-        bound.check(sum(len(c) for c in chunks))
-        if mode == "naive":  # its document vector is the mean of the chunks: there must be one
-            empty = next((i for i, c in enumerate(chunks) if len(c) == 0), None)
-            if empty is not None:
-                raise InputError(f"spans[{empty}] is empty: mode 'naive' pools the document from its chunks")
-        # naive chunks are encoded alone and the document vector is their mean: no whole-document pass
-        doc_jobs = [] if mode == "naive" else [self._doc_job(tok, ch, plan, mode) for tok, ch in zip(tokens, chunks)]
-        chunk_jobs = (
-            [TokenSequence(tok.ids[s:e]) for tok, ch in zip(tokens, chunks) for s, e in ch.token_spans.tolist()]
-            if mode in ("naive", "blend")
-            else []
-        )
-        ids = prompt_ids(self.tokenizer, prompt_text)
-        encoded = self._pipeline.run(doc_jobs + chunk_jobs, plan, ids, cast(Stitch, stitch))
-        docs: Sequence[Encoded | None] = encoded[: len(doc_jobs)] if doc_jobs else [None] * len(texts)
-        alone = encoded[len(doc_jobs) :]
-        results = []
-        offset = 0
-        for tok, ch, doc in zip(tokens, chunks, docs):
-            own = alone[offset : offset + len(ch)] if alone else []
-            offset += len(own)
-            results.append(self._result(tok, ch, doc, own, plan, mode, output))
-        if sparse:
-            results = [
-                replace(r, chunk_sparse=self.sparse.documents([text[s:e] for s, e in r.chunk_spans.tolist()]))
-                for text, r in zip(texts, results)
-            ]
-        return results
+        """One group of a call: `used_chunks` chunk vectors came from its earlier groups."""
+        prepared = prepare(call, self.tokenizer, texts, spans, used_chunks)
+        return embed_prepared(prepared, self._pipeline, self.sparse, self.dim, used_chunks)
 
     def embed_sparse_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         """Query-side sparse vectors (weight 1 per distinct term) matching `embed_documents(sparse=True)`."""
         return self.sparse.queries(validate_texts(texts, allow_blank=True))
-
-    @staticmethod
-    def _doc_job(tok: Tokens, ch: Chunks, plan: WindowPlan, mode: str) -> TokenSequence:
-        if mode == "truncate":
-            head = min(len(tok), plan.content)
-            inside = ch.token_spans[ch.token_spans[:, 1] <= head]
-            return TokenSequence(tok.ids[:head], inside)
-        return TokenSequence(tok.ids, ch.token_spans)
-
-    def _finish(self, x: np.ndarray) -> np.ndarray:
-        return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
-
-    def _result(
-        self,
-        tok: Tokens,
-        ch: Chunks,
-        doc: Encoded | None,
-        alone: Sequence[Encoded],
-        plan: WindowPlan,
-        mode: str,
-        output: _Output,
-    ) -> DocumentResult:
-        """Vectors as the model gives them (its own normalization inside each mode), then `output` shapes them."""
-        char_spans, token_spans = ch.char_spans, ch.token_spans
-        n_embedded = len(tok)
-        if mode in ("naive", "blend"):
-            naive = np.stack([a.pooled for a in alone]) if alone else np.zeros((0, self.dim), np.float32)
-        if doc is None:  # naive: chunks alone, the document vector is their mean
-            return DocumentResult(
-                vector=output(l2_normalize(naive).mean(axis=0)),
-                chunk_vectors=output(naive),
-                chunk_spans=char_spans,
-                chunk_token_spans=token_spans,
-                n_tokens=len(tok),
-                n_tokens_embedded=n_embedded,
-                n_windows=sum(a.n_windows for a in alone),
-                mode=mode,
-            )
-        late = doc.span_means
-        if mode == "late":
-            vector, chunk_vectors = doc.pooled, late
-        elif mode == "window_mean":
-            vector, chunk_vectors = self._finish(doc.window_pooled).mean(axis=0), late
-        elif mode == "blend":
-            vector, chunk_vectors = doc.pooled, l2_normalize(l2_normalize(naive) + l2_normalize(late))
-        else:  # truncate: only the head was encoded; chunks past it are not returned
-            n_embedded = min(len(tok), plan.content)
-            keep = token_spans[:, 1] <= n_embedded
-            vector, chunk_vectors = doc.pooled, late
-            char_spans, token_spans = char_spans[keep], token_spans[keep]
-        return DocumentResult(
-            vector=output(vector),
-            chunk_vectors=output(chunk_vectors).astype(np.float32, copy=False),
-            chunk_spans=char_spans,
-            chunk_token_spans=token_spans,
-            n_tokens=len(tok),
-            n_tokens_embedded=n_embedded,
-            n_windows=doc.n_windows,
-            mode=mode,
-        )

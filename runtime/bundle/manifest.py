@@ -21,7 +21,6 @@ MANIFEST_NAME = "manifest.json"
 Pooling = Literal["mean", "cls", "last"]
 Precision = Literal["fp32", "fp16", "int8"]
 Engine = Literal["onnxruntime", "tensorrt"]
-DOCUMENT_MODES = ("late", "naive", "window_mean", "truncate", "blend")  # embed_documents' modes
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,11 @@ class Framing:
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix_ids", tuple(self.prefix_ids))
         object.__setattr__(self, "suffix_ids", tuple(self.suffix_ids))
+
+    @property
+    def overhead(self) -> int:
+        """Positions of every encoder sequence that are not content: the prefix and the suffix."""
+        return len(self.prefix_ids) + len(self.suffix_ids)
 
 
 @dataclass(frozen=True)
@@ -148,8 +152,10 @@ class Manifest:
             raise ValueError("hidden_size and max_positions must leave room for content")
         if self.default_window is not None and not 0 < self.default_window <= self.max_positions:
             raise ValueError(f"default_window {self.default_window} is not in 1..max_positions ({self.max_positions})")
-        if self.default_mode is not None and self.default_mode not in DOCUMENT_MODES:
-            raise ValueError(f"default_mode must be one of {DOCUMENT_MODES}, got {self.default_mode!r}")
+        # only its shape here: which names are modes is the runtime's mode table (runtime/core/modes.py, a layer
+        # above the bundle contract), checked when an Embedder is made from this manifest
+        if self.default_mode is not None and (not isinstance(self.default_mode, str) or not self.default_mode.strip()):
+            raise ValueError(f"default_mode must be a mode's name, got {self.default_mode!r}")
         if self.default_stride_fraction is not None and not 0 < self.default_stride_fraction <= 1:
             raise ValueError(f"default_stride_fraction {self.default_stride_fraction} is not in (0, 1]")
         if not self.variants:

@@ -1,7 +1,8 @@
 """What a request will cost, computed from token counts before any encoding, and the bounds it must stay under.
 
 The encoder's work is windows x window positions: a document of n content tokens needs `plan.n_windows(n)`
-windows for its document pass, and modes that encode chunks alone (naive, blend) add one pass per chunk. Chunks
+windows for its document pass (one window when its mode embeds only the head), and modes that encode chunks alone
+add one pass per chunk: which passes a mode runs is its entry in the mode table (runtime/core/modes.py). Chunks
 decide the output's size (one vector each). Both are known, or bounded from below, once the texts are tokenized,
 so a request that would exhaust memory or hold the encoder for minutes is refused before it starts. The library
 (`Embedder.embed_documents(max_chunks=...)`) and the server (`--max-chunks`, `--max-request-encoder-tokens`, ...)
@@ -13,12 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from longvec.runtime.core.modes import DocumentMode, lookup
 from longvec.runtime.core.windows import WindowPlan
 from longvec.runtime.errors import LimitExceeded
-
-DOC_PASS_MODES = frozenset({"late", "window_mean", "truncate", "blend"})  # modes that encode the whole document
-CHUNK_PASS_MODES = frozenset({"naive", "blend"})  # modes that encode every chunk alone
-JSON_BYTES_PER_COMPONENT = 20  # a float32 written as JSON text ("-0.0123456789," is about 15-20 bytes)
 
 
 @dataclass(frozen=True)
@@ -27,10 +25,6 @@ class Cost:
     tokens: int  # content tokens over all texts
     encoder_tokens: int  # positions the encoder will run, framing and padding-free window lengths included
     chunks: int  # vectors returned besides one per text (a lower bound until the texts are chunked)
-
-    def response_bytes(self, dim: int) -> int:
-        """Upper estimate of a JSON response of float vectors: one per text plus one per chunk."""
-        return (self.texts + self.chunks) * dim * JSON_BYTES_PER_COMPONENT
 
 
 def sequence_positions(n_tokens: int, plan: WindowPlan, overhead: int) -> int:
@@ -55,16 +49,19 @@ def document_cost(
     counts: Sequence[int],
     plan: WindowPlan,
     overhead: int,
-    mode: str,
+    mode: DocumentMode | str,
     chunk_lengths: Sequence[Sequence[int]],
 ) -> Cost:
     """`Embedder.embed_documents`: `chunk_lengths[i]` are the token lengths of text i's chunks (exact for
     caller spans, which may overlap; for packed chunking a lower bound on their number, see `packed_lengths`)."""
+    spec = lookup(mode) if isinstance(mode, str) else mode
     encoder = 0
     for n, lengths in zip(counts, chunk_lengths):
-        if mode in DOC_PASS_MODES:
-            encoder += plan.window if mode == "truncate" and n > plan.content else sequence_positions(n, plan, overhead)
-        if mode in CHUNK_PASS_MODES:
+        if spec.doc_pass == "whole" or (spec.doc_pass == "head" and n <= plan.content):
+            encoder += sequence_positions(n, plan, overhead)
+        elif spec.doc_pass == "head":  # one full window, the rest of the text is not embedded
+            encoder += plan.window
+        if spec.chunk_pass:
             encoder += sum(sequence_positions(k, plan, overhead) for k in lengths)
     return Cost(
         texts=len(counts),

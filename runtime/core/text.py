@@ -51,6 +51,13 @@ def validate_texts(texts: Sequence[str], allow_blank: bool = False) -> list[str]
     return out
 
 
+def require_tokens(tokens: Sequence[Tokens]) -> None:
+    """A text the tokenizer turns into nothing (e.g. only control characters) has nothing to embed."""
+    for i, t in enumerate(tokens):
+        if len(t) == 0:
+            raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")
+
+
 # Long texts are tokenized in pieces: one `tokenizers` call on a 1M-token text holds ~700 MB (per-byte alignments,
 # token strings, Python lists of ids and offsets), pieces keep that to a few MB per piece. A cut goes just before a
 # space, tab or newline that is followed by a non-space. Only pre-tokenizers that split on whitespace and drop it

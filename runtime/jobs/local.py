@@ -18,14 +18,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from longvec.runtime.core.documents import DocumentOptions
 from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import (
-    CHUNKINGS,
     DEFAULT_CHUNK_TOKENS,
     DEFAULT_CHUNKING,
     DEFAULT_MODE,
     DEFAULT_VARIANT,
-    MODES,
     DocumentResult,
     Embedder,
 )
@@ -67,10 +66,10 @@ class JobOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
-        if self.chunking not in CHUNKINGS or self.chunking == "spans":
+        if self.chunking == "spans":  # a corpus file has no spans field
             raise InputError(f"chunking must be one of tokens, sentences, paragraphs, got {self.chunking!r}")
-        if self.mode not in MODES:
-            raise InputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        # the library's own check of a documents call's options, before the model is loaded
+        DocumentOptions(self.chunking, self.chunk_tokens, self.mode, sparse=self.sparse)
 
     def embed_kwargs(self) -> dict[str, Any]:
         """The embed_documents arguments of this job (besides chunk_tokens and sparse)."""

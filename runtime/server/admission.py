@@ -4,27 +4,30 @@ for the encoder.
 1. (before this module: the gate's API key, body bytes and UTF-8, and the schema's types)
 2. item count, then each text through the library's own check (`text_problem`: empty, lone surrogates), no
    tokenizing yet
-3. options: dimensions, window and stride (the library's window planner), the server's minimum stride and
-   chunk size, spans given exactly when chunking is "spans"
-4. tokenize once (the tokens are kept for the library call, which then does not tokenize again), then the cost
-   model (longvec.runtime.core.budget): content tokens, encoder tokens, chunks, each against its limit -> 413
+3. options: the server's own rules (spans given exactly when chunking is "spans", minimum chunk size and
+   stride), and everything else as the library decides it: `Embedder.document_call` resolves mode, window,
+   stride and dimensions exactly as the call itself will
+4. tokenize once (the tokens are kept for the library call, which then does not tokenize again), then
+   `Embedder.prepare_documents`: texts without tokens, caller spans, and the call's cost (runtime.core.budget):
+   content tokens, encoder tokens, chunks, each against the server's limit -> 413
 
 Admission is plain synchronous code; the routes run it on a worker thread when a request is large.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from longvec.runtime.core.budget import Cost, document_cost, embed_cost, packed_lengths
-from longvec.runtime.core.chunking import chunk_by_spans
-from longvec.runtime.core.text import TextTokenizer, Tokens, text_problem
-from longvec.runtime.embedder import Embedder, Mode
-from longvec.runtime.errors import InputError, LimitExceeded, LongvecError
+from longvec.runtime.core.budget import Cost, embed_cost
+from longvec.runtime.core.documents import Output
+from longvec.runtime.core.text import TextTokenizer, Tokens, require_tokens, text_problem
+from longvec.runtime.embedder import Embedder
+from longvec.runtime.errors import BackendUnavailable, InputError, LimitExceeded, LongvecError
 from longvec.runtime.server.errors import with_param
 from longvec.runtime.server.options import DocumentOptions, EmbedOptions, Options
 from longvec.runtime.server.schema import DocumentsRequest, EmbeddingRequest
@@ -82,7 +85,6 @@ class Admitted:
 class Admission:
     def __init__(self, settings: ServeSettings, emb: Embedder, memo: TokenMemo) -> None:
         self.settings, self.emb, self.memo = settings, emb, memo
-        self._overhead = len(emb.manifest.framing.prefix_ids) + len(emb.manifest.framing.suffix_ids)
         self._flags = {name: flag(name) for name in ("max_request_tokens", "max_request_encoder_tokens", "max_chunks")}
 
     def embeddings(self, body: EmbeddingRequest) -> Admitted:
@@ -93,17 +95,14 @@ class Admission:
         plan = self.emb.plan()
         with self._kept_on_success(texts):
             tokens = self._tokenize(texts, "input" if single else "input[{i}]")
-            cost = embed_cost([len(t) for t in tokens], plan, self._overhead)
+            cost = embed_cost([len(t) for t in tokens], plan, self.emb.manifest.framing.overhead)
             self._check(cost, "input")
         return Admitted(EmbedOptions(), texts, [None] * len(texts), cost)
 
     def documents(self, body: DocumentsRequest) -> Admitted:
         s = self.settings
         texts = [d.text for d in body.documents]
-        self._dimensions(body.dimensions)
         self._texts(texts, "documents", "documents[{i}].text")
-        if body.sparse and (missing := _sparse_missing()):
-            raise with_param(InputError(f"sparse not available: {missing}"), "sparse")
         for i, doc in enumerate(body.documents):
             if (body.chunking == "spans") != (doc.spans is not None):
                 item = f"documents[{i}].spans"
@@ -113,34 +112,25 @@ class Admission:
             raise with_param(
                 LimitExceeded(f"{message} ({flag('min_chunk_tokens')})", "min_chunk_tokens"), "chunk_tokens"
             )
-        mode: Mode = body.mode
-        stride = body.stride
-        try:
-            if mode == "auto":  # the bundle's mode and stride, resolved here so the cost is the real one
-                mode = cast(Mode, self.emb.defaults.mode)
-                if stride is None:
-                    stride = self.emb.defaults.stride(self.emb.plan(body.window).content)
-            plan = self.emb.plan(body.window, stride)  # an impossible window or stride fails here, alone
-        except InputError as e:
-            raise with_param(e, "window" if "window" in str(e) else "stride") from None
-        if body.stride is not None and body.stride < min(s.min_stride, plan.content):
-            message = f"stride={plan.stride} is below this server's minimum {s.min_stride}"
+        try:  # everything the library decides about the call, decided by the library (no texts yet)
+            call = self.emb.document_call(
+                body.chunking, body.chunk_tokens, body.window, body.stride, body.mode, sparse=body.sparse,
+                spans=body.chunking == "spans", dimensions=body.dimensions, max_chunks=s.max_chunks,
+            )  # fmt: skip
+        except (InputError, BackendUnavailable, ImportError) as e:
+            raise with_param(_as_input(e), _option_param(e)) from None
+        if body.stride is not None and body.stride < min(s.min_stride, call.plan.content):
+            message = f"stride={call.plan.stride} is below this server's minimum {s.min_stride}"
             raise with_param(LimitExceeded(f"{message} ({flag('min_stride')})", "min_stride"), "stride")
+        spans = [d.spans or [] for d in body.documents] if call.chunking == "spans" else None
         with self._kept_on_success(texts):
-            tokens = self._tokenize(texts, "documents[{i}].text")
-            if body.chunking == "spans":
-                lengths = [
-                    self._span_lengths(i, text, tok, doc.spans or [])
-                    for i, (text, tok, doc) in enumerate(zip(texts, tokens, body.documents))
-                ]
-            else:
-                lengths = [packed_lengths(len(t), body.chunk_tokens) for t in tokens]
-            cost = document_cost([len(t) for t in tokens], plan, self._overhead, mode, lengths)
-            self._check(cost, "documents")
-        options = DocumentOptions(
-            body.chunking, body.chunk_tokens, mode, body.window, stride, body.sparse, s.max_chunks
-        )
-        return Admitted(options, texts, [d.spans for d in body.documents], cost)
+            self._tokenize(texts, "documents[{i}].text")
+            try:
+                prepared = self.emb.prepare_documents(call, texts, spans)
+            except InputError as e:
+                raise _per_document(e) from None
+            self._check(prepared.cost, "documents")
+        return Admitted(DocumentOptions(call), texts, [d.spans for d in body.documents], prepared.cost)
 
     def _texts(self, texts: list[str], name: str, label: str) -> None:
         """Cheap checks, no tokenizing: how many, and each text as the library itself validates it."""
@@ -165,20 +155,13 @@ class Admission:
             raise
 
     def _tokenize(self, texts: list[str], label: str) -> list[Tokens]:
+        """Tokenize once, kept for the library call; a text without tokens is refused as the library refuses it."""
         tokens = self.memo.keep(texts)
-        for i, t in enumerate(tokens):
-            if len(t) == 0:
-                item = label.format(i=i)
-                raise with_param(InputError(f"{item} has no tokens for this model's tokenizer"), item)
-        return tokens
-
-    def _span_lengths(self, i: int, text: str, tokens: Tokens, spans: list[list[int]]) -> list[int]:
-        """Token lengths of caller spans (they may overlap: naive mode encodes each one alone)."""
         try:
-            token_spans = chunk_by_spans(text, tokens, spans).token_spans
+            require_tokens(tokens)
         except InputError as e:
-            raise with_param(InputError(f"documents[{i}].spans: {e}"), f"documents[{i}].spans") from None
-        return (token_spans[:, 1] - token_spans[:, 0]).tolist()
+            raise _relabel(e, label) from None
+        return tokens
 
     def _check(self, cost: Cost, name: str) -> None:
         try:
@@ -187,22 +170,45 @@ class Admission:
             raise with_param(e, name) from None
 
     def _dimensions(self, dimensions: int | None) -> None:
-        dim = self.emb.dim
-        if dimensions is not None and not 1 <= dimensions <= dim:
-            raise with_param(
-                InputError(f"dimensions must be in 1..{dim} (this model's size), got {dimensions}"), "dimensions"
-            )
+        try:
+            Output.make(dimensions, None, self.emb.dim, model_normalizes=True)  # the library's own check
+        except InputError as e:
+            raise with_param(e, "dimensions") from None
 
     def release(self, admitted: Admitted) -> None:
         self.memo.forget(admitted.texts)
 
 
-def _sparse_missing() -> str | None:
-    """Why sparse chunk vectors cannot be made here, or None when they can."""
-    try:
-        from longvec.runtime.core.sparse import require_stemmer
+_TEXT_INDEX = re.compile(r"texts\[(\d+)\]")
 
-        require_stemmer()
-    except (ImportError, LongvecError) as e:
-        return str(e)
-    return None
+
+def _relabel(error: InputError, label: str) -> LongvecError:
+    """The library's error about `texts[i]`, naming the item as the request does (`documents[i].text`)."""
+    match = _TEXT_INDEX.search(str(error))
+    if match is None:
+        return error
+    item = label.format(i=int(match.group(1)))
+    return with_param(type(error)(_TEXT_INDEX.sub(item, str(error), count=1)), item)
+
+
+def _per_document(error: InputError) -> LongvecError:
+    """A library error about one document (`texts[i] ...`, `spans[i]: ...`), naming the request's field."""
+    spans = re.match(r"spans\[(\d+)\]", str(error))
+    if spans is not None:
+        item = f"documents[{spans.group(1)}].spans"
+        return with_param(type(error)(item + str(error)[spans.end() :]), item)
+    if _TEXT_INDEX.search(str(error)) is not None:
+        return _relabel(error, "documents[{i}].text")
+    return with_param(error, "documents")
+
+
+def _as_input(error: Exception) -> InputError:
+    return error if isinstance(error, InputError) else InputError(f"sparse not available: {error}")
+
+
+def _option_param(error: Exception) -> str:
+    """Which request field a library error about the call's options is about."""
+    if not isinstance(error, InputError):
+        return "sparse"  # the stemmer is missing
+    names = ("stride", "window", "dimensions", "chunk_tokens", "chunking", "mode")
+    return next((p for p in names if p in str(error)), "body")

@@ -4,11 +4,10 @@ options may share one library call, and the call is made here, the one place the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from longvec.runtime.core.chunking import Chunking
-from longvec.runtime.embedder import Embedder, Mode
+from longvec.runtime.embedder import DocumentCall, Embedder
 
 
 @dataclass(frozen=True)
@@ -21,28 +20,16 @@ class EmbedOptions:
 
 @dataclass(frozen=True)
 class DocumentOptions:
-    """POST /v1/documents: a document vector plus chunk vectors per text; `extras` are per-text spans."""
+    """POST /v1/documents: a document vector plus chunk vectors per text; `extras` are per-text spans. `call` is
+    what admission resolved with the library (`Embedder.document_call`), its max_chunks the server's per request."""
 
-    chunking: Chunking
-    chunk_tokens: int
-    mode: Mode
-    window: int | None
-    stride: int | None
-    sparse: bool
-    max_chunks: int  # per request; a shared call of n requests may return n times as many
+    call: DocumentCall
 
     def run(self, emb: Embedder, texts: list[str], extras: list[Any], n_requests: int) -> Sequence[Any]:
-        return emb.embed_documents(
-            texts,
-            chunking=self.chunking,
-            chunk_tokens=self.chunk_tokens,
-            window=self.window,
-            stride=self.stride,
-            mode=self.mode,
-            spans=extras if self.chunking == "spans" else None,
-            sparse=self.sparse,
-            max_chunks=self.max_chunks * n_requests,
-        )
+        limit = self.call.max_chunks
+        call = replace(self.call, max_chunks=None if limit is None else limit * n_requests)  # each was admitted
+        spans = extras if call.chunking == "spans" else None
+        return emb.embed_prepared(emb.prepare_documents(call, texts, spans))
 
 
 Options = EmbedOptions | DocumentOptions

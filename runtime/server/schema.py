@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from longvec.runtime.core.chunking import Chunking
+from longvec.runtime.core.modes import TABLE as MODE_TABLE
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, Mode
 
 EncodingFormat = Literal["float", "base64"]
@@ -79,9 +80,7 @@ class DocumentsRequest(_Strict):
     mode: Mode = Field(
         DEFAULT_MODE,
         description="auto (default): the bundle's mode and stride (blend at 3/4 stride for short-context models); "
-        "late: chunk vectors pooled from the whole document's contextual states; naive: each chunk "
-        "encoded alone; blend: both, normalized and summed; window_mean: document vector as the mean of its "
-        "windows; truncate: only the first window (the response says how many tokens were embedded).",
+        + "; ".join(f"{m.name}: {m.summary}" for m in MODE_TABLE.values()),
     )
     window: Integer | None = Field(None, ge=1, description="Encoder window in positions (default: the server's).")
     stride: Integer | None = Field(

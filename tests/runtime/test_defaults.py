@@ -72,9 +72,15 @@ def test_manifest_fields_validate_and_old_manifests_load(tmp_path: Path, make_fa
     for key in ("default_mode", "default_stride_fraction"):
         raw.pop(key)
     assert Manifest.from_json(json.dumps(raw), tmp_path).default_mode is None  # a bundle from before the fields
-    for bad in ({"default_mode": "auto"}, {"default_mode": "mean"}, {"default_stride_fraction": 0.0}):
+    for bad in ({"default_mode": ""}, {"default_mode": 5}, {"default_stride_fraction": 0.0}):
         with pytest.raises(ManifestError):
             Manifest.from_json(json.dumps(raw | bad), tmp_path)
+    # which names are modes is the mode table's (runtime/core/modes.py): checked when an Embedder is made
+    fake = make_fake()
+    for name in ("auto", "mean"):
+        named = Manifest.from_json(json.dumps(raw | {"default_mode": name}), tmp_path)
+        with pytest.raises(ManifestError, match="default_mode"):
+            Embedder(fake.backend, fake.tokenizer, named)
     for key, value in (("default_mode", "blend"), ("default_stride_fraction", 0.75)):
         assert getattr(Manifest.from_json(json.dumps(raw | {key: value}), tmp_path), key) == value
 
