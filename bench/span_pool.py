@@ -1,5 +1,7 @@
-"""Span pooling cost against one read of the states: kernels.span_mean of a 128k-token x 384 document into 1,000
-spans vs a plain `states.sum()`. The two alternate within each repeat (one warm-up each), so load drifts hit both;
+"""Span pooling cost against one read of the states: a segment-sum span mean of a 128k-token x 384 document into
+1,000 spans vs a plain `states.sum()`. NOT the runtime's path: longvec pools spans through pool-weight matmuls per
+window (runtime/core/stitch.py); the kernel this measured (kernels.span_mean) left the package in issue 18 for
+having no production caller, and this copy keeps `longvec bench`'s "span" extra running until it measures that path. The two alternate within each repeat (one warm-up each), so load drifts hit both;
 the ratio is of their medians. The load average before and after is recorded. Prints one JSON line."""
 
 from __future__ import annotations
@@ -11,7 +13,16 @@ import time
 
 import numpy as np
 
-from longvec.kernels import span_mean
+
+def span_mean(states: np.ndarray, spans: np.ndarray) -> np.ndarray:
+    """Mean of states over each span: one read of the states into segment sums, then prefix sums over segments."""
+    cuts = np.unique(np.concatenate(([0, states.shape[0]], spans.ravel())))
+    seg = np.add.reduceat(states, cuts[:-1], axis=0, dtype=np.float32)
+    prefix = np.zeros((seg.shape[0] + 1, seg.shape[1]), dtype=np.float64)
+    np.cumsum(seg, axis=0, dtype=np.float64, out=prefix[1:])
+    edge = np.searchsorted(cuts, spans)
+    counts = np.maximum(spans[:, 1] - spans[:, 0], 1)[:, None]
+    return ((prefix[edge[:, 1]] - prefix[edge[:, 0]]) / counts).astype(np.float32)
 
 
 def main() -> int:

@@ -1,34 +1,20 @@
-"""Pure NumPy kernels on arrays: span pooling, window stitching, normalization, output quantization.
+"""Pure NumPy kernels on arrays: the pool weights that stitch windows and pool spans in one matmul, window
+ownership and weights, normalization and Matryoshka truncation.
 
-Nothing here imports anything but numpy, and nothing loops in Python over tokens (segment
-sums loop over span boundaries where that measured faster than `np.add.reduceat`, see pooling.segment_sums).
+Nothing here imports anything but numpy (tests/test_packaging.py). The runtime pools through these weights
+(runtime/core/stitch.py); plain reference implementations of stitching and span means live in tests/oracles.py.
 """
 
 from longvec.kernels.normalize import l2_normalize, matryoshka
-from longvec.kernels.pooling import (
-    PrefixAccumulator,
-    prefix_sums,
-    span_first,
-    span_max,
-    span_mean,
-    span_sums_from_prefix,
-)
-from longvec.kernels.quantize import binary_quantize, int8_quantize
-from longvec.kernels.stitching import center_ownership, stitch_center, stitch_weighted, window_weights
+from longvec.kernels.pool_weights import center_stitch_weights, overlap_stitch_weights, span_rows
+from longvec.kernels.stitching import center_ownership, window_weights
 
 __all__ = [
-    "PrefixAccumulator",
-    "binary_quantize",
     "center_ownership",
-    "int8_quantize",
+    "center_stitch_weights",
     "l2_normalize",
     "matryoshka",
-    "prefix_sums",
-    "span_first",
-    "span_max",
-    "span_mean",
-    "span_sums_from_prefix",
-    "stitch_center",
-    "stitch_weighted",
+    "overlap_stitch_weights",
+    "span_rows",
     "window_weights",
 ]

@@ -117,6 +117,19 @@ def tiny_models() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def oracles() -> ModuleType:
+    """tests/oracles.py: plain reference implementations (stitching, span means) the runtime is compared with."""
+    name = "longvec_tests_oracles"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("oracles.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path]]:
     """`tiny_export(arch)` -> (model dir, bundle dir) of a tiny random encoder, built and exported once per session."""
     tiny = _load_tiny_models()

@@ -4,12 +4,13 @@ and the pipeline gives the same results with a backend that pools itself and one
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longvec.kernels import span_mean, stitch_center, stitch_weighted
 from longvec.kernels.pool_weights import center_stitch_weights, overlap_stitch_weights
 from longvec.runtime.backends.fake import FakeBackend
 from longvec.runtime.bundle.manifest import Framing, PoolingConfig
@@ -20,6 +21,7 @@ HIDDEN = 8
 
 
 def _reference(
+    oracles: ModuleType,
     backend: FakeBackend,
     ids: np.ndarray,
     spans: np.ndarray,
@@ -40,12 +42,12 @@ def _reference(
         windows.append(backend.run(framed, np.ones_like(framed))[0])
     states = np.stack(windows)
     body = states[:, p : p + c]
-    content = stitch_center(body, starts, n) if stitch == "center" else stitch_weighted(body, starts, n)
+    content = oracles.stitch_center(body, starts, n) if stitch == "center" else oracles.stitch_weighted(body, starts, n)
     stitched = np.concatenate((states[0, :p], content, states[-1, p + c :]))
     begin = 0 if include_prefix else p
     own = {"mean": states[:, begin:].mean(axis=1), "cls": states[:, 0], "last": states[:, -1]}[pooling]
     doc = {"mean": stitched[begin:].mean(axis=0), "cls": own.mean(axis=0), "last": own[-1]}[pooling]
-    return {"pooled": doc, "spans": span_mean(stitched, spans + p), "windows": own}
+    return {"pooled": doc, "spans": oracles.span_mean(stitched, spans + p), "windows": own}
 
 
 @st.composite
@@ -73,6 +75,7 @@ def documents(draw: st.DrawFn) -> tuple[list[tuple[np.ndarray, np.ndarray]], int
     st.booleans(),  # pooled backend
 )
 def test_weight_rows_reproduce_stitched_pooling(
+    oracles: ModuleType,
     docs: tuple[list[tuple[np.ndarray, np.ndarray]], int, int],
     stitch: str,
     pooling: str,
@@ -95,7 +98,9 @@ def test_weight_rows_reproduce_stitched_pooling(
     prefix = np.asarray([1, *prompt], dtype=np.int64)
     suffix = np.asarray([2], dtype=np.int64)
     for (ids, spans), enc in zip(items, got):
-        want = _reference(backend, ids, spans, plan, prefix, suffix, stitch, pooling, include_prompt or not prompt)
+        want = _reference(
+            oracles, backend, ids, spans, plan, prefix, suffix, stitch, pooling, include_prompt or not prompt
+        )
         np.testing.assert_allclose(enc.pooled, want["pooled"], atol=1e-5)
         np.testing.assert_allclose(enc.span_means, want["spans"], atol=1e-5)
         np.testing.assert_allclose(enc.window_pooled, want["windows"], atol=1e-5)

@@ -17,19 +17,28 @@ import longvec.runtime
 from longvec.runtime import DocumentResult, Embedder, LongvecError
 
 EXPORTS = [
+    "AddressInUse",  # added in issue 18: every error class is public
     "BackendUnavailable",
     "BundleError",
     "BundleNotFound",
+    "Cancelled",  # issue 18
     "ChecksumMismatch",
+    "DeadlineExceeded",  # issue 18
     "DocumentResult",
     "Embedder",
+    "ExportError",  # issue 18
     "InputError",
+    "LimitExceeded",  # issue 18
     "LongvecError",
     "ManifestError",
+    "OutputError",  # issue 18
+    "OverloadedError",  # issue 18
+    "ParityError",  # issue 18
     "SchemaVersionError",
     "SparseVector",
     "UnsafePath",
     "VariantNotFound",
+    "VariantsRefused",  # issue 18
     "fuse_scores",
     "sparse_scores",
 ]
@@ -156,6 +165,13 @@ RESULT_FIELDS = [
     ("mode", dataclasses.MISSING),
     ("chunk_sparse", None),
 ]
+
+
+def test_every_error_class_is_exported() -> None:
+    from longvec.runtime import errors
+
+    classes = {n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, errors.LongvecError)}
+    assert classes <= set(longvec.runtime.__all__), classes - set(longvec.runtime.__all__)
 
 
 def test_exports() -> None:

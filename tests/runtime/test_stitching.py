@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 import pytest
 
-from longvec.kernels import l2_normalize, stitch_center, stitch_weighted
+from longvec.kernels import l2_normalize
 from longvec.runtime import Embedder
 from longvec.runtime.core.batching import pack_by_length
 
@@ -21,7 +22,13 @@ def with_pooling(emb: Embedder, **changes: object) -> Embedder:
 
 
 def reference(
-    emb: Embedder, text: str, token_spans: np.ndarray, stride: int | None, stitch: str, prompt: str | None
+    oracles: ModuleType,
+    emb: Embedder,
+    text: str,
+    token_spans: np.ndarray,
+    stride: int | None,
+    stitch: str,
+    prompt: str | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(document vector, chunk vectors) computed the slow, obvious way."""
     plan = emb.plan(stride=stride, prompt=prompt)
@@ -38,7 +45,9 @@ def reference(
     states = np.stack(windows)
     p = len(head)
     body = states[:, p : p + length]
-    stitched = stitch_center(body, starts, n) if stitch == "center" else stitch_weighted(body, starts, n)
+    stitched = (
+        oracles.stitch_center(body, starts, n) if stitch == "center" else oracles.stitch_weighted(body, starts, n)
+    )
     chunks = np.stack([stitched[s:e].astype(np.float64).mean(axis=0) for s, e in token_spans.tolist()])
     pooling = emb.manifest.pooling
     if pooling.mode == "mean":
@@ -57,7 +66,12 @@ def reference(
 @pytest.mark.parametrize("pooling", ["mean", "cls", "last"])
 @pytest.mark.parametrize("prompt", [None, "query: "])
 def test_late_chunks_of_multi_window_documents_equal_the_reference(
-    make_fake: Callable[..., Embedder], text_of: Callable[..., str], stitch: str, pooling: str, prompt: str | None
+    oracles: ModuleType,
+    make_fake: Callable[..., Embedder],
+    text_of: Callable[..., str],
+    stitch: str,
+    pooling: str,
+    prompt: str | None,
 ) -> None:
     emb = make_fake(window=32, pooling=pooling, max_tokens=32 * 3)
     texts = [text_of(120, 1), text_of(7, 2), text_of(333, 3)]
@@ -66,7 +80,7 @@ def test_late_chunks_of_multi_window_documents_equal_the_reference(
         vectors = emb.embed(texts, stride=stride, prompt=prompt) if stitch == "center" else None
         for k, (text, res) in enumerate(zip(texts, results)):
             assert res.n_windows == emb.plan(stride=stride, prompt=prompt).n_windows(res.n_tokens)
-            doc, chunks = reference(emb, text, res.chunk_token_spans, stride, stitch, prompt)
+            doc, chunks = reference(oracles, emb, text, res.chunk_token_spans, stride, stitch, prompt)
             np.testing.assert_allclose(res.chunk_vectors, chunks, rtol=1e-5, atol=1e-6)
             np.testing.assert_allclose(res.vector, doc, rtol=1e-5, atol=1e-6)
             if vectors is not None:
@@ -78,7 +92,12 @@ def test_late_chunks_of_multi_window_documents_equal_the_reference(
 @pytest.mark.parametrize("over", [-1, 0, 1, 2])
 @pytest.mark.parametrize("prompt", [None, "query: "])
 def test_one_token_over_exactly_one_window_and_one_under(
-    make_fake: Callable[..., Embedder], text_of: Callable[..., str], stitch: str, over: int, prompt: str | None
+    oracles: ModuleType,
+    make_fake: Callable[..., Embedder],
+    text_of: Callable[..., str],
+    stitch: str,
+    over: int,
+    prompt: str | None,
 ) -> None:
     probe = make_fake()
     text = text_of(25, 9)
@@ -88,19 +107,19 @@ def test_one_token_over_exactly_one_window_and_one_under(
     assert emb.plan(prompt=prompt).content == n - over
     [res] = emb.embed_documents([text], chunk_tokens=4, prompt=prompt, stitch=stitch, mode="late")
     assert res.n_windows == (1 if over <= 0 else 2)
-    doc, chunks = reference(emb, text, res.chunk_token_spans, None, stitch, prompt)
+    doc, chunks = reference(oracles, emb, text, res.chunk_token_spans, None, stitch, prompt)
     np.testing.assert_allclose(res.chunk_vectors, chunks, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.vector, doc, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("stitch", ["center", "weighted"])
 def test_prompt_left_out_of_the_mean_when_the_model_says_so(
-    make_fake: Callable[..., Embedder], text_of: Callable[..., str], stitch: str
+    oracles: ModuleType, make_fake: Callable[..., Embedder], text_of: Callable[..., str], stitch: str
 ) -> None:
     emb = with_pooling(make_fake(window=32), include_prompt=False)
     text = text_of(90, 4)
     [res] = emb.embed_documents([text], chunk_tokens=10, prompt="query: ", stitch=stitch, mode="late")
-    doc, chunks = reference(emb, text, res.chunk_token_spans, None, stitch, "query: ")
+    doc, chunks = reference(oracles, emb, text, res.chunk_token_spans, None, stitch, "query: ")
     np.testing.assert_allclose(res.vector, doc, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.chunk_vectors, chunks, rtol=1e-5, atol=1e-6)
     with_prompt = make_fake(window=32).embed_documents(

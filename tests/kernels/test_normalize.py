@@ -1,4 +1,4 @@
-"""Normalization and output quantization against per-row Python references."""
+"""Normalization and Matryoshka truncation against per-row Python references."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longvec.kernels import binary_quantize, int8_quantize, l2_normalize, matryoshka
+from longvec.kernels import l2_normalize, matryoshka
 
 
 @st.composite
@@ -60,39 +60,3 @@ def test_matryoshka_truncates_then_renormalizes(x: np.ndarray, data: st.DataObje
 def test_matryoshka_rejects_dims_out_of_range(dims: int) -> None:
     with pytest.raises(ValueError, match="dims"):
         matryoshka(np.ones((2, 4), np.float32), dims)
-
-
-@settings(max_examples=50, deadline=None)
-@given(matrices())
-def test_int8_round_trip_error_is_at_most_half_a_step(x: np.ndarray) -> None:
-    codes, scale = int8_quantize(x)
-    assert codes.dtype == np.int8 and scale.dtype == np.float32
-    assert codes.shape == x.shape and scale.shape == (x.shape[0],)
-    for row, c, s in zip(x.astype(np.float64), codes.astype(np.int64), scale.astype(np.float64)):
-        peak = max(abs(v) for v in row)
-        assert s == pytest.approx(peak / 127.0, rel=1e-6)
-        assert all(-127 <= v <= 127 for v in c)
-        if peak == 0.0:
-            assert not c.any()
-            continue
-        assert max(abs(v) for v in c) == 127  # the full code range is used
-        for v, q in zip(row, c):
-            assert abs(v - q * s) <= s / 2 * (1 + 1e-5), (v, q, s)
-            assert abs(q - round(v / s)) <= 1  # ties may round either way in float32
-
-
-def test_int8_of_a_single_vector_is_one_row() -> None:
-    codes, scale = int8_quantize(np.array([0.5, -1.0, 0.25], np.float32))
-    np.testing.assert_array_equal(codes, [[64, -127, 32]])
-    np.testing.assert_allclose(scale, [1.0 / 127.0])
-
-
-@settings(max_examples=50, deadline=None)
-@given(matrices())
-def test_binary_quantize_packs_sign_bits_big_endian(x: np.ndarray) -> None:
-    got = binary_quantize(x)
-    assert got.dtype == np.uint8 and got.shape == (x.shape[0], math.ceil(x.shape[1] / 8))
-    for row, packed in zip(x, got):
-        bits = [1 if float(v) > 0 else 0 for v in row] + [0] * (-len(row) % 8)
-        expected = [int("".join(map(str, bits[i : i + 8])), 2) for i in range(0, len(bits), 8)]
-        assert packed.tolist() == expected
