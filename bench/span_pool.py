@@ -1,7 +1,8 @@
 """Span pooling cost against one read of the states: a segment-sum span mean of a 128k-token x 384 document into
 1,000 spans vs a plain `states.sum()`. NOT the runtime's path: longvec pools spans through pool-weight matmuls per
 window (runtime/core/stitch.py); the kernel this measured (kernels.span_mean) left the package in issue 18 for
-having no production caller, and this copy keeps `longvec bench`'s "span" extra running until it measures that path. The two alternate within each repeat (one warm-up each), so load drifts hit both;
+having no production caller, and this copy keeps `longvec bench`'s "span" extra running until it measures that path.
+The two alternate within each repeat (one warm-up each), so load drifts hit both;
 the ratio is of their medians. The load average before and after is recorded. Prints one JSON line."""
 
 from __future__ import annotations
