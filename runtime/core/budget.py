@@ -25,6 +25,12 @@ class Cost:
     tokens: int  # content tokens over all texts
     encoder_tokens: int  # positions the encoder will run, framing and padding-free window lengths included
     chunks: int  # vectors returned besides one per text (a lower bound until the texts are chunked)
+    # tokens under the chunks, counted once per chunk: the pooling work (and, in modes that encode chunks alone,
+    # their encoder work). Equal to `tokens` for chunks that tile the text; overlapping caller spans count again.
+    pooled_tokens: int = 0
+    # sparse=True: an upper bound on the (chunk, term) pairs of the sparse vectors (words in each chunk's text);
+    # 0 without sparse vectors
+    sparse_terms: int = 0
 
 
 def sequence_positions(n_tokens: int, plan: WindowPlan, overhead: int) -> int:
@@ -68,6 +74,7 @@ def document_cost(
         tokens=sum(counts),
         encoder_tokens=encoder,
         chunks=sum(len(lengths) for lengths in chunk_lengths),
+        pooled_tokens=sum(sum(lengths) for lengths in chunk_lengths),
     )
 
 
@@ -85,6 +92,8 @@ class Limits:
     max_request_tokens: int | None = None
     max_request_encoder_tokens: int | None = None
     max_chunks: int | None = None
+    max_pooled_tokens: int | None = None
+    max_sparse_terms: int | None = None
 
     def check(self, cost: Cost, flags: Mapping[str, str] | None = None) -> None:
         """LimitExceeded naming the first bound the cost exceeds: as a library argument, or through `flags`
@@ -93,6 +102,8 @@ class Limits:
             ("max_request_tokens", cost.tokens, "content tokens"),
             ("max_request_encoder_tokens", cost.encoder_tokens, "encoder tokens (windows x window positions)"),
             ("max_chunks", cost.chunks, "chunks"),
+            ("max_pooled_tokens", cost.pooled_tokens, "chunk tokens to pool (overlapping spans count again)"),
+            ("max_sparse_terms", cost.sparse_terms, "sparse (chunk, term) pairs (an upper bound: words per chunk)"),
         )
         for name, value, what in checks:
             bound = getattr(self, name)

@@ -24,7 +24,7 @@ from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
 from longvec.runtime.core.modes import AUTO, DocumentMode, Passes, lookup
 from longvec.runtime.core.pipeline import Pipeline, TokenSequence
 from longvec.runtime.core.prompts import prompted_tokens
-from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
+from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer, term_bound, word_count
 from longvec.runtime.core.stitch import Stitch
 from longvec.runtime.core.text import TextTokenizer, Tokens, require_tokens
 from longvec.runtime.core.windows import WindowPlan
@@ -166,6 +166,13 @@ def prepare(
     else:
         lengths = [packed_lengths(len(t), call.chunk_tokens) for t in tokens]
     cost = document_cost([len(t) for t in tokens], call.plan, call.overhead, call.mode, lengths)
+    if call.sparse:  # packed chunks tile the text: its words, plus one per cut; caller spans may overlap
+        terms = (
+            sum(word_count(t) for t in texts) + cost.chunks
+            if chunks is None
+            else sum(term_bound(t, c.char_spans) for t, c in zip(texts, chunks))
+        )
+        cost = replace(cost, sparse_terms=terms)
     budget.check(cost.chunks)
     if call.mode.vector_from_chunks and chunks is not None:
         empty = next((i for i, c in enumerate(chunks) if len(c) == 0), None)

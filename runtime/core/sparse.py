@@ -156,6 +156,26 @@ def terms(text: str) -> list[str]:
     return [s for s in stems if s]
 
 
+_WORD_START = re.compile(r"(?<!\w)\w")  # where a word of `terms` starts (its words are the \w runs of the text)
+
+
+def term_bound(text: str, char_spans: np.ndarray) -> int:
+    """An upper bound on the (chunk, term) pairs of `text`'s chunks at `char_spans` [k, 2], before any stemming:
+    each chunk has at most the words that start inside it, plus one cut at its start. Overlapping spans count
+    their words again, as their sparse vectors do."""
+    if len(char_spans) == 0:
+        return 0
+    starts = np.fromiter((m.start() for m in _WORD_START.finditer(text)), dtype=np.int64)
+    spans = np.asarray(char_spans, dtype=np.int64).reshape(-1, 2)
+    inside = np.searchsorted(starts, spans[:, 1]) - np.searchsorted(starts, spans[:, 0])
+    return int(inside.sum()) + len(spans)
+
+
+def word_count(text: str) -> int:
+    """The words of `text` as `terms` splits it (before stop words and stemming)."""
+    return len(_WORD_START.findall(text))
+
+
 @dataclass(frozen=True)
 class SparseEncoder:
     """BM25 document weights and binary query weights; the defaults are fastembed `Qdrant/bm25`'s."""

@@ -93,6 +93,70 @@ def piece_bounds(text: str, piece_chars: int = PIECE_CHARS) -> list[tuple[int, i
     return bounds
 
 
+# A floor on the tokens of a raw text, counted before tokenizing it (the server refuses a text whose floor passes its
+# token bound without spending seconds and gigabytes in the tokenizer: 4 MiB of "!" is 4.2M tokens). Every counted
+# item starts a pre-token of its own, and every pre-token gives at least one token:
+# - an ASCII letter or digit at the start of the text or after an ASCII space, tab or newline, for any tokenizer
+#   whose pre-tokenizer splits at whitespace (nothing in a supported normalizer removes ASCII letters or digits);
+# - with BertPreTokenizer, every ASCII punctuation character (a pre-token alone) and a letter or digit after one;
+# - with BertNormalizer's handle_chinese_chars, every CJK ideograph (spaced out into a pre-token alone).
+_ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_AFTER_SPACE = re.compile(r"(?:^|(?<=[ \t\n\r]))[A-Za-z0-9]")
+_AFTER_SPACE_OR_PUNCT = re.compile(r"(?:^|(?<=[ \t\n\r!-/:-@\[-`{-~]))[A-Za-z0-9]")
+_CJK = re.compile(
+    "[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002b73f"
+    "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\U0002f800-\U0002fa1f]"
+)
+_SAFE_NORMALIZERS = {"BertNormalizer", "NFC", "NFD", "NFKC", "NFKD", "Lowercase", "StripAccents", "Prepend"}
+
+
+@dataclass(frozen=True)
+class TokenFloor:
+    """Counts a lower bound on a text's tokens from its characters alone (see the comment above)."""
+
+    punctuation: bool  # BertPreTokenizer: each ASCII punctuation character is a pre-token
+    cjk: bool  # BertNormalizer(handle_chinese_chars=True): each CJK ideograph is a pre-token
+
+    @classmethod
+    def of(cls, spec: dict[str, object]) -> TokenFloor | None:
+        """The floor a tokenizer.json allows, or None where its normalizer or pre-tokenizer might not keep it."""
+        normalizer = spec.get("normalizer") or {}
+        norms = _members(normalizer)
+        if any(n.get("type") not in _SAFE_NORMALIZERS for n in norms):
+            return None
+        pre = _members(spec.get("pre_tokenizer") or {})
+        splitting = [
+            p
+            for p in pre
+            if p.get("type") in _WHITESPACE_SPLITTERS
+            or (p.get("type") == "ByteLevel" and p.get("use_regex", True))
+            or (p.get("type") == "Metaspace" and p.get("split", True))
+        ]
+        if not splitting:
+            return None
+        return cls(
+            punctuation=any(p.get("type") == "BertPreTokenizer" for p in pre),
+            cjk=any(n.get("type") == "BertNormalizer" and n.get("handle_chinese_chars", True) for n in norms),
+        )
+
+    def __call__(self, text: str) -> int:
+        if self.punctuation:
+            n = sum(text.count(c) for c in _ASCII_PUNCT) + _AFTER_SPACE_OR_PUNCT.subn("", text)[1]
+        else:
+            n = _AFTER_SPACE.subn("", text)[1]
+        return n + (_CJK.subn("", text)[1] if self.cjk else 0)
+
+
+def _members(spec: object) -> list[dict[str, object]]:
+    if not isinstance(spec, dict) or not spec:
+        return []
+    kind = spec.get("type")
+    if kind == "Sequence":
+        inner = spec.get("pretokenizers", spec.get("normalizers", []))
+        return [m for m in inner if isinstance(m, dict)] if isinstance(inner, list) else [{"type": None}]
+    return [spec]
+
+
 class TextTokenizer:
     """A `tokenizers.Tokenizer` with truncation and padding switched off: longvec windows, not the tokenizer."""
 
@@ -101,6 +165,12 @@ class TextTokenizer:
         tokenizer.no_padding()
         self._tok = tokenizer
         self.piece_chars = piece_chars if splits_on_whitespace(tokenizer) else None
+        self._floor = TokenFloor.of(json.loads(tokenizer.to_str()))
+
+    def min_tokens(self, text: str) -> int:
+        """A lower bound on `len(encode([text])[0])`, from the characters alone (0 where the tokenizer's rules are
+        not known to keep one): cheap enough to refuse a text before tokenizing it."""
+        return 0 if self._floor is None else self._floor(text)
 
     @classmethod
     def from_file(cls, path: Path) -> TextTokenizer:

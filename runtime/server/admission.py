@@ -20,14 +20,14 @@ import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from longvec.runtime.core.budget import Cost, embed_cost
 from longvec.runtime.core.documents import Output
 from longvec.runtime.core.text import TextTokenizer, Tokens, require_tokens, text_problem
 from longvec.runtime.embedder import Embedder
-from longvec.runtime.errors import BackendUnavailable, InputError, LimitExceeded, LongvecError
+from longvec.runtime.errors import BackendUnavailable, InputError, LimitExceeded, LongvecError, OverloadedError
 from longvec.runtime.server.errors import with_param
 from longvec.runtime.server.options import DocumentOptions, EmbedOptions, Options
 from longvec.runtime.server.schema import DocumentsRequest, EmbeddingRequest
@@ -81,11 +81,53 @@ class Admitted:
     extras: list[Any]  # per text: caller spans, or None
     cost: Cost
 
+    @property
+    def queue_tokens(self) -> int:
+        """What the request weighs in the queue (--max-queue-tokens) and in a shared library call: the encoder
+        positions it will run, not its content tokens (a window-512, stride-32 request runs 15x its tokens)."""
+        return self.cost.encoder_tokens
+
+
+class InFlight:
+    """Characters being admitted (tokenized and costed) at once: admission runs on a thread pool, and tokenizing
+    holds several times a text's size, so concurrent large bodies are bounded together, not only one by one. A
+    request alone always enters; one that would pass the bound while others are admitted gets 429."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def hold(self, chars: int) -> Iterator[None]:
+        with self._lock:
+            if self._held and self._held + chars > self.limit:
+                raise OverloadedError(
+                    f"{self._held} characters are being admitted; with {chars} more this server would pass its "
+                    f"bound of {self.limit} (twice {flag('max_body_bytes')}); retry"
+                )
+            self._held += chars
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= chars
+
 
 class Admission:
     def __init__(self, settings: ServeSettings, emb: Embedder, memo: TokenMemo) -> None:
         self.settings, self.emb, self.memo = settings, emb, memo
-        self._flags = {name: flag(name) for name in ("max_request_tokens", "max_request_encoder_tokens", "max_chunks")}
+        # the output and pooling bounds of the cost model, from the flags a user knows: pooling as many chunk tokens
+        # as the encoder may run positions, and as many sparse pairs as the chunk vectors have components
+        self.limits = replace(
+            settings.limits,
+            max_pooled_tokens=settings.max_request_encoder_tokens,
+            max_sparse_terms=settings.max_chunks * emb.dim,
+        )
+        names = ("max_request_tokens", "max_request_encoder_tokens", "max_chunks")
+        self._flags = {name: flag(name) for name in names}
+        self._flags |= {"max_pooled_tokens": flag("max_request_encoder_tokens"), "max_sparse_terms": flag("max_chunks")}
+        self.in_flight = InFlight(2 * settings.max_body_bytes)
 
     def embeddings(self, body: EmbeddingRequest) -> Admitted:
         single = isinstance(body.input, str)
@@ -93,7 +135,7 @@ class Admission:
         self._dimensions(body.dimensions)
         self._texts(texts, "input", "input" if single else "input[{i}]")
         plan = self.emb.plan()
-        with self._kept_on_success(texts):
+        with self.in_flight.hold(sum(len(t) for t in texts)), self._kept_on_success(texts):
             tokens = self._tokenize(texts, "input" if single else "input[{i}]")
             cost = embed_cost([len(t) for t in tokens], plan, self.emb.manifest.framing.overhead)
             self._check(cost, "input")
@@ -123,7 +165,7 @@ class Admission:
             message = f"stride={call.plan.stride} is below this server's minimum {s.min_stride}"
             raise with_param(LimitExceeded(f"{message} ({flag('min_stride')})", "min_stride"), "stride")
         spans = [d.spans or [] for d in body.documents] if call.chunking == "spans" else None
-        with self._kept_on_success(texts):
+        with self.in_flight.hold(sum(len(t) for t in texts)), self._kept_on_success(texts):
             self._tokenize(texts, "documents[{i}].text")
             try:
                 prepared = self.emb.prepare_documents(call, texts, spans)
@@ -144,6 +186,16 @@ class Admission:
             if problem is not None:
                 item = label.format(i=i)
                 raise with_param(InputError(f"{item} {problem}"), item)
+        bound, floor = self.settings.max_request_tokens, 0
+        for text in texts:  # a floor from the characters: no text is tokenized that surely passes the bound
+            floor += self.emb.tokenizer.min_tokens(text)
+            if floor > bound:
+                message = (
+                    f"the request needs more than {bound} content tokens (at least {floor}, counted from its "
+                    f"characters before tokenizing); this server accepts at most {bound} per request"
+                )
+                error = LimitExceeded(f"{message} ({flag('max_request_tokens')})", "max_request_tokens")
+                raise with_param(error, name)
 
     @contextmanager
     def _kept_on_success(self, texts: list[str]) -> Iterator[None]:
@@ -165,7 +217,7 @@ class Admission:
 
     def _check(self, cost: Cost, name: str) -> None:
         try:
-            self.settings.limits.check(cost, self._flags)
+            self.limits.check(cost, self._flags)
         except LimitExceeded as e:
             raise with_param(e, name) from None
 

@@ -39,7 +39,7 @@ class Work:
     options: Options  # requests with equal options may share one library call
     texts: list[str]
     extras: list[Any]  # one per text, passed through to the runner
-    n_tokens: int  # content tokens over all texts, for the budget
+    n_tokens: int  # encoder positions over all texts (Admitted.queue_tokens), for the budgets
     deadline: float | None = None  # time.monotonic() after which nobody wants the result
     future: asyncio.Future[list[Any]] = field(init=False, repr=False)
 
@@ -56,7 +56,7 @@ class Batcher:
     ) -> None:
         if max_queue < 1 or max_batch_tokens < 1:
             raise ValueError("max_queue and max_batch_tokens must be >= 1")
-        self.max_queue_tokens = max_queue_tokens  # content tokens waiting: bounds the queue's memory and wait
+        self.max_queue_tokens = max_queue_tokens  # encoder positions waiting: bounds the queue's memory and wait
         self._run = run
         self._hold = hold  # a test hook: called before each library call, may block (see lifecycle.test_hold)
         self.max_queue = max_queue

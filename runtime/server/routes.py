@@ -69,7 +69,7 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
         admitted = await _call(lambda: admit(served), chars > SMALL_REQUEST_CHARS)
         request.state.texts, request.state.tokens = len(admitted.texts), admitted.cost.tokens
         try:
-            work = Work(admitted.options, admitted.texts, admitted.extras, admitted.cost.tokens, deadline)
+            work = Work(admitted.options, admitted.texts, admitted.extras, admitted.queue_tokens, deadline)
             results = await _until_done(request, served.batcher.submit(work), deadline, settings.request_timeout)
         finally:
             served.admission.release(admitted)

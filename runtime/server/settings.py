@@ -20,8 +20,9 @@ class ServeSettings:
     # 0.35 s on 2 cores under load 11, and 4, 8 and 16 windows per call gave the same tokens/s within 12%.
     max_batch_tokens: int = 1024
     max_queue: int = 256  # requests waiting; one more gets 429
-    # content tokens waiting (a request alone in the queue is always let in): 8 of the largest requests, whose
-    # bodies and tokens the queue holds in memory, and which take minutes each to encode on a small CPU
+    # encoder positions waiting (a request alone in the queue is always let in): 4 of the largest requests
+    # (--max-request-encoder-tokens), whose bodies and tokens the queue holds in memory, and which take minutes
+    # each to encode on a small CPU
     max_queue_tokens: int = 1_048_576
     # cheap limits, checked before tokenizing
     max_body_bytes: int = 4 * 2**20
