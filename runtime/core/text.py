@@ -102,6 +102,7 @@ def piece_bounds(text: str, piece_chars: int = PIECE_CHARS) -> list[tuple[int, i
 # - with BertNormalizer's handle_chinese_chars, every CJK ideograph (spaced out into a pre-token alone).
 _ASCII_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 _AFTER_SPACE = re.compile(r"(?:^|(?<=[ \t\n\r]))[A-Za-z0-9]")
+_AFTER_BLANK = re.compile(r"(?:^|(?<= ))[A-Za-z0-9]")
 _AFTER_SPACE_OR_PUNCT = re.compile(r"(?:^|(?<=[ \t\n\r!-/:-@\[-`{-~]))[A-Za-z0-9]")
 _CJK = re.compile(
     "[\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002b73f"
@@ -116,6 +117,7 @@ class TokenFloor:
 
     punctuation: bool  # BertPreTokenizer: each ASCII punctuation character is a pre-token
     cjk: bool  # BertNormalizer(handle_chinese_chars=True): each CJK ideograph is a pre-token
+    spaces_only: bool = False  # Metaspace splits at " " only, not at tabs or newlines
 
     @classmethod
     def of(cls, spec: dict[str, object]) -> TokenFloor | None:
@@ -137,13 +139,14 @@ class TokenFloor:
         return cls(
             punctuation=any(p.get("type") == "BertPreTokenizer" for p in pre),
             cjk=any(n.get("type") == "BertNormalizer" and n.get("handle_chinese_chars", True) for n in norms),
+            spaces_only=all(p.get("type") == "Metaspace" for p in splitting),
         )
 
     def __call__(self, text: str) -> int:
         if self.punctuation:
             n = sum(text.count(c) for c in _ASCII_PUNCT) + _AFTER_SPACE_OR_PUNCT.subn("", text)[1]
         else:
-            n = _AFTER_SPACE.subn("", text)[1]
+            n = (_AFTER_BLANK if self.spaces_only else _AFTER_SPACE).subn("", text)[1]
         return n + (_CJK.subn("", text)[1] if self.cjk else 0)
 
 

@@ -112,3 +112,17 @@ def test_a_long_real_text_in_pieces(bundle_dir: Path) -> None:
     pieces = TextTokenizer(tok).encode([text])[0]
     np.testing.assert_array_equal(pieces.ids, whole.ids)
     np.testing.assert_array_equal(pieces.offsets, whole.offsets)
+
+
+@pytest.mark.parametrize("make", [byte_level_bpe, sentencepiece_unigram])
+def test_the_character_floor_holds_for_other_tokenizer_families(make: object) -> None:
+    """TextTokenizer.min_tokens (the server's refusal before tokenizing) never passes the real count."""
+    tok = TextTokenizer(make())  # type: ignore[operator]
+    assert tok.min_tokens("a b c") == 3  # both split at whitespace: the floor applies
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.text(alphabet=st.sampled_from(list("ab1!. \t\n\r東é\u0301\x1c\u00a0_")), max_size=60))
+    def check(text: str) -> None:
+        assert tok.min_tokens(text) <= len(tok.encode([text])[0])
+
+    check()
