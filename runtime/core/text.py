@@ -67,6 +67,9 @@ def require_tokens(tokens: Sequence[Tokens]) -> None:
 PIECE_CHARS = 1 << 16
 _PIECES_PER_CALL = 4  # pieces per encode_batch call: parallel in Rust, still bounded memory
 _CUT = re.compile(r"[ \t\n](?=\S)")
+# BertPreTokenizer also isolates every ASCII punctuation character, so a cut right after one is as safe: a run
+# without whitespace ("!!!!…", "a!a!…") is then cut into pieces too instead of being tokenized whole
+_CUT_AFTER_PUNCT = re.compile(r"[ \t\n](?=\S)|(?<=[!-/:-@\[-`{-~])(?=\S)")
 _WHITESPACE_SPLITTERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
 
 
@@ -77,14 +80,14 @@ def splits_on_whitespace(tokenizer: Tokenizer) -> bool:
     return any(m.get("type") in _WHITESPACE_SPLITTERS for m in members)
 
 
-def piece_bounds(text: str, piece_chars: int = PIECE_CHARS) -> list[tuple[int, int]]:
+def piece_bounds(text: str, piece_chars: int = PIECE_CHARS, cuts: re.Pattern[str] = _CUT) -> list[tuple[int, int]]:
     """Consecutive [start, end) character ranges covering `text`, each ending at a safe cut near `piece_chars`
     (a text with no safe cut stays one piece: correctness before memory)."""
     bounds, start = [], 0
     while len(text) - start > piece_chars:
         target = start + piece_chars
-        before = [m.start() for m in _CUT.finditer(text, start + piece_chars // 2, target)]
-        after = None if before else _CUT.search(text, target)
+        before = [m.start() for m in cuts.finditer(text, start + piece_chars // 2, target)]
+        after = None if before else cuts.search(text, target)
         cut = before[-1] if before else (after.start() if after else len(text))
         bounds.append((start, cut))
         start = cut
@@ -168,7 +171,10 @@ class TextTokenizer:
         tokenizer.no_padding()
         self._tok = tokenizer
         self.piece_chars = piece_chars if splits_on_whitespace(tokenizer) else None
-        self._floor = TokenFloor.of(json.loads(tokenizer.to_str()))
+        spec = json.loads(tokenizer.to_str())
+        self._floor = TokenFloor.of(spec)
+        bert = any(p.get("type") == "BertPreTokenizer" for p in _members(spec.get("pre_tokenizer") or {}))
+        self._cut = _CUT_AFTER_PUNCT if bert else _CUT
 
     def min_tokens(self, text: str) -> int:
         """A lower bound on `len(encode([text])[0])`, from the characters alone (0 where the tokenizer's rules are
@@ -197,7 +203,7 @@ class TextTokenizer:
         return [t for t in out if t is not None]
 
     def _encode_long(self, text: str) -> Tokens:
-        bounds = piece_bounds(text, self.piece_chars or len(text))
+        bounds = piece_bounds(text, self.piece_chars or len(text), self._cut)
         ids: list[np.ndarray] = []
         offsets: list[np.ndarray] = []
         for k in range(0, len(bounds), _PIECES_PER_CALL):
