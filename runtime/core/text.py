@@ -86,7 +86,7 @@ def piece_bounds(text: str, piece_chars: int = PIECE_CHARS, cuts: re.Pattern[str
     bounds, start = [], 0
     while len(text) - start > piece_chars:
         target = start + piece_chars
-        before = [m.start() for m in cuts.finditer(text, start + piece_chars // 2, target)]
+        before = [m.start() for m in cuts.finditer(text, start + max(1, piece_chars // 2), target)]  # never at start
         after = None if before else cuts.search(text, target)
         cut = before[-1] if before else (after.start() if after else len(text))
         bounds.append((start, cut))
