@@ -39,6 +39,12 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
         None,
         "the model name clients send and see (default: the bundle's model name, else its folder name)",
     ),
+    "--default-prompt-name": (
+        "LONGVEC_DEFAULT_PROMPT_NAME",
+        str,
+        None,
+        "the bundle's prompt a request gets when it names none (prompt_name / prompt); none means the bundle's default",
+    ),
     "--max-batch-tokens": (
         "LONGVEC_MAX_BATCH_TOKENS",
         int,
@@ -210,6 +216,9 @@ def _serve(args: argparse.Namespace) -> int:
     m = bundle.manifest
     if args.window is not None:
         WindowPlan.make(args.window, None, len(m.framing.prefix_ids) + len(m.framing.suffix_ids), m.max_positions)
+    if args.default_prompt_name is not None and args.default_prompt_name not in m.prompts:
+        known = ", ".join(repr(k) for k in sorted(m.prompts)) or "none"
+        raise InputError(f"--default-prompt-name {args.default_prompt_name!r} is not a prompt of this bundle: {known}")
 
     def load() -> Embedder:
         return Embedder.load(
@@ -220,6 +229,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(
         model_name=args.served_model_name or served_name(bundle),
         api_key=api_key,
+        default_prompt_name=args.default_prompt_name,
         cors_allow_origins=origins,
         log_format=args.log_format,
         started_by={

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
+from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import DeadlineExceeded
 from longvec.runtime.server import payloads
 from longvec.runtime.server.admission import Admitted
@@ -30,6 +31,7 @@ from longvec.runtime.server.schema import (
     Info,
     Model,
     ModelList,
+    Pooling,
 )
 from longvec.runtime.server.settings import ServeSettings
 
@@ -132,6 +134,7 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
         """The served model, its dimensions and window, the request limits, and the longvec version."""
         emb = life.require().embedder
         plan = emb.plan()
+        pooling = emb.manifest.pooling
         return Info(
             model=settings.model_name,
             version=version,
@@ -139,8 +142,14 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
             window=plan.window,
             max_positions=emb.manifest.max_positions,
             stride=plan.stride,
-            limits={k: float(v) for k, v in settings.summary().items()},
+            limits=settings.summary(),
             provider=emb.provider,
+            variant=settings.started_by.get("variant", "?"),
+            mode=emb.defaults.mode,
+            prompts=dict(emb.manifest.prompts),
+            default_prompt_name=default_prompt_name(settings, emb),
+            pooling=Pooling(mode=pooling.mode, normalize=pooling.normalize, include_prompt=pooling.include_prompt),
+            max_batch_tokens=settings.max_batch_tokens,
         )
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -150,7 +159,16 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
 
 
 def _model(settings: ServeSettings, served: Served) -> Model:
-    return Model(id=settings.model_name, created=served.created, owned_by="longvec")
+    prompts = dict(served.embedder.manifest.prompts)
+    default = default_prompt_name(settings, served.embedder)
+    return Model(
+        id=settings.model_name, created=served.created, owned_by="longvec", prompts=prompts, default_prompt_name=default
+    )
+
+
+def default_prompt_name(settings: ServeSettings, emb: Embedder) -> str | None:
+    """The prompt a request naming none gets: the server's --default-prompt-name, else the bundle's default."""
+    return settings.default_prompt_name or emb.manifest.default_prompt
 
 
 def _status(life: Lifecycle, settings: ServeSettings, ok: bool) -> JSONResponse:
