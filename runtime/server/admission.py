@@ -122,10 +122,9 @@ class Admission:
                 item = f"documents[{i}].spans"
                 raise with_param(InputError(f"{item} must be given if and only if chunking is 'spans'"), item)
         if body.chunking != "spans" and body.chunk_tokens < s.min_chunk_tokens:
+            # a too-small value, not a too-large request: 422 (it still names the flag)
             message = f"chunk_tokens={body.chunk_tokens} is below this server's minimum {s.min_chunk_tokens}"
-            raise with_param(
-                LimitExceeded(f"{message} ({flag('min_chunk_tokens')})", "min_chunk_tokens"), "chunk_tokens"
-            )
+            raise with_param(InputError(f"{message} ({flag('min_chunk_tokens')})"), "chunk_tokens")
         prompt, prompt_name, prompt_text = self._prompt(body.prompt, body.prompt_name)
         mode: Mode = body.mode
         stride = body.stride
@@ -141,7 +140,7 @@ class Admission:
             raise with_param(e, "stride" if str(e).startswith("stride") else "window") from None
         if body.stride is not None and body.stride < min(s.min_stride, plan.content):
             message = f"stride={plan.stride} is below this server's minimum {s.min_stride}"
-            raise with_param(LimitExceeded(f"{message} ({flag('min_stride')})", "min_stride"), "stride")
+            raise with_param(InputError(f"{message} ({flag('min_stride')})"), "stride")
         with self._kept_on_success(texts, prompt_text):
             tokens = self._tokenize(texts, "documents[{i}].text", prompt_text)
             if body.chunking == "spans":

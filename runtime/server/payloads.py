@@ -17,11 +17,7 @@ import numpy as np
 from longvec.kernels import matryoshka
 from longvec.runtime.core.sparse import SparseVector
 from longvec.runtime.embedder import DocumentResult
-from longvec.runtime.errors import LongvecError
-
-
-class NonFiniteOutput(LongvecError):
-    """The model produced NaN or infinity: a broken graph or weights, never the client's fault."""
+from longvec.runtime.server.errors import NonFiniteOutput
 
 
 def shortest_float32(x: np.ndarray) -> np.ndarray:
@@ -31,7 +27,8 @@ def shortest_float32(x: np.ndarray) -> np.ndarray:
     always does for normal floats). Below 6 digits the 6-digit rounding is already the shortest decimal once
     its trailing zeros go: float32's half-ulp (~6e-8 relative) is far below a 6-digit step. The division by an
     exact power of ten is correctly rounded, so the double is the one nearest the decimal and repr prints it
-    back. Values no k finds (subnormals, |x| beyond 1e22) keep their exact float64 widening."""
+    back. The rare values no k finds (below 1e-16 or above 1e22, where the power of ten is not exact) are
+    formatted one by one by NumPy."""
     x = np.asarray(x, dtype=np.float32)
     wide = x.astype(np.float64)
     out = wide.copy()
@@ -41,13 +38,16 @@ def shortest_float32(x: np.ndarray) -> np.ndarray:
     for digits in range(6, 10):
         if not todo.any():
             break
-        decimals = np.clip(digits - 1 - exponent, -22, 22)  # 10**22 is the largest exact power of ten
-        scale = 10.0 ** np.abs(decimals)
+        decimals = digits - 1 - exponent
+        exact = np.abs(decimals) <= 22  # 10**22 is the largest exact power of ten
+        scale = 10.0 ** np.abs(np.where(exact, decimals, 0))
         with np.errstate(over="ignore", invalid="ignore"):
             candidate = np.where(decimals >= 0, np.round(wide * scale) / scale, np.round(wide / scale) * scale)
-            same = todo & (candidate.astype(np.float32) == x)
+            same = todo & exact & (candidate.astype(np.float32) == x)
         out[same] = candidate[same]
         todo &= ~same
+    for i in np.flatnonzero(todo):  # rare: tiny or huge values; NumPy's own shortest float32 text, one by one
+        out.flat[i] = float(str(x.flat[i]))
     return out
 
 

@@ -68,14 +68,17 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
             message = f"model {model!r} is not served here; this server serves {settings.model_name!r} (GET /v1/models)"
             raise with_param(ModelNotFound(message), "model")
         deadline = time.monotonic() + settings.request_timeout
+        route = request.url.path
         admitted = await _call(lambda: admit(served), chars > SMALL_REQUEST_CHARS)
+        metrics.tokenization.labels(route).observe(time.monotonic() - deadline + settings.request_timeout)
+        metrics.input_tokens.labels(route).observe(admitted.cost.tokens)
         request.state.texts, request.state.tokens = len(admitted.texts), admitted.cost.tokens
         try:
             work = Work(admitted.options, admitted.texts, admitted.extras, admitted.cost.tokens, deadline)
             results = await _until_done(request, served.batcher.submit(work), deadline, settings.request_timeout)
         finally:
             served.admission.release(admitted)
-        metrics.tokens.labels(request.url.path).inc(admitted.cost.tokens)
+        metrics.tokens.labels(route).inc(admitted.cost.tokens)
         vectors = admitted.cost.texts + admitted.cost.chunks
         content = await _call(lambda: render(admitted, results), vectors > SMALL_RESPONSE_VECTORS)
         return Response(content, media_type="application/json")

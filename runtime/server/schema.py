@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from longvec.runtime.core.chunking import Chunking
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, Mode
@@ -68,8 +68,18 @@ class EmbeddingResponse(BaseModel):
     usage: Usage
 
 
+def _unicode(value: str) -> str:
+    """A string that is valid Unicode: JSON's "\\ud800" escape gives Python a lone surrogate, which no UTF-8
+    (or strict UTF-16) reader can take back."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"holds a lone surrogate at character {e.start}; send valid Unicode") from None
+    return value
+
+
 class DocumentIn(_Strict):
-    id: str = Field(description="The caller's identifier, echoed back.")
+    id: Annotated[str, AfterValidator(_unicode)] = Field(description="The caller's identifier, echoed back.")
     text: str = Field(min_length=1)
     spans: list[Annotated[list[Integer], Field(min_length=2, max_length=2)]] | None = Field(
         None,

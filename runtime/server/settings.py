@@ -39,6 +39,9 @@ class ServeSettings:
     header_timeout: float = 10.0  # a request's headers must arrive within this, from its first byte
     body_timeout: float = 60.0  # and its body within this, from the end of its headers
     keep_alive_timeout: float = 30.0
+    # a response the client does not read for this long (its send buffer not shrinking) is dropped with its
+    # connection, so a client that never reads cannot pin a rendered response in memory
+    write_timeout: float = 30.0
     max_connections: int = 256
     cors_allow_origins: tuple[str, ...] = ()
     log_format: LogFormat = "text"
