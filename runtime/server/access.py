@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from longvec.runtime.errors import OverloadedError
+from longvec.runtime.server.errors import ConnectionsFull
 from longvec.runtime.server.gate import ASGIApp, Message, Receive, Scope, Send, send_error
 from longvec.runtime.server.metrics import Metrics
 from longvec.runtime.server.protocol import PROBE_ONLY
@@ -74,7 +74,7 @@ class AccessMiddleware:
         self.metrics.in_flight.inc()
         try:
             if scope.get(PROBE_ONLY) and scope["path"] not in ALWAYS_ANSWERED:
-                busy = OverloadedError("every connection is busy (--max-connections); retry shortly")
+                busy = ConnectionsFull("every connection is busy (--max-connections); retry shortly")
                 await send_error(send_with_id, busy, [(b"connection", b"close")])
                 return
             await self.app(scope, receive, send_with_id)

@@ -57,6 +57,10 @@ class ClientGone(Cancelled):
     """The client disconnected before its result was ready; its work was dropped or stopped."""
 
 
+class ConnectionsFull(LongvecError):
+    """Every connection of --max-connections is busy with a request; probes still answer."""
+
+
 class RequestTimeout(LongvecError):
     """The request did not arrive in time (--header-timeout / --body-timeout)."""
 
@@ -80,6 +84,7 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (DeadlineExceeded, 504, "server_error", "timeout"),
     (Cancelled, 503, "server_error", "cancelled"),  # the server stopped the work (shutting down)
     (NotReady, 503, "server_error", "not_ready"),
+    (ConnectionsFull, 503, "server_error", "too_many_connections"),
     (BundleError, 503, "server_error", "model_unavailable"),
     (BackendUnavailable, 503, "server_error", "model_unavailable"),
     (NonFiniteOutput, 500, "server_error", "model_output_not_finite"),

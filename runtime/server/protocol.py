@@ -18,7 +18,8 @@ So the guard works one level down, on the protocol:
 - at `max_connections` open connections, a new one takes the place of the oldest idle one (no request being
   received or handled: a fresh socket that sent nothing, a partial header, a keep-alive wait), so sockets that
   send nothing, key or not, cannot lock anyone out. When every connection is busy with a request, up to
-  PROBE_HEADROOM more are let in for /health and /ready only (anything else gets 503), so probes always answer;
+  PROBE_HEADROOM more are let in for /health, /ready and /metrics only (anything else gets 503), so probes
+  always answer;
   past that the newest is answered 503 and closed at once.
 
 Once a request is fully received the read deadlines are off: a long encoding is the request timeout's business.
@@ -32,8 +33,7 @@ import logging
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from longvec.runtime.errors import OverloadedError
-from longvec.runtime.server.errors import RequestTimeout, error_bytes
+from longvec.runtime.server.errors import ConnectionsFull, RequestTimeout, error_bytes
 
 log = logging.getLogger("longvec.server")
 
@@ -53,7 +53,7 @@ _TIMEOUT_408 = _raw(
     "408 Request Timeout", RequestTimeout("the request did not arrive in time; the connection is closed")
 )
 _FULL_503 = _raw(
-    "503 Service Unavailable", OverloadedError("too many open connections (--max-connections); retry shortly")
+    "503 Service Unavailable", ConnectionsFull("too many open connections (--max-connections); retry shortly")
 )
 
 
