@@ -28,6 +28,19 @@ def _integral(value: object) -> object:
 Integer = Annotated[int, BeforeValidator(_integral)]
 
 
+def _unicode(value: str) -> str:
+    """A string that is valid Unicode: JSON's "\\ud800" escape gives Python a lone surrogate, which no UTF-8
+    (or strict UTF-16) reader can take back."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"holds a lone surrogate at character {e.start}; send valid Unicode") from None
+    return value
+
+
+Unicode = Annotated[str, AfterValidator(_unicode)]
+
+
 class _Strict(BaseModel):
     # strict: "5" is not an int and 1 is not a string; forbid: a misspelt option is an error, not ignored
     model_config = ConfigDict(strict=True, extra="forbid")
@@ -46,8 +59,8 @@ class EmbeddingRequest(_Strict):
         None, ge=1, description="Matryoshka truncation: keep the first N components, then renormalize."
     )
     user: str | None = Field(None, description="Accepted for OpenAI compatibility and ignored.")
-    prompt_name: str | None = Field(None, description=PROMPT_NAME)
-    prompt: str | None = Field(None, description=PROMPT)
+    prompt_name: Unicode | None = Field(None, description=PROMPT_NAME)
+    prompt: Unicode | None = Field(None, description=PROMPT)
 
 
 class Embedding(BaseModel):
@@ -68,18 +81,8 @@ class EmbeddingResponse(BaseModel):
     usage: Usage
 
 
-def _unicode(value: str) -> str:
-    """A string that is valid Unicode: JSON's "\\ud800" escape gives Python a lone surrogate, which no UTF-8
-    (or strict UTF-16) reader can take back."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(f"holds a lone surrogate at character {e.start}; send valid Unicode") from None
-    return value
-
-
 class DocumentIn(_Strict):
-    id: Annotated[str, AfterValidator(_unicode)] = Field(description="The caller's identifier, echoed back.")
+    id: Unicode = Field(description="The caller's identifier, echoed back.")
     text: str = Field(min_length=1)
     spans: list[Annotated[list[Integer], Field(min_length=2, max_length=2)]] | None = Field(
         None,
@@ -111,8 +114,8 @@ class DocumentsRequest(_Strict):
     sparse: bool = Field(False, description="Also return a sparse lexical vector per chunk, if the server has them.")
     encoding_format: EncodingFormat = "float"
     dimensions: Integer | None = Field(None, ge=1, description="Matryoshka truncation of every returned vector.")
-    prompt_name: str | None = Field(None, description=PROMPT_NAME)
-    prompt: str | None = Field(None, description=PROMPT)
+    prompt_name: Unicode | None = Field(None, description=PROMPT_NAME)
+    prompt: Unicode | None = Field(None, description=PROMPT)
     snap: bool = Field(
         False,
         description="Caller spans that start or end inside a token are widened to the whole token instead of "
