@@ -77,7 +77,13 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
         None,
         "seconds a response may sit unsent while the client reads nothing; then the connection is dropped",
     ),
-    "--max-connections": ("LONGVEC_MAX_CONNECTIONS", int, None, "open connections; more are answered 503"),
+    "--max-connections": (
+        "LONGVEC_MAX_CONNECTIONS",
+        int,
+        None,
+        "open connections; at the cap a new one replaces the oldest idle one, and when all are busy only "
+        "/health, /ready and /metrics answer (503 for the rest)",
+    ),
     "--cors-allow-origin": (
         "LONGVEC_CORS_ALLOW_ORIGIN",
         str,

@@ -111,7 +111,7 @@ def error_payload(exc: BaseException, param: str | None = None) -> tuple[int, di
         message = "internal server error; the server log has the details"
     else:
         message = str(exc)
-        if status >= 500:
+        if isinstance(exc, NonFiniteOutput):  # a broken bundle: the operator must hear of it, not only the client
             log.error("%s: %s", code, message)
     if isinstance(exc, LimitExceeded) and exc.limit and "(--" not in message:  # a library bound: say the flag
         message += f" (this server's {flag(exc.limit)})"
