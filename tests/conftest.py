@@ -117,6 +117,18 @@ def tiny_models() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def fake_gpu() -> ModuleType:
+    """tests/fake_gpu.py (loaded by path, as tiny_models.py): fakes of tensorrt 10/11 and cuda.bindings.runtime."""
+    name = "longvec_tests_fake_gpu"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fake_gpu.py"))
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path]]:
     """`tiny_export(arch)` -> (model dir, bundle dir) of a tiny random encoder, built and exported once per session."""
     tiny = _load_tiny_models()
