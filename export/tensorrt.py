@@ -64,7 +64,9 @@ def network_flags(trt: ModuleType) -> int:
 
 def profiles_digest(profiles: Sequence[Profile]) -> str:
     """8 hex digits naming a profile set (windows, batch and rows ranges): part of the plan's cache key."""
-    text = ";".join(f"{p.min_batch},{p.opt_batch},{p.max_batch},{p.min_seq},{p.opt_seq},{p.max_seq},{p.max_rows}" for p in profiles)
+    text = ";".join(
+        f"{p.min_batch},{p.opt_batch},{p.max_batch},{p.min_seq},{p.opt_seq},{p.max_seq},{p.max_rows}" for p in profiles
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 

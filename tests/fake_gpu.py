@@ -111,7 +111,9 @@ class FakeCudart:
         h2d = kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice
         if not isinstance(stream, FakeStream) or kind not in tuple(self.cudaMemcpyKind):
             return (CUDA_ERROR_INVALID_VALUE,)
-        if not (self._inside(dst, n, "device" if h2d else "host") and self._inside(src, n, "host" if h2d else "device")):
+        if not (
+            self._inside(dst, n, "device" if h2d else "host") and self._inside(src, n, "host" if h2d else "device")
+        ):
             return (CUDA_ERROR_INVALID_VALUE,)
         self.log.append(("memcpy", "h2d" if h2d else "d2h", n))
         self.enqueue(stream.handle, lambda: ctypes.memmove(dst, src, n))
@@ -144,7 +146,15 @@ def trt_enums(version: str) -> SimpleNamespace:
         builder = {"DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6}
     else:
         network = {"STRONGLY_TYPED": 1, "PREFER_JIT_PYTHON_PLUGINS": 2, "PREFER_AOT_PYTHON_PLUGINS": 3}
-        builder = {"FP16": 0, "INT8": 1, "DEBUG": 2, "GPU_FALLBACK": 3, "REFIT": 4, "DISABLE_TIMING_CACHE": 5, "TF32": 6}
+        builder = {
+            "FP16": 0,
+            "INT8": 1,
+            "DEBUG": 2,
+            "GPU_FALLBACK": 3,
+            "REFIT": 4,
+            "DISABLE_TIMING_CACHE": 5,
+            "TF32": 6,
+        }
     numpy_types = {
         data_type.FLOAT: np.float32,
         data_type.HALF: np.float16,
