@@ -50,7 +50,11 @@ def run_ray(
         require_stemmer()
     check_paths(source, output_dir)
     corpus = scan(source, options.fields)
-    with Embedder.load(bundle, variant=options.variant, threads=1, window=options.window) as embedder:
+    # the driver opens the variant as the actors will (same device): a TensorRT plan or a CUDA-only setup fails
+    # here, before any actor starts, and the job header and table metadata come from what really runs
+    with Embedder.load(
+        bundle, variant=options.variant, threads=1, window=options.window, device=options.device
+    ) as embedder:
         header, dim = job_header("ray", corpus, embedder, options), embedder.dim
         metadata = table_metadata(embedder, options)
     with output_errors(output_dir):

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from longvec.runtime import Embedder
 from longvec.runtime.jobs.local import JobOptions, run_local
@@ -90,3 +91,26 @@ def test_embed_actor_works_on_arrow_batches_without_ray(bundle_dir: Path, embedd
     assert len(out["chunks"][2].as_py()) > 1
     # a dict of columns, as Ray's "numpy" batch format gives, works too
     assert actor({"key": np.array([5]), "body": np.array(["Lamp oil."], dtype=object)})["id"].to_pylist() == ["5"]
+
+
+def test_the_ray_driver_loads_the_bundle_on_the_jobs_device(
+    tmp_path: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--engine ray --device cuda` with a TensorRT variant: the driver opened it for device "cpu" and failed
+    before any work started. It now opens it as the actors do."""
+    from longvec.runtime.jobs import ray_engine
+
+    seen: list[dict[str, object]] = []
+
+    class Stop(Exception):
+        pass
+
+    def load(bundle: Path, **kwargs: object) -> Embedder:
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(ray_engine.Embedder, "load", load)
+    source = corpus(tmp_path)
+    with pytest.raises(Stop):
+        ray_engine.run_ray(tiny_bundle, source, tmp_path / "out", JobOptions(device="cuda", variant="tensorrt-x"))
+    assert seen == [{"variant": "tensorrt-x", "threads": 1, "window": None, "device": "cuda"}]
