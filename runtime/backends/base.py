@@ -9,8 +9,8 @@ every engine: for a states backend the runtime applies the same weights on the h
 What the layers above need to know of an engine (does it pool, is it on a GPU, how many windows or positions it
 admits per call, what to call it) is declared data, `Capabilities`, never probed attribute by attribute: a
 wrapper forwards it whole (`BackendWrapper`), and the batching policy reads it in one place
-(runtime.core.pipeline.Batching.for_backend). tests/runtime/test_backend_contract.py fails on a `getattr` probe of
-a capability outside this package.
+(runtime.core.pipeline.Batching.for_backend). `make check` fails on a `getattr` probe of a capability outside
+this package (tests/runtime/test_capability_probes.py).
 """
 
 from __future__ import annotations

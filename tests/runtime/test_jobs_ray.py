@@ -114,3 +114,15 @@ def test_the_ray_driver_loads_the_bundle_on_the_jobs_device(
     with pytest.raises(Stop):
         ray_engine.run_ray(tiny_bundle, source, tmp_path / "out", JobOptions(device="cuda", variant="tensorrt-x"))
     assert seen == [{"variant": "tensorrt-x", "threads": 1, "window": None, "device": "cuda"}]
+
+
+def test_gpu_actors_are_one_per_gpu_and_never_more_than_the_cluster_has() -> None:
+    from longvec.runtime import BackendUnavailable, InputError
+    from longvec.runtime.jobs.ray_engine import actor_pool
+
+    assert actor_pool(16.0, 2, "cuda", 1, None) == (2, 1.0, {"num_gpus": 1})
+    assert actor_pool(4.0, 0, "cpu", 1, None)[:2] == (4, 0.875)
+    with pytest.raises(BackendUnavailable, match="no GPU"):
+        actor_pool(16.0, 0, "cuda", 1, None)
+    with pytest.raises(InputError, match="--ray-actors 3 with --device cuda: the Ray cluster has 2 GPU"):
+        actor_pool(16.0, 2, "cuda", 1, 3)  # a fixed pool of 3 GPU actors would wait forever for the third GPU
