@@ -12,10 +12,13 @@
 #   load      Embedder.load on "cuda", fp32 and optimized, parity and tokens/s against the CPU (gpu_check)
 #   serve     `longvec serve BUNDLE --device cuda`: /ready, one /v1/documents request, /health and /info into $OUT
 #   ray       `longvec embed BUNDLE docs OUT --engine ray --device cuda` on the 50 documents
-#   trt       where TensorRT imports: `longvec build-engine BUNDLE --windows W --max-batch 16` and its variant
+#   trt       where TensorRT imports: `longvec build-engine BUNDLE --windows W --max-batch 16` (its variant is
+#             then one of the check step's paths)
 #   check     bench/gpu_check.py over every path the machine has: one JSON (versions, provider, parity,
 #             tokens/s per path) into $OUT/gpu_check.json
 #
+# A step that cannot run on the machine (a module not importable: the GPU machines here have no fastapi, Ray or
+# TensorRT and reach no index; stage wheels under .carry/wheels/) is SKIPPED and named, not failed.
 # Environment: OUT (default ./gpu_out), PY (default python3), LONGVEC (default: `$PY -m longvec.runtime.cli`),
 # BUNDLE (default: made by the bundle step under $WORK), MODEL_CONFIG (default .carry/minilm-config: a model
 # directory without its weights), WORK (default a temporary directory), PORT (default 8765).
@@ -50,12 +53,27 @@ step() {
     set -e
     if [[ $rc == 0 ]]; then
         echo "   ok ($((SECONDS - started)) s)" | tee -a "$LOG"
+    elif [[ $rc == 3 ]]; then # the step cannot run on this machine: said in the log, not a failure of longvec
+        echo "   SKIPPED ($(tail -n 1 "$LOG"))" | tee -a "$LOG"
+        SKIPPED+=("$name")
     else
         echo "   FAILED ($((SECONDS - started)) s, see $LOG)" | tee -a "$LOG"
         FAILED+=("$name")
     fi
 }
 FAILED=()
+SKIPPED=()
+
+# needs PYTHON_MODULE...: exit 3 (skipped) naming the first module this Python cannot import
+needs() {
+    local m
+    for m in "$@"; do
+        if ! "$PY" -c "import $m" 2>/dev/null; then
+            echo "$m is not importable here (stage its wheels under .carry/wheels/)"
+            exit 3
+        fi
+    done
+}
 
 install() {
     mkdir -p /opt/stage && cp .carry/part*.d/part* /opt/stage/
@@ -64,6 +82,9 @@ install() {
     (cd /opt/stage && cat part0* >"$wheel" && sha256sum -c "$HERE/.carry/wheel.sha256")
     "$PY" -m pip install -q --no-index --no-deps --no-compile --target /opt/ortgpu "/opt/stage/$wheel"
     "$PY" -m pip install -q --no-deps --no-build-isolation --no-index --target /opt/lv "$HERE"
+    if [[ -d .carry/wheels ]]; then # e.g. fastapi, uvicorn, prometheus_client, ray: the machine reaches no index
+        "$PY" -m pip install -q --no-index --find-links .carry/wheels --target /opt/lv .carry/wheels/*.whl
+    fi
 }
 
 preload() {
@@ -97,6 +118,7 @@ EOF
 bundle() { echo "${BUNDLE:-$WORK/bundle}"; }
 
 serve_once() {
+    needs fastapi uvicorn prometheus_client
     $LONGVEC serve "$(bundle)" --device cuda --port "$PORT" >"$OUT/serve.log" 2>&1 &
     local pid=$!
     trap 'kill $pid 2>/dev/null || true' RETURN
@@ -107,22 +129,22 @@ serve_once() {
     done
     curl -sf "http://127.0.0.1:$PORT/health" >"$OUT/serve_health.json"
     curl -sf "http://127.0.0.1:$PORT/info" >"$OUT/serve_info.json"
-    head -c 20000 "$WORK/docs.jsonl" | "$PY" -c "import json,sys; print(json.dumps({'input': [json.loads(l)['text'] for l in sys.stdin][:4]}))" |
+    "$PY" -c "import json,sys; print(json.dumps({'documents': [json.loads(l) for l in sys.stdin][:4]}))" \
+        <"$WORK/docs.jsonl" |
         curl -sf -H 'content-type: application/json' -d @- "http://127.0.0.1:$PORT/v1/documents" >"$OUT/serve_documents.json"
-    grep -o '"provider":"[^"]*"' "$OUT/serve_health.json" "$OUT/serve_info.json"
+    "$PY" -c "import json,sys; [print(f, json.load(open(f))['provider']) for f in sys.argv[1:]]" \
+        "$OUT/serve_health.json" "$OUT/serve_info.json"
 }
 
 ray_job() {
+    needs ray pyarrow
     rm -rf "$WORK/ray_out"
     $LONGVEC embed "$(bundle)" "$WORK/docs.jsonl" "$WORK/ray_out" --engine ray --device cuda --ray-actors 1
     cp "$WORK/ray_out/_progress.json" "$OUT/ray_progress.json"
 }
 
 tensorrt_step() {
-    if ! "$PY" -c "import tensorrt" 2>/dev/null; then
-        echo "TensorRT is not importable here: build-engine and the TensorRT variant not run"
-        return 0
-    fi
+    needs tensorrt cuda.bindings
     local window
     window=$("$PY" -c "import sys; from longvec.runtime import Embedder; e = Embedder.load(sys.argv[1], variant='fp32'); print(e.window)" "$(bundle)")
     $LONGVEC build-engine "$(bundle)" --windows "$window" --max-batch 16 --cache-dir "$WORK/trt-cache"
@@ -145,5 +167,6 @@ step check gpu gpu_check --docs 50 --repeats 3
 if [[ $DRY == 1 ]]; then  # the CPU paths of the same check: the script's plumbing, on whatever machine this is
     step check-cpu cpu gpu_check --paths cpu:optimized --docs 2 --windows-per-doc 1 --repeats 1
 fi
+echo "steps skipped: ${SKIPPED[*]:-none}" | tee -a "$LOG"
 echo "steps failed: ${FAILED[*]:-none}" | tee -a "$LOG"
 [[ ${#FAILED[@]} == 0 ]]
