@@ -57,7 +57,7 @@ def encoder_calls(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> list[t
     """Shapes of the encoder calls the session's real embedder makes during the test (its backend's `run`, or
     `run_pooled` when it runs a pooled graph, is wrapped for this test only)."""
     seen: list[tuple[int, ...]] = []
-    name = "run_pooled" if getattr(embedder.backend, "pools", False) else "run"
+    name = "run_pooled" if embedder.backend.capabilities.pools else "run"
     run = getattr(embedder.backend, name)
 
     def counting(input_ids: np.ndarray, *rest: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 from longvec.runtime.backends import Capabilities
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("runtime", "export", "bench", "package", "kernels")
+SCANNED = ("runtime", "export", "bench", "package", "kernels", "tests")
 ALLOWED = ROOT / "runtime" / "backends"  # the one place that defines and forwards them
 CAPABILITY_NAMES = {"capabilities", *(f.name for f in dataclasses.fields(Capabilities))}
 # words other objects use too (a bench system's `provider`, a profile's `max_batch`): a probe only when the
