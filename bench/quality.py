@@ -281,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passkey-chunks", default="128")
     p.add_argument("--skip-squad", action="store_true")
     p.add_argument("--skip-passkey", action="store_true")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "quality.json")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("quality.json"),
+        help="JSON result, its tables beside it as .md (default: quality.json in the current folder)",
+    )
     p.add_argument("--write-results", type=Path, default=None, help="replace the section in this RESULTS.md")
     p.add_argument("--render", type=Path, default=None, help="only re-render the tables of this JSON output")
     args = p.parse_args(argv)

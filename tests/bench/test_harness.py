@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +204,17 @@ def test_a_stage_line_says_how_the_stage_ended(tmp_path: Path, capsys: pytest.Ca
     assert "error" in _stage("compute floor", cfg, "no-such-script.py", [])
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("compute floor: not measured: needs the repository's bench/no-such-script.py"), line
+
+
+@pytest.mark.parametrize("script", ["fastembed_anchor.py", "quality.py"])
+def test_bench_scripts_answer_help_and_write_nothing_into_the_checkout_by_default(script: str, tmp_path: Path) -> None:
+    """fastembed_anchor.py --help ended in a traceback (fastembed is not a dependency); quality.py wrote its results
+    under bench/out of the checkout whatever the current folder."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "--out" in text and "current folder" in text
+    source = (REPO / "bench" / script).read_text(encoding="utf-8")
+    assert 'parent / "out"' not in source

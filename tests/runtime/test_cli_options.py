@@ -197,3 +197,13 @@ def test_serve_ctrl_c_is_an_interruption_and_sigterm_a_clean_stop(
 
 def test_readme_says_how_to_install_from_a_checkout() -> None:
     assert "pip install '.[serve]'" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_a_finished_job_leaves_no_lock(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text("".join(f'{{"id": {i}, "text": "The keeper trimmed wick {i}."}}\n' for i in range(3)))
+    assert main(["embed", str(tiny_bundle), str(corpus), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "_progress.json").is_file() and not (tmp_path / "out" / "_lock").exists()
+    assert main(["embed", str(tiny_bundle), str(corpus), str(tmp_path / "out")]) == 0  # a rerun: nothing to do
+    assert not (tmp_path / "out" / "_lock").exists()
+    capsys.readouterr()
