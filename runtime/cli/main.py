@@ -13,26 +13,11 @@ from typing import NoReturn
 from longvec.runtime.cli import bench, build_engine, embed, export, inspect_bundle, serve
 from longvec.runtime.cli.codes import EXIT_CODES, INTERRUPTED, exit_code, help_line
 from longvec.runtime.cli.command import Command
+from longvec.runtime.cli.inputs import read_text_file
 from longvec.runtime.cli.options import add, add_bundle_arg, add_document_args, add_load_args
-from longvec.runtime.errors import InputError, LongvecError, OutputError
+from longvec.runtime.errors import LongvecError, OutputError
 
 __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "exit_code", "main", "read_text_file"]
-
-
-def read_text_file(path: Path) -> str:
-    """A UTF-8 text file, or an InputError that says which of the usual mistakes it is."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a text file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); convert it, e.g. with iconv") from None
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:

@@ -207,3 +207,18 @@ def test_a_finished_job_leaves_no_lock(tiny_bundle: Path, tmp_path: Path, capsys
     assert main(["embed", str(tiny_bundle), str(corpus), str(tmp_path / "out")]) == 0  # a rerun: nothing to do
     assert not (tmp_path / "out" / "_lock").exists()
     capsys.readouterr()
+
+
+def test_search_stride_and_threads_reach_the_library(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "doc.txt"
+    text.write_text("The keeper trimmed the wick every night and wound the clockwork. " * 40, encoding="utf-8")
+    base = ["search", str(tiny_bundle), str(text), "wick", "--mode", "late", "--threads", "1"]
+    windows = []
+    for extra in ([], ["--stride", "8"]):
+        assert main([*base, *extra]) == 0
+        windows.append(int(re.search(r"(\d+) windows", capsys.readouterr().out).group(1)))  # type: ignore[union-attr]
+    with Embedder.load(tiny_bundle, threads=1) as emb:
+        [doc] = emb.embed_documents([text.read_text(encoding="utf-8")], mode="late", stride=8)
+    assert windows[1] == doc.n_windows > windows[0]
