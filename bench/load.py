@@ -27,9 +27,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-
-from longvec.runtime.bench.machine import machine
-from longvec.runtime.bench.markdown import replace_section, table
+from harness.machine import machine
+from harness.markdown import replace_section, table
 
 HOST = "127.0.0.1"  # never anything else
 WORDS = (

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from harness.machine import machine
+from harness.markdown import table
 from timing import median_seconds, timing_args
-
-from longvec.runtime.bench.machine import machine
-from longvec.runtime.bench.markdown import table
 
 # name -> changes from the baseline: longvec's options before this study (intra-op = threads, inter-op 1,
 # sequential, ORT_ENABLE_ALL, arena and memory pattern on, spinning on). longvec now ships "no-spinning".

@@ -1,8 +1,8 @@
 """Peer systems for `longvec bench`: sentence-transformers (torch) and fastembed, each in its own worker process.
 
 Run by the harness as `python bench/peers.py SYSTEM --bundle ... --variant ... --threads ... --workload ...
---model-dir ...`; speaks the JSON-lines protocol of longvec.runtime.bench_worker. Peers truncate at their maximum
-sequence length, so they are given the text of exactly the windows longvec plans (`case.peer_calls`), and both
+--model-dir ...`; speaks the JSON-lines protocol of bench/harness/worker.py. Peers truncate at their maximum sequence
+length, so they are given the text of exactly the windows longvec plans (`case.peer_calls`), and both
 use batches of 32, longvec's windows per encoder call at a 256-token window and an 8192-token budget.
 
 fastembed is not installed into the shared .venv: 0.9.1 pins huggingface-hub < 2, which would downgrade the hub
@@ -106,7 +106,7 @@ class FastembedSystem:
 
 
 def main(argv: list[str]) -> int:
-    from longvec.runtime.bench.worker import serve
+    from harness.worker import serve
 
     model_dir = Path(argv[argv.index("--model-dir") + 1])
     rest = argv[: argv.index("--model-dir")] + argv[argv.index("--model-dir") + 2 :]

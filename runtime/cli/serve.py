@@ -19,11 +19,11 @@ import os
 import signal
 import socket
 from dataclasses import fields
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from longvec.runtime.cli.main import VARIANT_NAMES, command
+from longvec.runtime.cli.command import Command
+from longvec.runtime.cli.options import add, add_bundle_arg, add_load_args
 from longvec.runtime.errors import AddressInUse, BackendUnavailable, InputError
 
 if TYPE_CHECKING:
@@ -90,17 +90,13 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
         None,
         "comma-separated origins allowed by CORS (e.g. https://app.example.com, or *); none means no CORS headers",
     ),
-    "--variant": ("LONGVEC_VARIANT", str, "optimized", "graph variant from the bundle"),
-    "--threads": ("LONGVEC_THREADS", int, None, "encoder threads; none means all cores"),
-    "--window": ("LONGVEC_WINDOW", int, None, "encoder window in positions; none means the bundle's"),
-    "--log-level": ("LONGVEC_LOG_LEVEL", str, "info", "log level: debug, info, warning, error"),
+    "--log-level": ("LONGVEC_LOG_LEVEL", str, "info", "log level"),
     "--log-format": ("LONGVEC_LOG_FORMAT", str, "text", "log lines as text or json"),
 }
-# flags whose values are a closed set: a typo fails before the bundle loads
+# flags whose values are a closed set: a typo fails before the bundle loads (the help lists them)
 CHOICES: dict[str, tuple[str, ...]] = {
     "--log-level": ("critical", "error", "warning", "info", "debug", "trace"),
     "--log-format": ("text", "json"),
-    "--variant": VARIANT_NAMES,
 }
 LOOPBACK_NAMES = {"localhost"}
 MAX_VALUE = 2**31  # a bound on every number option: timeouts become asyncio timers and ints (inf would crash)
@@ -115,27 +111,16 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         "/health, /ready, /info, /metrics. Every option can also be set by the environment variable shown with "
         "it; a flag on the command line wins."
     )
-    bundle = os.environ.get("LONGVEC_BUNDLE")
-    p.add_argument(
-        "bundle_dir",
-        type=Path,
-        nargs="?" if bundle else None,
-        default=bundle,
-        help="the model bundle (env LONGVEC_BUNDLE)",
-    )
+    add_bundle_arg(p, env=True)
+    add_load_args(p, env=True)  # the same loading options as every command, read from LONGVEC_* too
     for flag, (env, kind, default, text) in OPTIONS.items():
         name = flag[2:].replace("-", "_")
         if default is None and name in defaults and name != "api_key":
             default = defaults[name]
-        # a string default goes through `type` like a typed flag, so a bad env value is a usage error
-        value = os.environ.get(env)
-        p.add_argument(
-            flag,
-            type=kind,
-            default=value if value is not None else default,
-            choices=CHOICES.get(flag),
-            help=f"{text} (env {env}; default {default})",
-        )
+        choices = CHOICES.get(flag)
+        if choices:
+            text = f"{text}: {', '.join(choices)}"
+        add(p, flag, text, env=env, type=kind, default=default, choices=choices)
     p.add_argument(
         "--no-auth",
         action="store_true",
@@ -202,9 +187,7 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-@command("serve", _serve_args)
 def _serve(args: argparse.Namespace) -> int:
-    """Serve embeddings over HTTP (OpenAI-compatible /v1/embeddings, /v1/documents)."""
     try:
         import uvicorn
 
@@ -250,7 +233,12 @@ def _serve(args: argparse.Namespace) -> int:
     # fail fast, with the CLI's exit codes, on a bad bundle, tokenizer, variant or window; loading the graph
     # happens after the port is open so /ready can say 503 meanwhile
     bundle = Bundle.open(args.bundle_dir, verify=False)
-    chosen = bundle.variant(args.variant)
+    chosen = bundle.variant(args.variant)  # a variant the bundle does not hold: its names, exit 3
+    if args.device == "cuda" and chosen.engine == "onnxruntime":
+        # no GPU build of onnxruntime: the typed error (exit 5) now, not after the port opened
+        from longvec.runtime.backends.ort_gpu import resolve_device
+
+        resolve_device(args.device)
     bundle.verify((bundle.manifest.tokenizer_file, chosen.file))  # the files the server reads, not every variant
     TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
     m = bundle.manifest
@@ -262,7 +250,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     def load() -> Embedder:
         return Embedder.load(
-            args.bundle_dir, args.variant, args.threads, args.window, args.max_batch_tokens, verify=False, spin=False
+            args.bundle_dir,
+            args.variant,
+            args.threads,
+            args.window,
+            args.max_batch_tokens,
+            verify=False,
+            device=args.device,
+            spin=False,
         )
 
     origins = tuple(o.strip() for o in (args.cors_allow_origin or "").split(",") if o.strip())
@@ -274,6 +269,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         started_by={
             "variant": args.variant,
+            "device": args.device,
             "threads": str(args.threads or "all cores"),
             "listen": f"http://{args.host}:{args.port}",
         },
@@ -304,9 +300,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     server = uvicorn.Server(config)
     logging.getLogger("longvec.server").info("listening", extra={"fields": {"url": f"http://{args.host}:{args.port}"}})
-    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal so the default action would kill
-    # the process with status 143. A finished graceful shutdown is a success: exit 0.
+    # uvicorn drains in-flight requests on SIGTERM or SIGINT, then re-raises the signal it caught. SIGTERM (an
+    # orchestrator stopping the service) ends in a finished graceful shutdown: a success, exit 0. Ctrl-C is an
+    # interruption like any other command's: exit 130 (KeyboardInterrupt, caught by `main`).
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _interrupted)
     server.run(sockets=[sock])
     if failures:
         raise failures[0]
@@ -321,3 +319,12 @@ def served_name(bundle: Bundle) -> str:
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+COMMAND = Command(
+    "serve", "Serve embeddings over HTTP (OpenAI-compatible /v1/embeddings, /v1/documents).", _serve_args, _serve
+)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from longvec.runtime.bench.markdown import table
+from harness.markdown import table
 
 REFERENCE = "sentence-transformers"
 LONG = ("doc-",)
@@ -326,7 +326,7 @@ def _x(ratio: float | None) -> str:
     return "" if ratio is None else f"{ratio:.2f}x"
 
 
-if __name__ == "__main__":  # re-print the tables of a results.json: python -m longvec.runtime.bench.report FILE
+if __name__ == "__main__":  # re-print the tables of a results.json: PYTHONPATH=bench python -m harness.report FILE
     import json
     import sys
     from pathlib import Path
