@@ -133,7 +133,10 @@ def stage_times(s: Setup, n: int) -> dict[str, object]:
         }
     finally:
         emb.backend = emb._pipeline.backend = real
-    return {"stage_cpu_us": {k: round(v, 1) for k, v in stages.items()}, "whole_cpu_us": {k: round(v, 1) for k, v in whole.items()}}
+    return {
+        "stage_cpu_us": {k: round(v, 1) for k, v in stages.items()},
+        "whole_cpu_us": {k: round(v, 1) for k, v in whole.items()},
+    }
 
 
 def wall(s: Setup, n: int) -> dict[str, float]:

@@ -18,6 +18,7 @@ _QUICK = {
     "repeats": 2,
     "cold_repeats": 1,
     "big_doc_repeats": 1,
+    "mixed_paragraphs": 8,
 }
 
 
@@ -103,6 +104,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         default="2048,8192,32768,131072",
         help="long-document lengths in tokens (default: 2048,8192,32768,131072)",
     )
+    p.add_argument(
+        "--mixed-paragraphs",
+        type=int,
+        default=256,
+        help="paragraphs of 19-170 words in the mixed-length case, each system batching its own way; 0: none"
+        " (default: 256)",
+    )
     p.add_argument("--big-doc-repeats", type=int, default=3, help="repeats for documents of >= 32k tokens (default: 3)")
     p.add_argument("--cold-repeats", type=int, default=5, help="fresh-interpreter cold starts (default: 5)")
     p.add_argument(
@@ -153,6 +161,7 @@ def _bench(args: argparse.Namespace) -> int:
         batches=_batches(args.batches),
         doc_tokens=_ints(args.doc_tokens),
         big_doc_repeats=args.big_doc_repeats,
+        mixed_paragraphs=args.mixed_paragraphs,
         cold_repeats=args.cold_repeats,
         extras=tuple(x for x in args.extras.split(",") if x and x != "none"),
         peer_path=str(Path(args.peer_path).resolve()) if args.peer_path else "",

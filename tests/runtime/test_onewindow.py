@@ -39,9 +39,7 @@ def text_of(emb: Embedder, n_tokens: int) -> str:
     return text[: int(tokens.offsets[n_tokens - 1, 1])]
 
 
-def test_real_model_one_window_matches_the_pipeline(
-    embedder: Embedder, encoder_calls: list[tuple[int, ...]]
-) -> None:
+def test_real_model_one_window_matches_the_pipeline(embedder: Embedder, encoder_calls: list[tuple[int, ...]]) -> None:
     content = embedder.plan().content
     texts = [QUERY, "a", text_of(embedder, content - 1), text_of(embedder, content)]
     got = np.concatenate([embedder.embed([t]) for t in texts])
