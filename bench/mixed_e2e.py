@@ -127,18 +127,21 @@ def main() -> int:
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(args.threads))
     peer_env = dict(env, PYTHONPATH=os.pathsep.join(p for p in (str(args.peer_path), env.get("PYTHONPATH")) if p))
     longvec_bin = str(Path(sys.executable).with_name("longvec"))
-    runs = {
-        "longvec embed": lambda out: timed(
-            [longvec_bin, "embed", str(args.bundle), str(source), str(out), "--mode", "late", "--chunk-tokens", "256"]
-            + ["--variant", args.variant, "--threads", str(args.threads)],
-            env,
-        ),
-        "fastembed + pyarrow": lambda out: timed(
-            [sys.executable, __file__, "--fastembed-child", "--bundle", str(args.bundle), "--variant", args.variant]
-            + ["--model-dir", str(args.model_dir), "--threads", str(args.threads)]
-            + ["--input", str(source), "--output", str(out)],
-            peer_env,
-        ),
+    longvec_cmd = [longvec_bin, "embed", str(args.bundle), str(source), "--mode", "late", "--chunk-tokens", "256"]
+    longvec_cmd += ["--variant", args.variant, "--threads", str(args.threads)]
+    fastembed_cmd = [
+        sys.executable,
+        __file__,
+        "--fastembed-child",
+        "--bundle",
+        str(args.bundle),
+        "--input",
+        str(source),
+    ]
+    fastembed_cmd += ["--variant", args.variant, "--model-dir", str(args.model_dir), "--threads", str(args.threads)]
+    runs = {  # the output folder goes last (longvec's third positional argument)
+        "longvec embed": lambda out: timed([*longvec_cmd[:4], str(out), *longvec_cmd[4:]], env),
+        "fastembed + pyarrow": lambda out: timed([*fastembed_cmd, "--output", str(out)], peer_env),
     }
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     load_per_repeat = []
