@@ -215,6 +215,9 @@ def markdown(results: dict[str, Any], smoke: bool = False) -> str:
     names = list(results["cases"])
     ratios = bool(results["ratios_vs_st"] or results["vs_fastembed"])
     lines = [*([SMOKE_NOTE, ""] if smoke else []), _load_line(results), ""]
+    m = results.get("machine", {})
+    if m.get("cpu"):  # the encoder's speed depends on the CPU's kernels: recorded with every run
+        lines += [f"CPU: {m['cpu']}; flags: {' '.join(m.get('cpu_flags', [])) or 'not recorded'}", ""]
     providers = {k: v for k, v in results.get("providers", {}).items() if v}
     if providers:  # which engine ran each system: a CPU and a GPU run must never be confused
         lines += ["Runs on: " + "; ".join(f"{k}: {v}" for k, v in providers.items()), ""]

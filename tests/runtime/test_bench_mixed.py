@@ -10,7 +10,7 @@ from longvec.runtime import Embedder
 from longvec.runtime.bench.workloads import MIXED_WORDS, WorkloadBuilder, build_cases
 from longvec.runtime.errors import InputError
 
-WORDS = "the keeper lit the lamp at dusk and watched the ships pass the rocks while storms rolled in".split()
+WORDS = ["the", "keeper", "lit", "the", "lamp", "at", "dusk", "and", "watched", "the", "ships", "pass", "the", "rocks"]
 
 
 def paragraph(n_words: int) -> str:
