@@ -20,6 +20,7 @@ weight row, one encoder run, normalize. Measured here, each against the same que
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import ctypes
 import json
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -100,39 +101,48 @@ class Setup:
         return emb._finish(np.stack([e.pooled for e in encoded]))
 
 
+class FreeEncoder:
+    """An encoder that costs nothing (a pooled graph answering zeros): what is left of a call is longvec's work."""
+
+    pools = True
+
+    def __init__(self, hidden: int) -> None:
+        self.hidden_size = hidden
+        self.sums = np.zeros((1, 1, hidden), np.float32)
+
+    def run_pooled(self, input_ids: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return self.sums
+
+    def run(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.zeros((*input_ids.shape, self.hidden_size), np.float32)
+
+
+@contextlib.contextmanager
+def free_encoder(emb: Embedder) -> Iterator[FreeEncoder]:
+    real, free = emb.backend, FreeEncoder(emb.dim)
+    emb.backend = emb._pipeline.backend = free
+    try:
+        yield free
+    finally:
+        emb.backend = emb._pipeline.backend = real
+
+
 def stage_times(s: Setup, n: int) -> dict[str, object]:
     emb = s.emb
-    hidden = emb.dim
-    pooled_sums = np.zeros((1, 1, hidden), np.float32)
-
-    class Free:  # an encoder that costs nothing: what is left is longvec's own work
-        hidden_size = hidden
-        pools = True
-
-        def run_pooled(self, input_ids: np.ndarray, mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
-            return pooled_sums
-
-        def run(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-            return np.zeros((*input_ids.shape, hidden), np.float32)
-
-    real = emb.backend
-    emb.backend = emb._pipeline.backend = Free()  # type: ignore[assignment]
-    try:
+    with free_encoder(emb) as free:
         framing, pooling = emb.manifest.framing, emb.manifest.pooling
         stages = {
             "validate": cpu_us(lambda: validate_texts(s.texts), n * 10),
             "tokenize": cpu_us(lambda: emb._tokens(s.texts, None), n * 10),
             "frame + weight row (one_window_pooled, free encoder)": cpu_us(
-                lambda: one_window_pooled(emb.backend, framing, pooling, s.ids), n * 10
+                lambda: one_window_pooled(free, framing, pooling, s.ids), n * 10
             ),
-            "normalize": cpu_us(lambda: emb._finish(pooled_sums[:, 0]), n * 10),
+            "normalize": cpu_us(lambda: emb._finish(free.sums[:, 0]), n * 10),
         }
         whole = {
             "embed, free encoder (the one-window path)": cpu_us(s.embed, n * 10),
             "general pipeline path, free encoder (before)": cpu_us(s.pipeline_path, n * 10),
         }
-    finally:
-        emb.backend = emb._pipeline.backend = real
     return {
         "stage_cpu_us": {k: round(v, 1) for k, v in stages.items()},
         "whole_cpu_us": {k: round(v, 1) for k, v in whole.items()},
@@ -176,16 +186,23 @@ def build_markers(folder: Path) -> Path:
     return lib
 
 
-def instructions_child(s: Setup, lib: Path, calls: int) -> None:
+def instructions_child(s: Setup, lib: Path, calls: int, encoder_calls: int) -> None:
+    """Counted loops: longvec's own work per call (free encoder, many calls: exact and cheap under valgrind),
+    and a few calls of the bare encoder and of `embed` with the real encoder (each ~1e9 instructions there)."""
     markers = ctypes.CDLL(str(lib))
-    loops = {"embed": s.embed, "bare": s.bare, "pipeline_path": s.pipeline_path}
-    for fn in loops.values():
+
+    def count(name: str, fn: Callable[[], object], n: int) -> None:
         fn()
-    for name, fn in loops.items():
         markers.lv_zero()
-        for _ in range(calls):
+        for _ in range(n):
             fn()
-        markers.lv_dump(name.encode())
+        markers.lv_dump(f"{name}/{n}".encode())
+
+    with free_encoder(s.emb):
+        count("embed_free", s.embed, calls)
+        count("pipeline_path_free", s.pipeline_path, calls)
+    count("bare", s.bare, encoder_calls)
+    count("embed", s.embed, encoder_calls)
 
 
 def instructions(args: argparse.Namespace) -> dict[str, object]:
@@ -206,6 +223,8 @@ def instructions(args: argparse.Namespace) -> dict[str, object]:
             str(lib),
             "--calls",
             str(args.instruction_calls),
+            "--encoder-calls",
+            str(args.instruction_encoder_calls),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
@@ -213,18 +232,17 @@ def instructions(args: argparse.Namespace) -> dict[str, object]:
         counts: dict[str, int] = {}
         for dump in folder.glob("cg.*"):
             text = dump.read_text(errors="replace")
-            trigger = re.search(r"^desc: Trigger: Client Request: (\S+)", text, re.M)
+            trigger = re.search(r"^desc: Trigger: Client Request: (\S+)/(\d+)", text, re.M)
             total = re.search(r"^totals: (\d+)", text, re.M)
             if trigger and total:
-                counts[trigger.group(1)] = int(total.group(1)) // args.instruction_calls
-    embed, bare, before = counts["embed"], counts["bare"], counts["pipeline_path"]
+                counts[trigger.group(1)] = int(total.group(1)) // int(trigger.group(2))
+    own, before, bare, embed = (counts[k] for k in ("embed_free", "pipeline_path_free", "bare", "embed"))
     return {
-        "calls": args.instruction_calls,
+        "calls (free encoder / real encoder)": [args.instruction_calls, args.instruction_encoder_calls],
         "instructions_per_call": counts,
-        "embed_minus_bare": embed - bare,
-        "pipeline_path_minus_bare": before - bare,
-        "overhead_instructions (1 - bare / embed, 1 thread, AVX2 encoder)": round(1 - bare / embed, 4),
-        "overhead_instructions_pipeline_path": round(1 - bare / before, 4),
+        "overhead_instructions (own work / (bare + own work), 1 thread, AVX2 encoder)": round(own / (bare + own), 4),
+        "overhead_instructions_pipeline_path": round(before / (bare + before), 4),
+        "check: embed - bare (real encoder) vs own work": [embed - bare, own],
     }
 
 
@@ -236,13 +254,20 @@ def main() -> int:
     p.add_argument("--text", default=QUERY)
     p.add_argument("--spin", action="store_true", help="onnxruntime threads spin (Embedder.load(spin=True))")
     p.add_argument("--instructions", action="store_true", help="also count instructions under callgrind")
-    p.add_argument("--instruction-calls", type=int, default=100, help="calls per loop under callgrind")
+    p.add_argument("--instructions-only", action="store_true", help="only count instructions (no timing)")
+    p.add_argument("--instruction-calls", type=int, default=200, help="free-encoder calls per loop under callgrind")
+    p.add_argument("--instruction-encoder-calls", type=int, default=3, help="real-encoder calls under callgrind")
+    p.add_argument("--encoder-calls", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--callgrind-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.callgrind_child is not None:  # inside valgrind: one thread, no spinning threads counting instructions
-        instructions_child(Setup(args.bundle, 1, False, args.text), args.callgrind_child, args.calls)
+        setup = Setup(args.bundle, 1, False, args.text)
+        instructions_child(setup, args.callgrind_child, args.calls, args.encoder_calls)
         return 0
     load_before = os.getloadavg()
+    if args.instructions_only:
+        print(json.dumps({"instructions": instructions(args)}, indent=1))
+        return 0
     s = Setup(args.bundle, args.threads, args.spin, args.text)
     out: dict[str, object] = {
         "text_tokens": len(s.ids),
