@@ -110,11 +110,12 @@ class Level:
     p50_ms: float
     p99_ms: float
     rss_peak_mb: float
+    server_cpu_ms_per_text: float
     latencies_ms: list[float] = field(repr=False, default_factory=list)
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and its descendants (Linux /proc)."""
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -123,10 +124,18 @@ def tree_rss_mb(pid: int) -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         p = todo.pop()
+        found.append(p)
         todo += children.get(p, [])
+    return found
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants."""
+    total = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -134,6 +143,19 @@ def tree_rss_mb(pid: int) -> float:
         except OSError:
             pass
     return total / 1024
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process and its descendants have used: per request, a figure that a busy
+    machine delays but does not inflate much, unlike latency."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def start(spec: ServerSpec, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -179,6 +201,7 @@ async def run_level(
     errors: dict[str, int] = {}
     issued = 0
     rss = [tree_rss_mb(pid)]
+    cpu0 = tree_cpu_s(pid)
     t0 = time.perf_counter()
     deadline = t0 + seconds
 
@@ -219,6 +242,7 @@ async def run_level(
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     elapsed = time.perf_counter() - t0
+    cpu = tree_cpu_s(pid) - cpu0
     sampling.cancel()
     ms = np.percentile(np.array(latencies) * 1000, [50, 99]) if latencies else np.full(2, np.nan)
     ok = len(latencies)
@@ -232,6 +256,7 @@ async def run_level(
         "p50_ms": round(float(ms[0]), 1),
         "p99_ms": round(float(ms[1]), 1),
         "rss_peak_mb": round(max(rss), 1),
+        "server_cpu_ms_per_text": round(1000 * cpu / max(ok * texts_per_request, 1), 2),
         "latencies_ms": [round(x * 1000, 2) for x in latencies],
     }
 
@@ -289,18 +314,21 @@ from longvec.runtime import Embedder
 texts = json.loads(open(sys.argv[3]).read())
 e = Embedder.load(sys.argv[1], threads=int(sys.argv[2]))
 e.embed(texts[:8])
-t0 = time.perf_counter(); e.embed(texts); print(json.dumps({"seconds": time.perf_counter() - t0}))
+t0, c0 = time.perf_counter(), time.process_time()
+e.embed(texts)
+print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}))
 """
 
 
-def library_rate(bundle: Path, threads: int, texts: list[str], folder: Path) -> float:
-    """Texts per second of one `Embedder.embed` call on all the texts, in a fresh process (the library's own
-    batching: every request merged)."""
+def library_rate(bundle: Path, threads: int, texts: list[str], folder: Path) -> tuple[float, float]:
+    """Texts per second and CPU ms per text of one `Embedder.embed` call on all the texts, in a fresh process (the
+    library's own batching: every request merged)."""
     path = folder / "library_texts.json"
     path.write_text(json.dumps(texts))
     cmd = [sys.executable, "-c", LIBRARY, str(bundle), str(threads), str(path)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return len(texts) / json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    return len(texts) / got["seconds"], 1000 * got["cpu_seconds"] / len(texts)
 
 
 def _free_port() -> int:
@@ -322,7 +350,7 @@ def summarize(levels: list[Level], library: dict[str, list[float]]) -> dict[str,
             "n": len(lvs),
             **{
                 k: float(np.median([getattr(lv, k) for lv in lvs]))
-                for k in ("texts_per_s", "tokens_per_s", "p50_ms", "p99_ms", "rss_peak_mb")
+                for k in ("texts_per_s", "tokens_per_s", "p50_ms", "p99_ms", "rss_peak_mb", "server_cpu_ms_per_text")
             },
             "unfinished": sum(lv.unfinished for lv in lvs),
             "errors": sum(sum(lv.errors.values()) for lv in lvs),
@@ -348,19 +376,24 @@ def summarize(levels: list[Level], library: dict[str, list[float]]) -> dict[str,
 
 def markdown(summary: dict[str, Any]) -> str:
     lines = [
-        "| workload | clients | server | n | texts/s | tokens/s | p50 ms | p99 ms | RSS MB | unfinished | failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| workload | clients | server | n | texts/s | tokens/s | p50 ms | p99 ms | RSS MB | CPU ms/text | unfinished |"
+        " failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in sorted(summary["rows"].items()):
         workload, mode, server = key.split("|")
         lines.append(
             f"| {workload} | {mode} | {server} | {r['n']} | {r['texts_per_s']:.1f} | {r['tokens_per_s']:,.0f} | "
-            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['rss_peak_mb']:.0f} | {r['unfinished']} | {r['errors']} |"
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['rss_peak_mb']:.0f} | {r['server_cpu_ms_per_text']:.2f} | "
+            f"{r['unfinished']} | {r['errors']} |"
         )
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in summary["ratios"].items()]
     lines += ["", "Library (one embed call, every request merged), texts/s: "]
     lines[-1] += ", ".join(f"{k} {v:.1f}" for k, v in summary["library_texts_per_s"].items())
+    if "library_cpu_ms_per_text" in summary:
+        lines[-1] += "; CPU ms per text: "
+        lines[-1] += ", ".join(f"{k} {v:.2f}" for k, v in summary["library_cpu_ms_per_text"].items())
     return "\n".join(lines)
 
 
@@ -401,6 +434,7 @@ def run_compare(args: Any) -> dict[str, Any]:
     workloads = build_workloads(args)
     levels: list[Level] = []
     library: dict[str, list[float]] = {w.name: [] for w in workloads}
+    library_cpu: dict[str, list[float]] = {w.name: [] for w in workloads}
     per_repeat = []
     for r in range(args.repeats):
         shift = r % len(specs)
@@ -412,7 +446,9 @@ def run_compare(args: Any) -> dict[str, Any]:
                 sub = type(args)(**{**vars(args), "seconds": seconds})
                 levels += asyncio.run(measure_server(spec, [w], modes, r, sub, out / "logs"))
         for w in workloads:
-            library[w.name].append(library_rate(args.bundle, args.threads, w.texts, out))
+            rate, cpu_ms = library_rate(args.bundle, args.threads, w.texts, out)
+            library[w.name].append(rate)
+            library_cpu[w.name].append(cpu_ms)
         per_repeat.append(os.getloadavg()[0])
     summary = summarize(levels, library)
     result = {
@@ -422,6 +458,7 @@ def run_compare(args: Any) -> dict[str, Any]:
         "workloads": {
             w.name: {"requests": len(w.texts), "tokens_per_text": float(np.mean(w.tokens))} for w in workloads
         },
+        "library_cpu_ms_per_text": {k: float(np.median(v)) for k, v in library_cpu.items()},
         "levels": [asdict(lv) for lv in levels],
         **summary,
     }
