@@ -8,7 +8,7 @@ are where per-tensor activation scales hurt most), and speed at 8 x 512 as token
 (CPU time, as bench/int8_accuracy.py: wall time on a shared machine measures the neighbours). Nothing here changes
 a default: the export's gates decide what ships.
 
-    .venv/bin/python bench/int8_selective.py bundles/all-MiniLM-L6-v2 [--windows 200] [--subsets ffn-up,ffn,all]
+    .venv/bin/python bench/int8_selective.py bundles/all-MiniLM-L6-v2 [--windows 200] [--subsets ffn-up,ffn+attn-out,all]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from longvec.runtime.bundle.reader import Bundle
 # node-name patterns of BERT-style graphs exported by longvec (`/model/encoder/layer.N/...`)
 SUBSETS = {
     "ffn-up": (r"/intermediate/dense/MatMul$",),
-    "ffn": (r"/intermediate/dense/MatMul$", r"/output/dense/MatMul$"),
+    "ffn+attn-out": (r"/intermediate/dense/MatMul$", r"/output/dense/MatMul$"),  # both `output/dense`s
     "qkv+ffn-up": (r"/self/(query|key|value)/MatMul$", r"/intermediate/dense/MatMul$"),
     "all": (r"/(query|key|value|dense)/MatMul$",),  # every weight MatMul (not the two attention products)
 }
