@@ -8,7 +8,7 @@ are where per-tensor activation scales hurt most), and speed at 8 x 512 as token
 (CPU time, as bench/int8_accuracy.py: wall time on a shared machine measures the neighbours). Nothing here changes
 a default: the export's gates decide what ships.
 
-    .venv/bin/python bench/int8_selective.py bundles/all-MiniLM-L6-v2 [--windows 200] [--subsets ffn-up,ffn+attn-out,all]
+    .venv/bin/python bench/int8_selective.py bundles/all-MiniLM-L6-v2 [--windows 200] [--subsets ffn-up,all]
 """
 
 from __future__ import annotations
