@@ -39,7 +39,8 @@ import numpy as np
 
 from longvec.kernels import l2_normalize
 from longvec.runtime import Embedder
-from longvec.runtime.bundle.feeds import encoder_feeds
+from longvec.runtime.backends import Capabilities
+from longvec.runtime.bundle.feeds import POOL_INPUT, encoder_feeds
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.core.onewindow import one_window_pooled
 from longvec.runtime.core.pipeline import TokenSequence
@@ -84,7 +85,7 @@ class Setup:
         self.out_name = session.get_outputs()[0].name
         # the graph longvec runs (its pooled twin where the bundle has one, fed one mean row)
         rows = (batch_mask / batch_mask.sum(axis=1, keepdims=True))[:, None, :].astype(np.float32)
-        self.feeds = encoder_feeds(names, batch_ids, batch_mask, rows if "pool_weights" in names else None)
+        self.feeds = encoder_feeds(names, batch_ids, batch_mask, rows if POOL_INPUT in names else None)
         self.plan = emb.plan()
 
     def embed(self) -> object:
@@ -104,7 +105,7 @@ class Setup:
 class FreeEncoder:
     """An encoder that costs nothing (a pooled graph answering zeros): what is left of a call is longvec's work."""
 
-    pools = True
+    capabilities = Capabilities(provider="free encoder", pools=True)
 
     def __init__(self, hidden: int) -> None:
         self.hidden_size = hidden
