@@ -35,6 +35,9 @@ OPTION_SETS: dict[str, dict] = {
     "no-prepacking": {"config": {"session.disable_prepacking": "1"}},
     "parallel-mode": {"parallel": True},
     "io-binding": {"io_binding": True},
+    # issue 24 (the CPU in front of it): flush denormals to zero in MLAS; finer work blocks for the thread pool
+    "denormal-as-zero": {"config": {"session.set_denormal_as_zero": "1"}},
+    "dynamic-block-base=4": {"config": {"session.dynamic_block_base": "4"}},
     "threads=1": {"threads": 1},
     "threads=4": {"threads": 4},
 }

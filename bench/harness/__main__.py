@@ -19,6 +19,7 @@ _QUICK = {
     "repeats": 2,
     "cold_repeats": 1,
     "big_doc_repeats": 1,
+    "mixed_paragraphs": 8,
 }
 
 
@@ -94,6 +95,7 @@ def run_bench(args: argparse.Namespace) -> int:
         batches=_batches(args.batches),
         doc_tokens=_ints(args.doc_tokens),
         big_doc_repeats=args.big_doc_repeats,
+        mixed_paragraphs=args.mixed_paragraphs,
         cold_repeats=args.cold_repeats,
         extras=tuple(x for x in args.extras.split(",") if x and x != "none"),
         peer_path=str(Path(args.peer_path).resolve()) if args.peer_path else "",

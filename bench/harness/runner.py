@@ -53,6 +53,7 @@ class BenchConfig:
     peer_path: str = ""  # extra PYTHONPATH for peer workers (e.g. a private fastembed install)
     device: str = "cpu"  # "cuda": longvec on onnxruntime-gpu, sentence-transformers on CUDA in fp16
     load_per_repeat: list[float] = field(default_factory=list)  # 1-minute load average after each repeat
+    mixed_paragraphs: int = 256  # the mixed-length case (paragraphs of 19-170 words); 0 leaves it out
 
 
 class Worker:
@@ -275,6 +276,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         read_queries(cfg.queries, cfg.n_queries),
         cfg.batches,
         cfg.doc_tokens,
+        mixed=cfg.mixed_paragraphs,
     )
     workload = cfg.out / "workload.pkl"
     with workload.open("wb") as f:

@@ -68,6 +68,13 @@ def add_bench_args(p: argparse.ArgumentParser) -> None:
         default="2048,8192,32768,131072",
         help="long-document lengths in tokens (default: 2048,8192,32768,131072)",
     )
+    p.add_argument(
+        "--mixed-paragraphs",
+        type=int,
+        default=256,
+        help="paragraphs of 19-170 words in the mixed-length case, each system batching its own way; 0: none"
+        " (default: 256)",
+    )
     p.add_argument("--big-doc-repeats", type=int, default=3, help="repeats for documents of >= 32k tokens (default: 3)")
     p.add_argument("--cold-repeats", type=int, default=5, help="fresh-interpreter cold starts (default: 5)")
     p.add_argument(
