@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 
 from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
+from longvec.runtime.backends.base import check_window
+from longvec.runtime.backends.options import TENSORRT_PROVIDER_VARIANT
 from longvec.runtime.bundle.defaults import resolve as resolve_defaults
 from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest
 from longvec.runtime.bundle.reader import Bundle
@@ -27,7 +28,8 @@ from longvec.runtime.core.documents import (
     prepare,
 )
 from longvec.runtime.core.modes import AUTO, TABLE, Mode, lookup, names
-from longvec.runtime.core.pipeline import GPU_BATCHING, Batching, Pipeline, PipelineConfig, TokenSequence
+from longvec.runtime.core.onewindow import one_window_pooled
+from longvec.runtime.core.pipeline import Batching, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector
 from longvec.runtime.core.stitch import Stitch
@@ -95,6 +97,7 @@ class Embedder:
             )
         self.window = window or self.defaults.window
         self._plans: dict[tuple[int | None, int | None, str | None], WindowPlan] = {}
+        self._prompts: dict[str | None, tuple[int, ...]] = {}  # prompt text -> its tokens, tokenized once
         self._pipeline = Pipeline(backend, PipelineConfig(manifest.framing, manifest.pooling, batching))
         self._overhead = manifest.framing.overhead
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
@@ -117,19 +120,23 @@ class Embedder:
         """Open a bundle written by `longvec export`.
 
         bundle_dir: the bundle directory.
-        variant: which graph to run, one the bundle holds ("fp32", "optimized", "int8", "fp16"; see
-            `longvec inspect`).
+        variant: which graph to run, one the bundle holds ("fp32", "optimized", "int8", "fp16", and the
+            "tensorrt-..." plans `longvec build-engine` adds; see `longvec inspect` or `Bundle.variant_names()`).
         threads: encoder threads; None lets onnxruntime use every core.
         window: encoder positions per window, framing and prompt included; None: the bundle's default, else the
             length the model was trained on (e.g. 256 for all-MiniLM-L6-v2), capped at its maximum positions.
         max_batch_tokens: padded tokens per encoder call (memory vs. throughput); left at its CPU default on a GPU
-            it becomes GPU_BATCHING's (runtime.core.pipeline).
+            it becomes GPU_BATCHING's; windows per call never exceed what the engine admits
+            (runtime.core.pipeline.Batching.for_backend).
         verify: check the sha256 of the files this load reads (tokenizer and graph).
-        device: "cpu" (default), "cuda" (onnxruntime-gpu; BackendUnavailable when it cannot run) or "auto" (CUDA
-            when it really runs, else CPU); `provider` says which runs.
+        device: "cpu" (default), "cuda" (onnxruntime-gpu or a TensorRT plan; BackendUnavailable when it cannot
+            run) or "auto" (CUDA when a session really runs on it, else CPU, decided here at load); `provider` says
+            which runs.
         pooled: run the variant's pooled graph (default: yes where the variant has one, as measured on CPU and
             wanted on GPUs).
-        tensorrt_provider: onnxruntime's TensorRT execution provider (GPU only).
+        tensorrt_provider: onnxruntime's TensorRT execution provider (GPU only; InputError on device="cpu"). It
+            runs the unfused graph only (variant="fp32", as an fp32 engine); other variants are refused. For an
+            fp16 TensorRT engine use `longvec build-engine` and load its variant.
         spin: whether onnxruntime's idle threads spin-wait for the next batch. None: DEFAULT_SPIN (yes, for a
             process that has the machine's cores to itself); pass False where other busy processes share the cores
             (`longvec serve` does): spinning threads then steal the cores the work needs.
@@ -139,6 +146,12 @@ class Embedder:
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
         m = bundle.manifest
+        if tensorrt_provider and chosen.engine == "onnxruntime" and chosen.name != TENSORRT_PROVIDER_VARIANT:
+            # TensorRT's parser does not take onnxruntime's fused ops: it would get only the MatMuls between them
+            raise InputError(
+                f"tensorrt_provider=True runs the unfused graph only: load variant={TENSORRT_PROVIDER_VARIANT!r}, "
+                f"not {chosen.name!r} (its fused onnxruntime operators are not TensorRT's)"
+            )
         files = GraphFiles(
             bundle.path(chosen.file),
             None if chosen.pooled_file is None else bundle.path(chosen.pooled_file),
@@ -153,16 +166,26 @@ class Embedder:
             pooled=pooled,
             tensorrt_provider=tensorrt_provider,
             spin=DEFAULT_SPIN if spin is None else spin,
+            window=window or resolve_defaults(m).window,
         )
         backend = open_backend(chosen.engine, files, m.hidden_size, options)
-        tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
-        batching = Batching(max_tokens=max_batch_tokens)
-        if getattr(backend, "on_gpu", False) and max_batch_tokens == Batching.max_tokens:
-            batching = GPU_BATCHING
-        limit = getattr(backend, "max_batch", None)  # an engine built for at most this many windows per call
-        if limit is not None and limit < batching.max_batch:
-            batching = replace(batching, max_batch=int(limit))
-        return cls(backend, tokenizer, bundle.manifest, window, batching, bundle.model_name)
+        try:
+            check_window(backend.capabilities, options.window or 0)
+            tokenizer = TextTokenizer.from_file(bundle.path(m.tokenizer_file))
+        except BaseException:
+            backend.close()
+            raise
+        budget = None if max_batch_tokens == Batching.max_tokens else max_batch_tokens  # the default: the device's
+        return cls(backend, tokenizer, m, window, Batching.for_backend(backend.capabilities, budget), bundle.model_name)
+
+    def with_backend(
+        self, backend: Backend, tokenizer: TextTokenizer | None = None, max_batch_tokens: int | None = None
+    ) -> Embedder:
+        """This embedder's model, window and name in front of another backend (usually a wrapper of its own, e.g.
+        a cancellable or a timed one) and optionally another tokenizer, batched by the same policy as `load`
+        (Batching.for_backend): the token budget stays this embedder's unless `max_batch_tokens` is given."""
+        batching = Batching.for_backend(backend.capabilities, max_batch_tokens or self.batching.max_tokens)
+        return Embedder(backend, tokenizer or self.tokenizer, self.manifest, self.window, batching, self.name)
 
     @property
     def batching(self) -> Batching:
@@ -212,11 +235,19 @@ class Embedder:
         key = (window, stride, prompt_text)
         plan = self._plans.get(key)
         if plan is None:
-            overhead = self._overhead + len(prompt_ids(self.tokenizer, prompt_text))
+            overhead = self._overhead + len(self._prompt_ids(prompt_text))
             plan = WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
             if len(self._plans) < 64:  # the few plans that calls ask for, made once (bench/overhead.py)
                 self._plans[key] = plan
         return plan
+
+    def _prompt_ids(self, prompt_text: str | None) -> tuple[int, ...]:
+        ids = self._prompts.get(prompt_text)
+        if ids is None:
+            ids = prompt_ids(self.tokenizer, prompt_text)
+            if len(self._prompts) < 64:  # the few prompts calls use, as for plans
+                self._prompts[prompt_text] = ids
+        return ids
 
     def _auto(
         self, mode: str, window: int | None, stride: int | None, prompt_text: str | None
@@ -266,6 +297,11 @@ class Embedder:
         show_progress_bar: a progress bar on stderr (tqdm when installed)."""
         texts = validate_texts(texts)
         output = self._output(dimensions, normalize)
+        if len(texts) == 1 and not show_progress_bar and type(batch_size) is int and batch_size >= 1:
+            # a single query: no groups or progress bar (their Python is a visible share of a query's time)
+            text = self.resolve_prompt(prompt, prompt_name)
+            plan = self._plan(window, stride, text)
+            return output(self._pooled(self._tokens(texts, text), plan, self._prompt_ids(text)))
         parts = list(
             self._embed_batches(texts, prompt, prompt_name, window, stride, output, batch_size, show_progress_bar)
         )
@@ -308,17 +344,26 @@ class Embedder:
     ) -> Iterator[np.ndarray]:
         text = self.resolve_prompt(prompt, prompt_name)
         plan = self._plan(window, stride, text)
-        ids = prompt_ids(self.tokenizer, text)
+        ids = self._prompt_ids(text)
         with progress(len(texts), show_progress_bar) as bar:
             for offset, batch in groups(texts, batch_size):
                 with renumbered(offset):
-                    jobs = [TokenSequence(t.ids) for t in self._tokens(batch, text)]
-                encoded = self._pipeline.run(jobs, plan, ids)
+                    tokens = self._tokens(batch, text)
+                pooled = self._pooled(tokens, plan, ids)
                 bar(len(batch))
-                yield output(np.stack([e.pooled for e in encoded]))
+                yield output(pooled)
+
+    def _pooled(self, tokens: list[Tokens], plan: WindowPlan, prompt: tuple[int, ...]) -> np.ndarray:
+        """The model's pooling of each text (not normalized), [n, dim]: a single text that fits one window goes
+        to the encoder at once (runtime.core.onewindow: the same vector, a fraction of the Python), others
+        through the pipeline's windows and batches."""
+        if len(tokens) == 1 and len(tokens[0]) <= plan.content:
+            return one_window_pooled(self.backend, self.manifest.framing, self.manifest.pooling, tokens[0].ids, prompt)
+        encoded = self._pipeline.run([TokenSequence(t.ids) for t in tokens], plan, prompt)
+        return np.stack([e.pooled for e in encoded])
 
     def _tokens(self, texts: Sequence[str], prompt_text: str | None) -> list[Tokens]:
-        tokens = prompted_tokens(self.tokenizer, texts, prompt_text)
+        tokens = prompted_tokens(self.tokenizer, texts, prompt_text, self._prompt_ids(prompt_text))
         require_tokens(tokens)
         return tokens
 
@@ -455,7 +500,7 @@ class Embedder:
             raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
         prompt_text = self.resolve_prompt(prompt, prompt_name)
         resolved, stride = self._auto(options.mode, window, stride, prompt_text)
-        ids = prompt_ids(self.tokenizer, prompt_text)
+        ids = self._prompt_ids(prompt_text)
         return DocumentCall(
             mode=lookup(resolved),
             chunking=options.chunking,

@@ -155,7 +155,7 @@ def prepare(
         raise InputError("spans given to a call made without them (document_call(..., spans=True))")
     if spans is not None and len(spans) != len(texts):
         raise InputError(f"spans has {len(spans)} entries for {len(texts)} texts")
-    tokens = prompted_tokens(tokenizer, texts, call.prompt)
+    tokens = prompted_tokens(tokenizer, texts, call.prompt, call.prompt_ids)
     require_tokens(tokens)
     budget = call.chunk_budget(used_chunks)
     chunks: list[Chunks] | None = None

@@ -310,6 +310,8 @@ class OutputDir:
         self._save()
 
     def close(self) -> None:
+        if self._state.get("complete"):  # a finished job leaves its folder as a reader expects it: no `_lock`
+            (self.path / "_lock").unlink(missing_ok=True)
         self._lock.close()
 
     def _save(self) -> None:

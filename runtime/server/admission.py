@@ -25,6 +25,7 @@ from typing import Any
 
 from longvec.runtime.core.budget import Cost, embed_cost
 from longvec.runtime.core.documents import Output
+from longvec.runtime.core.prompts import prompted_tokens
 from longvec.runtime.core.text import TextTokenizer, Tokens, require_tokens, text_problem
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import BackendUnavailable, InputError, LimitExceeded, LongvecError, OverloadedError
@@ -37,11 +38,13 @@ from longvec.runtime.server.settings import ServeSettings, flag
 class TokenMemo(TextTokenizer):
     """The served Embedder's tokenizer: texts tokenized at admission are not tokenized again by the library
     call. Entries are keyed by the text object itself (identity, not equality) and dropped when the request
-    ends; any other text is tokenized as usual."""
+    ends; any other text is tokenized as usual. A prompted text is tokenized as prompt + text, a string the
+    library makes again: those entries are keyed by their content."""
 
     def __init__(self, inner: TextTokenizer) -> None:  # no super().__init__: everything else is `inner`'s
         self.inner = inner
         self._kept: dict[int, tuple[str, Tokens]] = {}
+        self._joint: dict[str, Tokens] = {}
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -51,7 +54,7 @@ class TokenMemo(TextTokenizer):
         texts = list(texts)
         with self._lock:
             found = [self._kept.get(id(t)) for t in texts]
-        hits = [f[1] if f is not None and f[0] is t else None for f, t in zip(found, texts)]
+            hits = [f[1] if f is not None and f[0] is t else self._joint.get(t) for f, t in zip(found, texts)]
         missing = [i for i, h in enumerate(hits) if h is None]
         for i, tokens in zip(missing, self.inner.encode([texts[i] for i in missing])):
             hits[i] = tokens
@@ -60,18 +63,27 @@ class TokenMemo(TextTokenizer):
     def ids(self, text: str) -> tuple[int, ...]:
         return self.inner.ids(text)
 
-    def keep(self, texts: Sequence[str]) -> list[Tokens]:
+    def keep(self, texts: Sequence[str], prompt_text: str | None = None) -> list[Tokens]:
+        """Each text's content tokens as the library will see them (after `prompt_text`, if any)."""
+        if prompt_text:
+            joint = [prompt_text + t for t in texts]
+            seen = self.inner.encode(joint)
+            with self._lock:
+                self._joint.update(zip(joint, seen))
+            return prompted_tokens(self, texts, prompt_text)  # from the entries just kept
         tokens = self.inner.encode(texts)
         with self._lock:
             self._kept.update((id(t), (t, tok)) for t, tok in zip(texts, tokens))
         return tokens
 
-    def forget(self, texts: Sequence[str]) -> None:
+    def forget(self, texts: Sequence[str], prompt_text: str | None = None) -> None:
         with self._lock:
             for t in texts:
                 entry = self._kept.get(id(t))
                 if entry is not None and entry[0] is t:
                     del self._kept[id(t)]
+                if prompt_text:
+                    self._joint.pop(prompt_text + t, None)
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class Admitted:
     texts: list[str]
     extras: list[Any]  # per text: caller spans, or None
     cost: Cost
+    prompt_text: str | None = None  # the resolved prompt the texts were tokenized after
 
     @property
     def queue_tokens(self) -> int:
@@ -134,12 +147,13 @@ class Admission:
         texts = [body.input] if isinstance(body.input, str) else body.input
         self._dimensions(body.dimensions)
         self._texts(texts, "input", "input" if single else "input[{i}]")
-        plan = self.emb.plan()
-        with self.in_flight.hold(sum(len(t) for t in texts)), self._kept_on_success(texts):
-            tokens = self._tokenize(texts, "input" if single else "input[{i}]")
-            cost = embed_cost([len(t) for t in tokens], plan, self.emb.manifest.framing.overhead)
+        prompt, prompt_name, prompt_text = self._prompt(body.prompt, body.prompt_name)
+        plan = self.emb.plan(prompt=prompt, prompt_name=prompt_name)
+        with self.in_flight.hold(sum(len(t) for t in texts)), self._kept_on_success(texts, prompt_text):
+            tokens = self._tokenize(texts, "input" if single else "input[{i}]", prompt_text)
+            cost = embed_cost([len(t) for t in tokens], plan, plan.window - plan.content)
             self._check(cost, "input")
-        return Admitted(EmbedOptions(), texts, [None] * len(texts), cost)
+        return Admitted(EmbedOptions(prompt, prompt_name), texts, [None] * len(texts), cost, prompt_text)
 
     def documents(self, body: DocumentsRequest) -> Admitted:
         s = self.settings
@@ -150,29 +164,41 @@ class Admission:
                 item = f"documents[{i}].spans"
                 raise with_param(InputError(f"{item} must be given if and only if chunking is 'spans'"), item)
         if body.chunking != "spans" and body.chunk_tokens < s.min_chunk_tokens:
+            # a too-small value, not a too-large request: 422 (it still names the flag)
             message = f"chunk_tokens={body.chunk_tokens} is below this server's minimum {s.min_chunk_tokens}"
-            raise with_param(
-                LimitExceeded(f"{message} ({flag('min_chunk_tokens')})", "min_chunk_tokens"), "chunk_tokens"
-            )
+            raise with_param(InputError(f"{message} ({flag('min_chunk_tokens')})"), "chunk_tokens")
+        prompt, prompt_name, prompt_text = self._prompt(body.prompt, body.prompt_name)
         try:  # everything the library decides about the call, decided by the library (no texts yet)
             call = self.emb.document_call(
-                body.chunking, body.chunk_tokens, body.window, body.stride, body.mode, sparse=body.sparse,
-                spans=body.chunking == "spans", dimensions=body.dimensions, max_chunks=s.max_chunks,
+                body.chunking, body.chunk_tokens, body.window, body.stride, body.mode, prompt, sparse=body.sparse,
+                spans=body.chunking == "spans", prompt_name=prompt_name, dimensions=body.dimensions,
+                snap=body.snap, max_chunks=s.max_chunks,
             )  # fmt: skip
         except (InputError, BackendUnavailable, ImportError) as e:
             raise with_param(_as_input(e), _option_param(e)) from None
         if body.stride is not None and body.stride < min(s.min_stride, call.plan.content):
             message = f"stride={call.plan.stride} is below this server's minimum {s.min_stride}"
-            raise with_param(LimitExceeded(f"{message} ({flag('min_stride')})", "min_stride"), "stride")
+            raise with_param(InputError(f"{message} ({flag('min_stride')})"), "stride")
         spans = [d.spans or [] for d in body.documents] if call.chunking == "spans" else None
-        with self.in_flight.hold(sum(len(t) for t in texts)), self._kept_on_success(texts):
-            self._tokenize(texts, "documents[{i}].text")
+        with self.in_flight.hold(sum(len(t) for t in texts)), self._kept_on_success(texts, prompt_text):
+            self._tokenize(texts, "documents[{i}].text", prompt_text)
             try:
                 prepared = self.emb.prepare_documents(call, texts, spans)
             except InputError as e:
                 raise _per_document(e) from None
             self._check(prepared.cost, "documents")
-        return Admitted(DocumentOptions(call), texts, [d.spans for d in body.documents], prepared.cost)
+        options = DocumentOptions(call)
+        return Admitted(options, texts, [d.spans for d in body.documents], prepared.cost, prompt_text)
+
+    def _prompt(self, prompt: str | None, prompt_name: str | None) -> tuple[str | None, str | None, str | None]:
+        """(prompt, prompt_name) for the library call, the server's default name applied, and the prompt text
+        they resolve to (the library's own resolution: an unknown name is a 422 listing the known ones)."""
+        if prompt is None and prompt_name is None:
+            prompt_name = self.settings.default_prompt_name
+        try:
+            return prompt, prompt_name, self.emb.resolve_prompt(prompt, prompt_name)
+        except InputError as e:
+            raise with_param(e, "prompt" if prompt is not None and prompt_name is None else "prompt_name") from None
 
     def _texts(self, texts: list[str], name: str, label: str) -> None:
         """Cheap checks, no tokenizing: how many, and each text as the library itself validates it."""
@@ -198,18 +224,17 @@ class Admission:
                 raise with_param(error, name)
 
     @contextmanager
-    def _kept_on_success(self, texts: list[str]) -> Iterator[None]:
+    def _kept_on_success(self, texts: list[str], prompt_text: str | None) -> Iterator[None]:
         """Tokens kept for the library call are dropped again if the request is refused."""
         try:
             yield
         except BaseException:
-            self.memo.forget(texts)
+            self.memo.forget(texts, prompt_text)
             raise
 
-    def _tokenize(self, texts: list[str], label: str) -> list[Tokens]:
-        """Tokenize once, kept for the library call; a text without tokens is refused as the library refuses it."""
-        tokens = self.memo.keep(texts)
-        try:
+    def _tokenize(self, texts: list[str], label: str, prompt_text: str | None) -> list[Tokens]:
+        tokens = self.memo.keep(texts, prompt_text)
+        try:  # a text without tokens is refused as the library refuses it
             require_tokens(tokens)
         except InputError as e:
             raise _relabel(e, label) from None
@@ -228,7 +253,7 @@ class Admission:
             raise with_param(e, "dimensions") from None
 
     def release(self, admitted: Admitted) -> None:
-        self.memo.forget(admitted.texts)
+        self.memo.forget(admitted.texts, admitted.prompt_text)
 
 
 _TEXT_INDEX = re.compile(r"texts\[(\d+)\]")

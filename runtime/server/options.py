@@ -14,14 +14,18 @@ from longvec.runtime.embedder import DocumentCall, Embedder
 class EmbedOptions:
     """POST /v1/embeddings: one vector per text."""
 
+    prompt: str | None = None  # as the request gave them, the server's default name applied
+    prompt_name: str | None = None
+
     def run(self, emb: Embedder, texts: list[str], extras: list[Any], n_requests: int) -> Sequence[Any]:
-        return list(emb.embed(texts))
+        return list(emb.embed(texts, prompt=self.prompt, prompt_name=self.prompt_name))
 
 
 @dataclass(frozen=True)
 class DocumentOptions:
     """POST /v1/documents: a document vector plus chunk vectors per text; `extras` are per-text spans. `call` is
-    what admission resolved with the library (`Embedder.document_call`), its max_chunks the server's per request."""
+    what admission resolved with the library (`Embedder.document_call`: mode, window plan, prompt, snap,
+    dimensions), its max_chunks the server's per request."""
 
     call: DocumentCall
 
