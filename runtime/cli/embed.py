@@ -23,12 +23,17 @@ from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Embed a corpus of JSONL or Parquet files into Parquet shards (documents/, chunks/, errors.jsonl). "
+        "Embed a corpus of JSONL, Parquet or text files into Parquet shards (documents/, chunks/, errors.jsonl). "
         "Rerunning the same command resumes an interrupted job; exit 4 when every document failed, "
         "8 when the output cannot be written."
     )
     p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
-    p.add_argument("input", type=Path, help="JSONL (.jsonl, .jsonl.gz) or Parquet file, or a directory of them")
+    p.add_argument(
+        "input",
+        type=Path,
+        help="JSONL (.jsonl, .jsonl.gz) or Parquet file, or a directory of them; or a directory of .txt / .md files "
+        "(one document per file, its path in the directory as id)",
+    )
     p.add_argument("output_dir", type=Path, help="new or empty directory, or one to resume (not inside the input)")
     p.add_argument("--text-field", default="text", help="the field (column) that holds the text (default: text)")
     p.add_argument("--id-field", default="id", help="the field (column) that holds the document id (default: id)")
@@ -69,6 +74,12 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-actors", type=int, default=None, help="embedding actors (default: CPUs / threads)")
     p.add_argument("--sparse", action="store_true", help="also write a sparse (BM25) vector per chunk (default: off)")
     p.add_argument(
+        "--keep-fields",
+        default="",
+        metavar="FIELD,...",
+        help="input fields to copy into documents/ as string columns, e.g. text,title (default: none)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="start over an output directory of another job (other input or options) instead of refusing it "
@@ -88,7 +99,7 @@ def _embed(args: argparse.Namespace) -> int:
     """Embed a corpus of JSONL or Parquet files into Parquet shards, resumable, on one machine or Ray."""
     options = JobOptions(
         chunk_tokens=args.chunk_tokens,
-        fields=Fields(text=args.text_field, id=args.id_field),
+        fields=Fields(text=args.text_field, id=args.id_field, keep=_names(args.keep_fields)),
         variant=args.variant,
         shard_size=args.shard_size,
         sparse=args.sparse,
@@ -115,6 +126,10 @@ def _embed(args: argparse.Namespace) -> int:
             f"see {args.output_dir / 'errors.jsonl'}"
         )
     return 0
+
+
+def _names(flag: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in flag.split(",")) if flag.strip() else ()
 
 
 def _first_reason(output_dir: Path) -> str:

@@ -1,11 +1,15 @@
 """The output of a batch job: Parquet shards written atomically, and the manifest that makes a rerun resume.
 
-    OUTPUT_DIR/documents/part-00000.parquet   id, n_tokens, vector (fixed_size_list<float32>[dim])
+    OUTPUT_DIR/documents/part-00000.parquet   id, n_tokens, vector (fixed_size_list<float32>[dim]),
+                                              + one string column per --keep-fields field
     OUTPUT_DIR/chunks/part-00000.parquet      id, chunk_index, char_start, char_end, vector
                                               (+ sparse_indices, sparse_values with --sparse)
     OUTPUT_DIR/errors/part-00000.jsonl        documents of that shard that could not be embedded, with the reason
     OUTPUT_DIR/errors.jsonl                   all of them, rebuilt when the job ends
     OUTPUT_DIR/_progress.json                 input fingerprint, options, finished shards; `complete` at the end
+
+Every shard's schema metadata holds `longvec.options` (JSON: every option of the job, resolved, and how it ran)
+and `longvec.version`, so a shard says how its vectors were made (jobs/local.py, `resolved_options`).
 
 A shard is written under hidden temporary names and renamed into place; only then is it recorded in
 `_progress.json` (itself replaced atomically). A killed job leaves at most temporaries and unrecorded files,
@@ -27,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from longvec.runtime.errors import InputError
-from longvec.runtime.jobs.corpus import import_pyarrow
+from longvec.runtime.jobs.corpus import DOCUMENT_COLUMNS, import_pyarrow
 
 PROGRESS = "_progress.json"
-FORMAT_VERSION = 1
+# 2: every option recorded explicitly (defaults included), the model under its own name, --keep-fields
+FORMAT_VERSION = 2
 TABLES = ("documents", "chunks")
 
 
@@ -40,6 +45,7 @@ class Rows:
 
     dim: int
     sparse: bool = False
+    keep: tuple[str, ...] = ()  # names of the kept input fields (Fields.keep)
     ids: list[str] = field(default_factory=list)
     n_tokens: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)  # one [dim] per document
@@ -48,6 +54,7 @@ class Rows:
     chunk_vectors: list[np.ndarray] = field(default_factory=list)  # one [k, dim] per document
     chunk_sparse: list[Any] = field(default_factory=list)  # one list of k SparseVector per document, if sparse
     errors: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[tuple[str | None, ...]] = field(default_factory=list)  # one tuple of kept values per document
 
     def add(
         self,
@@ -57,8 +64,11 @@ class Rows:
         spans: np.ndarray,
         chunks: np.ndarray,
         sparse: list[Any] | None = None,
+        kept: tuple[str | None, ...] = (),
     ) -> None:
         self.ids.append(doc_id)
+        if self.keep:
+            self.kept.append(kept or (None,) * len(self.keep))
         self.n_tokens.append(n_tokens)
         self.vectors.append(vector)
         self.chunk_ids.append(doc_id)
@@ -76,11 +86,16 @@ class Rows:
 
     def tables(self, metadata: dict[str, str] | None = None) -> tuple[Any, Any]:
         pa = import_pyarrow()
-        doc_schema, chunk_schema = schemas(self.dim, metadata, self.sparse)
+        doc_schema, chunk_schema = schemas(self.dim, metadata, self.sparse, self.keep)
         counts = np.array([len(s) for s in self.chunk_spans], dtype=np.int64)
         spans = np.concatenate(self.chunk_spans) if self.chunk_spans else np.zeros((0, 2), np.int64)
         documents = pa.Table.from_arrays(
-            [pa.array(self.ids, pa.string()), pa.array(self.n_tokens, pa.int64()), _vectors(self.vectors, self.dim)],
+            [
+                pa.array(self.ids, pa.string()),
+                pa.array(self.n_tokens, pa.int64()),
+                _vectors(self.vectors, self.dim),
+                *(pa.array([k[i] for k in self.kept], pa.string()) for i in range(len(self.keep))),
+            ],
             schema=doc_schema,
         )
         chunks = pa.Table.from_arrays(
@@ -97,10 +112,13 @@ class Rows:
         return documents, chunks
 
 
-def document_fields(dim: int) -> list[tuple[str, Any]]:
-    """The columns of one embedded document (a row of documents/, and the head of a Ray actor's output row)."""
+def document_fields(dim: int, keep: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """The columns of one embedded document (a row of documents/, and the head of a Ray actor's output row),
+    then the kept input fields."""
     pa = import_pyarrow()
-    return [("id", pa.string()), ("n_tokens", pa.int64()), ("vector", pa.list_(pa.float32(), dim))]
+    kept = [(name, pa.string()) for name in keep]
+    types = (pa.string(), pa.int64(), pa.list_(pa.float32(), dim))
+    return [*zip(DOCUMENT_COLUMNS, types), *kept]
 
 
 def chunk_fields(dim: int, sparse: bool = False) -> list[tuple[str, Any]]:
@@ -110,9 +128,11 @@ def chunk_fields(dim: int, sparse: bool = False) -> list[tuple[str, Any]]:
     return [("char_start", pa.int64()), ("char_end", pa.int64()), ("vector", pa.list_(pa.float32(), dim)), *lexical]
 
 
-def schemas(dim: int, metadata: dict[str, str] | None = None, sparse: bool = False) -> tuple[Any, Any]:
+def schemas(
+    dim: int, metadata: dict[str, str] | None = None, sparse: bool = False, keep: tuple[str, ...] = ()
+) -> tuple[Any, Any]:
     pa = import_pyarrow()
-    documents = pa.schema(document_fields(dim), metadata=metadata)
+    documents = pa.schema(document_fields(dim, keep), metadata=metadata)
     chunks = pa.schema(
         [("id", pa.string()), ("chunk_index", pa.int32()), *chunk_fields(dim, sparse)], metadata=metadata
     )
@@ -184,12 +204,21 @@ def interrupts_deferred() -> Iterator[None]:
 class ShardWriter:
     """Streams one shard's rows into temporary Parquet files; `commit` publishes them, `abort` removes them."""
 
-    def __init__(self, out: OutputDir, index: int, dim: int, metadata: dict[str, str], sparse: bool = False) -> None:
+    def __init__(
+        self,
+        out: OutputDir,
+        index: int,
+        dim: int,
+        metadata: dict[str, str],
+        sparse: bool = False,
+        keep: tuple[str, ...] = (),
+    ) -> None:
         pq = import_pyarrow().parquet
         self.out, self.index, self.dim = out, index, dim
         self.finals = [out.path / table / f"part-{index:05d}.parquet" for table in TABLES]
         self.tmps = [temporary_name(p) for p in self.finals]
-        self.writers = [pq.ParquetWriter(tmp, schema) for tmp, schema in zip(self.tmps, schemas(dim, metadata, sparse))]
+        tables = schemas(dim, metadata, sparse, keep)
+        self.writers = [pq.ParquetWriter(tmp, schema) for tmp, schema in zip(self.tmps, tables)]
         self.metadata = metadata
         self.errors: list[dict[str, Any]] = []
         self.stats = {"documents": 0, "chunks": 0, "errors": 0, "tokens": 0}
@@ -283,8 +312,10 @@ class OutputDir:
     def complete(self) -> bool:
         return bool(self._state.get("complete"))
 
-    def shard(self, index: int, dim: int, metadata: dict[str, str], sparse: bool = False) -> ShardWriter:
-        return ShardWriter(self, index, dim, metadata, sparse)
+    def shard(
+        self, index: int, dim: int, metadata: dict[str, str], sparse: bool = False, keep: tuple[str, ...] = ()
+    ) -> ShardWriter:
+        return ShardWriter(self, index, dim, metadata, sparse, keep)
 
     def abandon(self, index: int) -> None:
         """Remove this process's temporaries of a shard that will not be committed."""
@@ -328,7 +359,10 @@ def _remove_output(path: Path, keep_progress: bool = False) -> None:
 
 def _check_same_job(manifest: Path, state: dict[str, Any], header: dict[str, Any]) -> None:
     if state.get("format") != header["format"]:
-        raise InputError(f"{manifest}: written by another longvec version; use a new output directory, or --overwrite")
+        raise InputError(
+            f"{manifest}: written by another longvec version (output format {state.get('format')}, this one writes "
+            f"{header['format']}); finish it with that version, use a new output directory, or --overwrite"
+        )
     if state.get("input") != header["input"]:
         raise InputError(
             f"{manifest}: the input changed since this output was started (other files or contents); "
