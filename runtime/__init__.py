@@ -2,7 +2,7 @@
 
 from longvec.runtime.core.fusion import fuse_scores, sparse_scores
 from longvec.runtime.core.sparse import SparseVector
-from longvec.runtime.embedder import DocumentResult, Embedder
+from longvec.runtime.embedder import DocumentResult, Embedder, similarity
 from longvec.runtime.errors import (
     BackendUnavailable,
     BundleError,
@@ -31,5 +31,6 @@ __all__ = [
     "UnsafePath",
     "VariantNotFound",
     "fuse_scores",
+    "similarity",
     "sparse_scores",
 ]
