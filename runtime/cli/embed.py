@@ -19,13 +19,14 @@ from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, DEFAULT
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Fields
 from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, run_local
+from longvec.runtime.jobs.shards import Terminated
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Embed a corpus of JSONL, Parquet or text files into Parquet shards (documents/, chunks/, errors.jsonl). "
-        "Rerunning the same command resumes an interrupted job; exit 4 when every document failed, "
-        "8 when the output cannot be written."
+        "Rerunning the same command resumes an interrupted job (Ctrl-C: exit 130, SIGTERM: 143); exit 4 when "
+        "every document failed or an input file changed during the job, 8 when the output cannot be written."
     )
     p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
     p.add_argument(
@@ -118,7 +119,11 @@ def _embed(args: argparse.Namespace) -> int:
             args.bundle_dir, args.input, args.output_dir, options, args.ray_address, args.ray_actors, args.overwrite
         )
     else:
-        summary = run_local(args.bundle_dir, args.input, args.output_dir, options, overwrite=args.overwrite)
+        try:
+            summary = run_local(args.bundle_dir, args.input, args.output_dir, options, overwrite=args.overwrite)
+        except Terminated:
+            print("terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+            return 143  # 128 + SIGTERM, as a shell reports a process it ended
     _report(summary, args.output_dir)
     if summary.errors and not summary.documents:
         raise InputError(

@@ -33,7 +33,7 @@ from longvec.runtime.embedder import (
 from longvec.runtime.errors import InputError, OutputError
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, iter_records, scan
 from longvec.runtime.jobs.progress import Progress, duration
-from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
+from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows, terminate_as_interrupt
 
 DEFAULT_SHARD_SIZE = 1000
 # Documents per embed_documents call (a "call group"; the library packs their windows into encoder batches):
@@ -313,8 +313,9 @@ def run_local(
     stream: TextIO | None = None,
     overwrite: bool = False,
 ) -> Summary:
-    """Embed every document of `source` into `output_dir`, skipping shards a previous run finished. Ctrl-C
-    abandons the current shard (its temporaries are removed) and leaves a resumable directory. `overwrite`
+    """Embed every document of `source` into `output_dir`, skipping shards a previous run finished. Ctrl-C or
+    SIGTERM abandons the current shard (its temporaries are removed) and leaves a resumable directory; an input
+    file that changes during the job stops it with an InputError (the job is not marked complete). `overwrite`
     starts an output directory of another job (other input or options) over instead of refusing it."""
     source, output_dir = Path(source), Path(output_dir)
     if options.sparse:
@@ -328,7 +329,8 @@ def run_local(
         with output_errors(output_dir):
             out = OutputDir.open(output_dir, header, overwrite=overwrite)
             try:
-                return _run(embedder, corpus, out, options, stream)
+                with terminate_as_interrupt():
+                    return _run(embedder, corpus, out, options, stream)
             finally:
                 out.close()
 
@@ -343,6 +345,9 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
     keep = options.fields.keep
     written = 0
     started = time.monotonic()
+    if out.damaged:
+        shown = ", ".join(f"{i:05d}" for i in out.damaged)
+        progress.log(f"shards {shown}: files missing, truncated or not as recorded; embedding them again")
     if done and not progress.live:
         progress.log(f"resuming: {len(done)} shards ({already} documents) already done")
     progress.log(f"embedding {total} documents with {embedder.name} ({options.variant}, window {embedder.window})")

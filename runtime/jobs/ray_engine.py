@@ -22,7 +22,7 @@ import numpy as np
 from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import BackendUnavailable, InputError
-from longvec.runtime.jobs.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
+from longvec.runtime.jobs.corpus import Corpus, Fields, Record, check_unchanged, import_pyarrow, iter_records, scan
 from longvec.runtime.jobs.local import (
     JobOptions,
     Summary,
@@ -111,6 +111,7 @@ def run_ray(
         finally:
             if owns_ray:
                 ray.shutdown()
+        check_unchanged(corpus)  # read tasks stop at their range's end: the files are hashed again here
         tokens = _publish(out, staging)
         out.finish(complete=True)
         shutil.rmtree(staging, ignore_errors=True)

@@ -185,20 +185,47 @@ def write_atomic(final: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a job: stopped as Ctrl-C stops it (the shard in progress abandoned, the output resumable)."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a service manager, `kill`, a scheduler's preemption) stops the job like Ctrl-C, instead of ending
+    the process where it stands with temporaries left behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C while a shard is being published, so its files and its manifest entry land together."""
+    """Hold Ctrl-C and SIGTERM while a shard is being published, so its files and its manifest entry land
+    together."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if caught:
-        raise KeyboardInterrupt
+        raise Terminated if caught[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 class ShardWriter:
@@ -257,6 +284,7 @@ class OutputDir:
 
     def __init__(self, path: Path, header: dict[str, Any], state: dict[str, Any], lock: Any) -> None:
         self.path, self.header, self._state, self._lock = path, header, state, lock
+        self.damaged: list[int] = []  # finished shards found damaged at open, forgotten to be embedded again
 
     @classmethod
     def open(cls, path: Path, header: dict[str, Any], overwrite: bool = False) -> OutputDir:
@@ -273,11 +301,14 @@ class OutputDir:
             if not had_lock:
                 (path / "_lock").unlink(missing_ok=True)
             raise
+        damaged = state.pop("redone", [])
+        state.update({k: header[k] for k in ("longvec", "device") if k in header})  # how the latest run ran
         for table in (*TABLES, "errors"):
             (path / table).mkdir(exist_ok=True)
             for stale in (path / table).glob(".*.tmp"):
                 stale.unlink()  # left by a killed run
         out = cls(path, header, state, lock)
+        out.damaged = damaged
         out._save()
         return out
 
@@ -296,7 +327,7 @@ class OutputDir:
                     f"{manifest}: unreadable progress file ({e}); use a new output directory, or --overwrite"
                 ) from e
             _check_same_job(manifest, state, header)
-            return dict(state)
+            return _drop_damaged(path, dict(state))
         if any(p.name != "_lock" for p in path.iterdir()):
             raise InputError(
                 f"{path}: not empty and has no {PROGRESS}, so it is not a longvec output; give a new or empty "
@@ -341,10 +372,37 @@ class OutputDir:
         self._save()
 
     def close(self) -> None:
+        """Release the directory; the `_lock` file goes too (a lock is the flock on it, not its existence, so a
+        killed job's leftover file locks nothing either)."""
+        (self.path / "_lock").unlink(missing_ok=True)
         self._lock.close()
 
     def _save(self) -> None:
         write_atomic(self.path / PROGRESS, (json.dumps(self._state, indent=1) + "\n").encode())
+
+
+def _drop_damaged(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Forget finished shards whose files are gone, truncated or hold other row counts than recorded (a disk
+    fault, a copy cut short, an edit by hand): the rerun embeds them again instead of calling the job complete."""
+    pq = import_pyarrow().parquet
+    damaged = []
+    for key, stats in state.get("shards", {}).items():
+        parts = {table: path / table / f"part-{int(key):05d}.parquet" for table in TABLES}
+        want = {"documents": stats.get("documents"), "chunks": stats.get("chunks")}
+        try:
+            rows = {table: pq.ParquetFile(p).metadata.num_rows for table, p in parts.items()}
+        except Exception:  # missing, truncated or not Parquet: pyarrow raises OSError or ArrowInvalid
+            rows = {}
+        if rows != want or not (path / "errors" / f"part-{int(key):05d}.jsonl").is_file():
+            damaged.append(key)
+    if not damaged:
+        return state
+    for key in damaged:
+        for table in (*TABLES, "errors"):
+            for part in (path / table).glob(f"part-{int(key):05d}.*"):
+                part.unlink()
+    shards = {k: v for k, v in state["shards"].items() if k not in damaged}
+    return {**state, "shards": shards, "complete": False, "redone": sorted(map(int, damaged))}
 
 
 def _remove_output(path: Path, keep_progress: bool = False) -> None:
