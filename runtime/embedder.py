@@ -10,7 +10,8 @@ from typing import Literal, cast
 import numpy as np
 
 from longvec.kernels import l2_normalize
-from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
+from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend, pools_on_device
+from longvec.runtime.backends.probe import probe
 from longvec.runtime.bundle.defaults import resolve as resolve_defaults
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
@@ -174,7 +175,15 @@ class Embedder:
             spin=DEFAULT_SPIN if spin is None else spin,
         )
         backend = open_backend(chosen.engine, files, m.hidden_size, options)
-        tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
+        try:
+            tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
+            bundle.check_token_ids(tokenizer.id_bound)
+            if chosen.engine == "onnxruntime":  # a TensorRT plan's profiles may not admit the probe's shape
+                ran = (files.pooled if pools_on_device(backend) else files.states) or bundle.path(chosen.file)
+                probe(backend, tokenizer.id_bound, ran)
+        except BaseException:
+            backend.close()
+            raise
         batching = Batching(max_tokens=max_batch_tokens)
         if getattr(backend, "on_gpu", False) and max_batch_tokens == Batching.max_tokens:
             batching = GPU_BATCHING

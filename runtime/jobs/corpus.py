@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from longvec.runtime.bundle.reader import sha256_file
 from longvec.runtime.core.text import text_problem
@@ -328,7 +328,7 @@ def _jsonl_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]
     try:
         with f.path.open("rb") as raw:
             read = ReadDigest(raw)
-            lines = gzip.GzipFile(fileobj=read, mode="rb") if f.format == "jsonl.gz" else read
+            lines: Any = gzip.GzipFile(fileobj=cast(Any, read), mode="rb") if f.format == "jsonl.gz" else read
             for number, line in enumerate(lines, 1):
                 if line.strip():
                     if position >= end:  # more lines than the scan counted: the next file's positions are not ours
@@ -413,8 +413,10 @@ def _text_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
 
 def kept_value(value: Any) -> str | None:
     """A kept field as a string: strings as they are, other values as JSON text, missing ones as None."""
-    if value is None or value is _MISSING or isinstance(value, str):
-        return None if value is _MISSING else value
+    if value is None or value is _MISSING:
+        return None
+    if isinstance(value, str):
+        return value
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
