@@ -19,7 +19,7 @@ from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, DEFAULT
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Fields
 from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, run_local
-from longvec.runtime.jobs.shards import Terminated
+from longvec.runtime.jobs.stops import Terminated
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Literal, cast
 from longvec.runtime.bundle.reader import sha256_file
 from longvec.runtime.core.text import text_problem
 from longvec.runtime.errors import BackendUnavailable, InputError
+from longvec.runtime.jobs.reading import ReadDigest, changed_during_job
 
 Format = Literal["jsonl", "jsonl.gz", "parquet", "text"]
 _SUFFIXES: dict[str, Format] = {
@@ -294,7 +295,7 @@ def check_unchanged(corpus: Corpus) -> None:
     """Every file still has the bytes the scan fingerprinted (for readers that stop before a file's end)."""
     for f in corpus.files:
         if sha256_file(f.path) != f.sha256:
-            raise changed_during_job(f, "its bytes differ from when the job started")
+            raise changed_during_job(f.path, "its bytes differ from when the job started")
 
 
 def iter_records(corpus: Corpus, fields: Fields, wanted: Any = None) -> Iterator[Record]:
@@ -332,47 +333,14 @@ def _jsonl_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]
             for number, line in enumerate(lines, 1):
                 if line.strip():
                     if position >= end:  # more lines than the scan counted: the next file's positions are not ours
-                        raise changed_during_job(f, "it has more records than when the job started")
+                        raise changed_during_job(f.path, "it has more records than when the job started")
                     yield parse_json_line(line, fields, position, f"{f.name}:{number}")
                     position += 1
             read.drain()
     except (EOFError, OSError, zlib.error) as e:
         raise InputError(f"{f.path}: cannot read this gzip file, is it truncated or corrupt? ({e})") from e
     if position != end or read.hexdigest() != f.sha256:
-        raise changed_during_job(f, f"read {position - first} records, the job started with {f.n_records}")
-
-
-class ReadDigest:
-    """A binary file that hashes what is read from it, so a job can prove it embedded the bytes it fingerprinted
-    (and not a file rewritten since the scan): lines for plain JSONL, `read` for the gzip reader."""
-
-    def __init__(self, raw: Any) -> None:
-        self.raw, self.digest = raw, hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.digest.update(data)
-        return data
-
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self.raw:
-            self.digest.update(line)
-            yield line
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-    def hexdigest(self) -> str:
-        return self.digest.hexdigest()
-
-
-def changed_during_job(f: InputFile, detail: str) -> InputError:
-    return InputError(
-        f"{f.path}: the file changed while the job was reading it ({detail}, or other contents); the shards "
-        "written from it may mix old and new documents: keep the input still during a job, then rerun with "
-        "--overwrite"
-    )
+        raise changed_during_job(f.path, f"read {position - first} records, the job started with {f.n_records}")
 
 
 def _parquet_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
@@ -392,14 +360,14 @@ def _parquet_records(f: InputFile, fields: Fields, first: int) -> Iterator[Recor
             yield record
             position += 1
     if position - first != f.n_records or sha256_file(f.path) != f.sha256:
-        raise changed_during_job(f, f"read {position - first} rows, the job started with {f.n_records}")
+        raise changed_during_job(f.path, f"read {position - first} rows, the job started with {f.n_records}")
 
 
 def _text_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
     """A .txt or .md file is one document: its text the whole file (UTF-8), its id its path in the corpus."""
     data = f.path.read_bytes()
     if hashlib.sha256(data).hexdigest() != f.sha256:
-        raise changed_during_job(f, "its bytes differ")
+        raise changed_during_job(f.path, "its bytes differ")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

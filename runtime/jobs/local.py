@@ -33,7 +33,8 @@ from longvec.runtime.embedder import (
 from longvec.runtime.errors import InputError, OutputError
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, iter_records, scan
 from longvec.runtime.jobs.progress import Progress, duration
-from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows, terminate_as_interrupt
+from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
+from longvec.runtime.jobs.stops import terminate_as_interrupt
 
 DEFAULT_SHARD_SIZE = 1000
 # Documents per embed_documents call (a "call group"; the library packs their windows into encoder batches):

@@ -21,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ import numpy as np
 
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import DOCUMENT_COLUMNS, import_pyarrow
+from longvec.runtime.jobs.stops import interrupts_deferred
 
 PROGRESS = "_progress.json"
 # 2: every option recorded explicitly (defaults included), the model under its own name, --keep-fields
@@ -183,49 +181,6 @@ def write_atomic(final: Path, data: bytes) -> None:
         publish(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during a job: stopped as Ctrl-C stops it (the shard in progress abandoned, the output resumable)."""
-
-
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a service manager, `kill`, a scheduler's preemption) stops the job like Ctrl-C, instead of ending
-    the process where it stands with temporaries left behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while a shard is being published, so its files and its manifest entry land
-    together."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if caught:
-        raise Terminated if caught[0] == signal.SIGTERM else KeyboardInterrupt
 
 
 class ShardWriter:
