@@ -72,7 +72,7 @@ class EmbedActor:
         embed_kwargs: dict[str, Any] | None = None,
         device: str = "cpu",
     ) -> None:
-        """`embed_kwargs`: more embed_documents arguments (chunking, mode, prompt, prompt_name)."""
+        """`embed_kwargs`: more embed_documents arguments (chunking, mode, stride, prompt, prompt_name)."""
         self.embedder = Embedder.load(
             bundle, variant=variant or DEFAULT_VARIANT, threads=threads, window=window, device=device
         )
