@@ -81,6 +81,13 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
         help="input fields to copy into documents/ as string columns, e.g. text,title (default: none)",
     )
     p.add_argument(
+        "--offsets",
+        choices=("codepoints", "utf16"),
+        default="codepoints",
+        help="unit of char_start / char_end: Unicode code points, as Python indexes a str, or UTF-16 code units, "
+        "as JavaScript, Java and C# index one (default: codepoints)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="start over an output directory of another job (other input or options) instead of refusing it "
@@ -111,6 +118,7 @@ def _embed(args: argparse.Namespace) -> int:
         prompt_name=args.prompt_name,
         prompt=args.prompt,
         device=args.device,
+        offsets=args.offsets,
     )
     if args.engine == "ray":
         from longvec.runtime.jobs.ray_engine import run_ray

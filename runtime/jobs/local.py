@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from longvec.runtime.core.sparse import TERMS_VERSION, require_stemmer
 from longvec.runtime.embedder import (
     CHUNKINGS,
@@ -37,6 +39,7 @@ from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
 from longvec.runtime.jobs.stops import terminate_as_interrupt
 
 DEFAULT_SHARD_SIZE = 1000
+OFFSETS = ("codepoints", "utf16")
 # Documents per embed_documents call (a "call group"; the library packs their windows into encoder batches):
 # large enough for length-sorted packing across documents, small enough that the progress bar moves and memory
 # stays bounded when documents are books.
@@ -63,6 +66,7 @@ class JobOptions:
     prompt_name: str | None = None  # None: the bundle's default prompt, if any
     prompt: str | None = None  # literal prompt text; "" turns a default prompt off
     device: str = "cpu"  # "cuda": onnxruntime-gpu with GPU batch sizes (Embedder.load); how, not what
+    offsets: str = "codepoints"  # char_start / char_end in code points (Python) or "utf16" code units (JavaScript)
 
     def __post_init__(self) -> None:
         for name in ("chunk_tokens", "shard_size"):
@@ -130,6 +134,8 @@ def resolved_options(embedder: Embedder, options: JobOptions) -> dict[str, Any]:
     None the window, prompt, normalization and dimensions that apply. Defaults are stored as values, never left
     out, so that a shard says how it was made; `job_kwargs` passes exactly these to embed_documents. Whatever
     changes here refuses a resume (shards.py, `_check_same_job`)."""
+    if options.offsets not in OFFSETS:
+        raise InputError(f"offsets must be one of {', '.join(OFFSETS)}, got {options.offsets!r}")
     m = embedder.manifest
     variant = m.variant(options.variant)
     plan = embedder.plan(prompt=options.prompt, prompt_name=options.prompt_name)
@@ -165,6 +171,7 @@ def resolved_options(embedder: Embedder, options: JobOptions) -> dict[str, Any]:
         "id_field": options.fields.id,
         "keep_fields": list(options.fields.keep),
         "shard_size": options.shard_size,
+        "offsets": options.offsets,
     }
 
 
@@ -215,10 +222,12 @@ def embed_records(
     sparse: bool = False,
     embed_kwargs: dict[str, Any] | None = None,
     keep: tuple[str, ...] = (),
+    offsets: str = "codepoints",
 ) -> Rows:
     """Rows for the documents that embed and an error entry for each one that does not, in input order.
     `embed_kwargs` are more embed_documents arguments (chunking, mode, stride, prompt, prompt_name); `keep` names
-    the kept input fields (their values ride on each Record)."""
+    the kept input fields (their values ride on each Record); `offsets="utf16"` gives chunk spans in UTF-16 code
+    units."""
     rows = Rows(embedder.dim, sparse, keep)
     good = []
     for r in records:
@@ -232,13 +241,23 @@ def embed_records(
             record.id,
             result.n_tokens,
             result.vector,
-            result.chunk_spans,
+            utf16_spans(record.text or "", result.chunk_spans) if offsets == "utf16" else result.chunk_spans,
             result.chunk_vectors,
             result.chunk_sparse,
             record.kept,
         )
     rows.errors.sort(key=lambda e: e["position"])
     return rows
+
+
+def utf16_spans(text: str, spans: np.ndarray) -> np.ndarray:
+    """Code-point spans of `text` as UTF-16 code-unit spans (what JavaScript, Java and C# index): every character
+    past U+FFFF (most emoji) counts 2."""
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    if not (points > 0xFFFF).any():
+        return spans
+    units = np.concatenate([[0], np.cumsum(1 + (points > 0xFFFF), dtype=np.int64)])
+    return units[np.asarray(spans, dtype=np.int64)]
 
 
 def _embed_isolating(
@@ -359,7 +378,9 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
             try:
                 writer = out.shard(index, embedder.dim, metadata, options.sparse, keep)
                 for group in call_groups(shard_records):
-                    rows = embed_records(embedder, group, options.chunk_tokens, options.sparse, kwargs, keep)
+                    rows = embed_records(
+                        embedder, group, options.chunk_tokens, options.sparse, kwargs, keep, options.offsets
+                    )
                     writer.add(rows)
                     progress.update(len(group), rows.tokens)
                 _pause_before_publishing(index)

@@ -99,6 +99,7 @@ def run_ray(
                     "window": options.window,
                     "embed_kwargs": kwargs,
                     "device": options.device,
+                    "offsets": options.offsets,
                 },
                 batch_size=ACTOR_CALL_DOCUMENTS * 8 if on_gpu else ACTOR_CALL_DOCUMENTS,  # keep GPU batches full
                 batch_format="pyarrow",

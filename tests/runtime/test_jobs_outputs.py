@@ -28,7 +28,7 @@ TEXTS = [
 OPTION_KEYS = {
     "model", "weights", "variant", "window", "chunking", "chunk_tokens", "mode", "mode_resolved", "stride", "stitch",
     "prompt_name", "prompt", "normalize", "dimensions", "sparse", "text_field", "id_field", "keep_fields",
-    "shard_size",
+    "shard_size", "offsets",
 }  # fmt: skip
 
 
@@ -225,3 +225,20 @@ def test_a_folder_of_text_files_is_one_document_per_file_named_by_its_path(
     capsys.readouterr()
     assert main(["embed", str(tiny_bundle), str(mixed), str(tmp_path / "out-mixed")]) == 4
     assert "both record files" in capsys.readouterr().err
+
+
+def test_offsets_utf16_give_spans_a_javascript_client_can_slice(tiny_bundle: Path, tmp_path: Path) -> None:
+    text = "Rockets \U0001f680 and lamps \U0001f4a1 lit the coast. " * 6 + "The keeper slept at dawn."
+    source = jsonl(tmp_path / "in.jsonl", [{"id": "emoji", "text": text}])
+    for unit in ("codepoints", "utf16"):
+        argv = ["embed", str(tiny_bundle), str(source), str(tmp_path / unit), "--chunk-tokens", "8"]
+        assert main([*argv, "--offsets", unit]) == 0
+    points = pq.read_table(tmp_path / "codepoints" / "chunks")
+    units = pq.read_table(tmp_path / "utf16" / "chunks")
+    encoded = text.encode("utf-16-le")
+    assert units.num_rows == points.num_rows > 2
+    starts, ends = points["char_start"].to_pylist(), points["char_end"].to_pylist()
+    for start, end, u_start, u_end in zip(starts, ends, units["char_start"].to_pylist(), units["char_end"].to_pylist()):
+        assert encoded[2 * u_start : 2 * u_end].decode("utf-16-le") == text[start:end]  # JavaScript's slice
+    assert units["char_end"].to_pylist()[-1] == len(encoded) // 2 > len(text) == ends[-1]
+    assert json.loads((tmp_path / "utf16" / "_progress.json").read_text())["options"]["offsets"] == "utf16"
