@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longvec.runtime.backends import Backend
+from longvec.runtime.backends.base import Backend
 from longvec.runtime.errors import BundleError, LongvecError
 
 

@@ -20,7 +20,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from longvec.runtime.backends.cancel import CancellableBackend
-from longvec.runtime.core.pipeline import Batching
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import LongvecError
 from longvec.runtime.server.admission import Admission, TokenMemo
@@ -67,12 +66,10 @@ class Lifecycle:
         try:
             loaded = self.load()
             # the loaded embedder seen through a cancellable backend and a tokenizer that keeps admission's
-            # tokens; the public constructor shares the loaded backend and tokenizer, nothing is loaded twice
+            # tokens (nothing is loaded twice), batched by the library's policy with the server's token budget
+            # (a TensorRT plan's batch cap holds here too)
             memo = TokenMemo(loaded.tokenizer)
-            batching = Batching(max_tokens=self.settings.max_batch_tokens)
-            emb = Embedder(
-                CancellableBackend(loaded.backend), memo, loaded.manifest, loaded.window, batching, loaded.name
-            )
+            emb = loaded.with_backend(CancellableBackend(loaded.backend), memo, self.settings.max_batch_tokens)
             emb.embed(["warm up"])
             emb.embed([" ".join(["warm"] * (2 * emb.window))])  # the long-document path too
 
