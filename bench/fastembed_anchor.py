@@ -8,11 +8,12 @@ squad-longdoc-dev and on passkey documents: identical term ids, weights within f
 
 Needs fastembed (not a longvec dependency), e.g. in a separate venv:
     python -m venv /tmp/fe && /tmp/fe/bin/pip install fastembed 'snowballstemmer<3'
-    PYTHONPATH=<longvec install> /tmp/fe/bin/python bench/fastembed_anchor.py
+    PYTHONPATH=<longvec install> /tmp/fe/bin/python bench/fastembed_anchor.py [DATA_ROOT] [--out FILE]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -36,15 +37,27 @@ def compare(fe: list, ours: list) -> dict:
     return {"n": len(ours), "id_mismatches": mismatched, "max_abs_weight_diff": max_diff}
 
 
-def main() -> int:
-    from fastembed.sparse.bm25 import Bm25
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "root", type=Path, nargs="?", default=evaldata.DEFAULT_ROOT, help="data root holding squad-longdoc-dev/"
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("fastembed_anchor.json"), help="JSON result (default: in the current folder)"
+    )
+    args = p.parse_args(argv)
+    try:
+        from fastembed.sparse.bm25 import Bm25
+    except ImportError as e:
+        print(f"fastembed_anchor: error: needs fastembed, not a longvec dependency (see --help) ({e})", file=sys.stderr)
+        return 5
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "config.json").write_text("{}")
         (Path(tmp) / "english.txt").write_text("\n".join(sorted(STOPWORDS)) + "\n")
         model = Bm25("Qdrant/bm25", specific_model_path=tmp)
         enc = SparseEncoder()
-        root = Path(sys.argv[1]) if len(sys.argv) > 1 else evaldata.DEFAULT_ROOT
+        root = args.root
         docs = [json.loads(x) for x in (root / "squad-longdoc-dev" / "documents.jsonl").open()]
         paragraphs = [d["text"][s:e] for d in docs for s, e in d["paragraph_spans"]]
         questions = [json.loads(x)["text"] for x in (root / "squad-longdoc-dev" / "queries_full.jsonl").open()]
@@ -55,9 +68,8 @@ def main() -> int:
             "passkey-1024 documents": compare(list(model.embed(passkey.docs)), enc.documents(passkey.docs)),
         }
     print(json.dumps(out, indent=1))
-    dest = Path(__file__).resolve().parent / "out" / "fastembed_anchor.json"
-    dest.parent.mkdir(exist_ok=True)
-    dest.write_text(json.dumps(out, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
     return 0 if all(v["id_mismatches"] == 0 for v in out.values()) else 1
 
 

@@ -106,8 +106,9 @@ def documents(n: int, tokens_each: int, count: Callable[[list[str]], list[int]])
 def run_path(
     bundle: Path, path: str, docs: list[str], repeats: int, chunk_tokens: int, reference: list[Any] | None
 ) -> tuple[dict[str, Any], list[Any]]:
+    from harness.wrappers import TimedBackend
+
     from longvec.runtime import Embedder
-    from longvec.runtime.bench.wrappers import TimedBackend
 
     device, _, variant = path.partition(":")
     provider_trt = device == "trt-provider"

@@ -2,10 +2,10 @@
 search over longvec's chunk vectors. Exhaustive scoring (no ANN), so differences are the vectors', not the index's.
 
 - dense: cosine similarity.
-- sparse: BM25 = sum over query terms of idf(t) * document weight, idf(t) = ln(1 + (N - n_t + 0.5) / (n_t + 0.5))
-  over the indexed collection; this is Qdrant's sparse index with `modifier="idf"`.
-- hybrid: reciprocal rank fusion (sum of 1 / (k + rank) over the retrievers' top `depth`), or a convex
-  combination of per-query min-max normalized scores, alpha * dense + (1 - alpha) * sparse.
+- sparse: BM25 as Qdrant's sparse index with `modifier="idf"` computes it: the library's own
+  `longvec.runtime.sparse_scores`, so a figure is measured on what users run.
+- hybrid: reciprocal rank fusion (sum of 1 / (k + rank) over the retrievers' top `depth`), or the library's
+  `longvec.runtime.fuse_scores` (alpha * dense + (1 - alpha) * sparse, min-max per query).
 """
 
 from __future__ import annotations
@@ -15,42 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from longvec.runtime.core.sparse import SparseVector
-
 
 def dense_scores(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """[n_queries, n] cosine similarities."""
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
     v = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return (q @ v.T).astype(np.float32)
-
-
-class SparseIndex:
-    """Postings per term (CSC-like), IDF from the indexed collection."""
-
-    def __init__(self, docs: Sequence[SparseVector]) -> None:
-        self.n = len(docs)
-        lengths = np.array([len(d) for d in docs], dtype=np.int64)
-        ids = np.concatenate([d.indices for d in docs]) if self.n else np.zeros(0, np.int64)
-        vals = np.concatenate([d.values for d in docs]) if self.n else np.zeros(0, np.float32)
-        rows = np.repeat(np.arange(self.n), lengths)
-        order = np.argsort(ids, kind="stable")
-        self.terms, starts, df = np.unique(ids[order], return_index=True, return_counts=True)
-        self.ptr = np.append(starts, ids.size)
-        self.rows, self.vals = rows[order], vals[order].astype(np.float32)
-        self.idf = np.log1p((self.n - df + 0.5) / (df + 0.5)).astype(np.float32)
-
-    def scores(self, queries: Sequence[SparseVector]) -> np.ndarray:
-        out = np.zeros((len(queries), self.n), dtype=np.float32)
-        if self.terms.size == 0:
-            return out
-        for qi, q in enumerate(queries):
-            where = np.searchsorted(self.terms, q.indices)
-            hit = (where < self.terms.size) & (self.terms[np.minimum(where, self.terms.size - 1)] == q.indices)
-            for t, w in zip(where[hit].tolist(), q.values[hit].tolist()):
-                lo, hi = self.ptr[t], self.ptr[t + 1]
-                out[qi, self.rows[lo:hi]] += w * self.idf[t] * self.vals[lo:hi]
-        return out
 
 
 def rrf(score_sets: Sequence[np.ndarray], k: int = 60, depth: int = 100) -> np.ndarray:
@@ -61,15 +31,6 @@ def rrf(score_sets: Sequence[np.ndarray], k: int = 60, depth: int = 100) -> np.n
         top = top_k(s, depth)
         fused[rows, top] += 1.0 / (k + 1 + np.arange(top.shape[1]))[None, :]
     return fused
-
-
-def minmax(s: np.ndarray) -> np.ndarray:
-    lo, hi = s.min(axis=1, keepdims=True), s.max(axis=1, keepdims=True)
-    return (s - lo) / np.maximum(hi - lo, 1e-12)
-
-
-def convex(dense: np.ndarray, sparse: np.ndarray, alpha: float) -> np.ndarray:
-    return alpha * minmax(dense) + (1.0 - alpha) * minmax(sparse)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

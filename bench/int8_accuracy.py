@@ -22,10 +22,10 @@ from pathlib import Path
 import data as evaldata
 import numpy as np
 import onnxruntime as ort
+from harness.markdown import table
 from timing import timing_args
 from tokenizers import Tokenizer
 
-from longvec.runtime.bench.markdown import table
 from longvec.runtime.bundle.feeds import encoder_feeds
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.batching import pad_batch

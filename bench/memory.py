@@ -44,9 +44,10 @@ def peak_mb() -> float:
 
 
 def load_embedder(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from harness.wrappers import NullBackend
+
     from longvec.runtime import Embedder
     from longvec.runtime.backends.fake import FakeBackend
-    from longvec.runtime.bench.wrappers import NullBackend
     from longvec.runtime.bundle.reader import Bundle
     from longvec.runtime.core.text import TextTokenizer
 
@@ -87,7 +88,7 @@ def rss_mb() -> float:
 
 def watch_calls(embedder):  # type: ignore[no-untyped-def]
     """The embedder behind a backend that records the resident size after every encoder call, and that record."""
-    from longvec.runtime.bench.wrappers import TracedBackend, with_backend
+    from harness.wrappers import TracedBackend, with_backend
 
     trace: list[float] = []
     return with_backend(embedder, TracedBackend(embedder.backend, lambda: trace.append(round(rss_mb(), 1)))), trace

@@ -1,9 +1,10 @@
 """Peer systems for `longvec bench`: sentence-transformers (torch) and fastembed, each in its own worker process.
 
 Run by the harness as `python bench/peers.py SYSTEM --bundle ... --variant ... --threads ... --workload ...
---model-dir ...`; speaks the JSON-lines protocol of longvec.runtime.bench_worker. Peers truncate at their maximum
+--model-dir ...`; speaks the JSON-lines protocol of bench/harness/worker.py. Peers truncate at their maximum
 sequence length, so they are given the text of exactly the windows longvec plans (`case.peer_calls`), and both
-use batches of 32, longvec's windows per encoder call at a 256-token window and an 8192-token budget.
+use batches of 32, longvec's windows per encoder call at a 256-token window and an 8192-token budget; the
+mixed-length case (`case.default_batching`) gives each its own default (fastembed 256, sentence-transformers 32).
 
 fastembed is not installed into the shared .venv: 0.9.1 pins huggingface-hub < 2, which would downgrade the hub
 that transformers uses there. It is installed privately (`pip install --no-deps --target .bench/fastembed-site
@@ -23,6 +24,12 @@ from pathlib import Path
 from typing import Any
 
 BATCH = 32
+
+
+def batching(case: Any) -> dict[str, int]:
+    """Batches of 32, or the system's own default where the case asks for it (the mixed-length case)."""
+    return {} if getattr(case, "default_batching", False) else {"batch_size": BATCH}
+
 
 COLD_START: dict[str, str] = {
     "sentence-transformers": """
@@ -88,7 +95,7 @@ class SentenceTransformersSystem:
         self.model.max_seq_length = 512  # the 8x512 case; longer windows are never sent
 
     def run_call(self, case: Any, index: int) -> None:
-        self.model.encode(case.peer_calls[index], batch_size=BATCH, convert_to_numpy=True)
+        self.model.encode(case.peer_calls[index], convert_to_numpy=True, **batching(case))
 
     def warm_up(self, case: Any) -> None:
         self.model.encode(case.peer_calls[0][:2], batch_size=BATCH)
@@ -99,14 +106,14 @@ class FastembedSystem:
         self.model, self._tmp = load_fastembed(str(bundle), variant, str(model_dir), threads)
 
     def run_call(self, case: Any, index: int) -> None:
-        list(self.model.embed(case.peer_calls[index], batch_size=BATCH))
+        list(self.model.embed(case.peer_calls[index], **batching(case)))
 
     def warm_up(self, case: Any) -> None:
         list(self.model.embed(case.peer_calls[0][:2], batch_size=BATCH))
 
 
 def main(argv: list[str]) -> int:
-    from longvec.runtime.bench.worker import serve
+    from harness.worker import serve
 
     model_dir = Path(argv[argv.index("--model-dir") + 1])
     rest = argv[: argv.index("--model-dir")] + argv[argv.index("--model-dir") + 2 :]

@@ -27,11 +27,11 @@ from pathlib import Path
 import data as evaldata
 import numpy as np
 import report
-from index import SparseIndex, best_per_group, convex, dense_scores, evaluate, rrf
+from harness.machine import machine
+from harness.wrappers import BackendWrapper
+from index import best_per_group, dense_scores, evaluate, rrf
 
-from longvec.runtime import DocumentResult, Embedder
-from longvec.runtime.bench.machine import machine
-from longvec.runtime.bench.wrappers import BackendWrapper
+from longvec.runtime import DocumentResult, Embedder, fuse_scores, sparse_scores
 from longvec.runtime.core.sparse import SparseVector
 
 ALPHAS = tuple(round(a, 1) for a in np.arange(0.0, 1.01, 0.1))
@@ -180,7 +180,7 @@ class Runner:
     def bm25(self, c: int) -> np.ndarray:
         ch = self.sparse[c]
         assert ch.sparse is not None
-        scores = SparseIndex(ch.sparse).scores(self.emb.embed_sparse_queries(self.s.queries))
+        scores = sparse_scores(self.emb.embed_sparse_queries(self.s.queries), ch.sparse)
         row = {"set": self.s.name, "kind": "sparse", "mode": "bm25", "chunk_tokens": c, "window": None}
         self.rows.append(row | score_row(ch, scores, None, self.s))
         self.log(f"  {self.s.name} {'bm25':>11} C={c:<3}       {report.brief(self.rows[-1])}")
@@ -189,7 +189,7 @@ class Runner:
     def hybrid(self, key: tuple, bm25: np.ndarray, alphas: tuple[float, ...] = ALPHAS) -> None:
         dense = self.chunk_scores[key]
         ch = self.sparse[key[1]]
-        fusions = {"rrf": rrf([dense, bm25])} | {f"convex{a:.1f}": convex(dense, bm25, a) for a in alphas}
+        fusions = {"rrf": rrf([dense, bm25])} | {f"convex{a:.1f}": fuse_scores(dense, bm25, a) for a in alphas}
         for name, scores in fusions.items():
             row = {"set": self.s.name, "kind": "hybrid", "mode": key[0], "chunk_tokens": key[1], "window": key[2]}
             self.rows.append(row | {"fusion": name} | score_row(ch, scores, None, self.s))
@@ -281,7 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passkey-chunks", default="128")
     p.add_argument("--skip-squad", action="store_true")
     p.add_argument("--skip-passkey", action="store_true")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out" / "quality.json")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("quality.json"),
+        help="JSON result, its tables beside it as .md (default: quality.json in the current folder)",
+    )
     p.add_argument("--write-results", type=Path, default=None, help="replace the section in this RESULTS.md")
     p.add_argument("--render", type=Path, default=None, help="only re-render the tables of this JSON output")
     args = p.parse_args(argv)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from longvec.runtime.bench.markdown import replace_section as markdown_section
-from longvec.runtime.bench.markdown import table
+from harness.markdown import replace_section as markdown_section
+from harness.markdown import table
 
 SECTION = "## Retrieval quality"
 END = "<!-- end of generated retrieval-quality tables -->"

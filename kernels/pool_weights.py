@@ -88,3 +88,18 @@ def span_rows(
     factor = np.where(index >= 0, np.asarray(scale, dtype=np.float32)[safe], np.float32(0.0))
     rows = weights[:, None, :] * inside * factor[:, :, None]
     return rows.astype(np.float32, copy=False), index
+
+
+def own_rows(begin: np.ndarray, end: np.ndarray, width: int, pooling: str | np.ndarray = "mean") -> np.ndarray:
+    """float32 [n, width]: each sequence pooled alone, as the model pools one sequence: the mean over positions
+    [begin, end), the first state ("cls") or the last real one ("last", at end - 1). `pooling` is one mode for
+    every row or one per row. The pipeline's window rows and the one-window path of a single text both come from
+    here, so a text pools the same whichever path it takes."""
+    j = np.arange(width, dtype=np.int64)[None, :]
+    begin = np.asarray(begin, dtype=np.int64).reshape(-1, 1)
+    end = np.asarray(end, dtype=np.int64).reshape(-1, 1)
+    mean = ((j >= begin) & (j < end)) / np.maximum(end - begin, 1)
+    if isinstance(pooling, str) and pooling == "mean":  # every model but a few: one expression instead of three
+        return mean.astype(np.float32)
+    mode = np.asarray(pooling).reshape(-1, 1)
+    return np.where(mode == "mean", mean, np.where(mode == "cls", j == 0, j == end - 1)).astype(np.float32)

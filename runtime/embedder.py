@@ -20,6 +20,7 @@ from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.budget import ChunkBudget as Budget
 from longvec.runtime.core.budget import chunk_floor
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
+from longvec.runtime.core.onewindow import one_window_pooled
 from longvec.runtime.core.pipeline import Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
@@ -117,6 +118,7 @@ class Embedder:
         self.defaults = resolve_defaults(manifest)
         self.window = window or self.defaults.window
         self._plans: dict[tuple[int | None, int | None, str | None], WindowPlan] = {}
+        self._prompts: dict[str | None, tuple[int, ...]] = {}  # prompt text -> its tokens, tokenized once
         self._pipeline = Pipeline(backend, PipelineConfig(manifest.framing, manifest.pooling, batching))
         self._overhead = len(manifest.framing.prefix_ids) + len(manifest.framing.suffix_ids)
         self.sparse = SparseEncoder()  # BM25 weights for sparse=True; needs the `sparse` extra only when used
@@ -258,11 +260,19 @@ class Embedder:
         key = (window, stride, prompt_text)
         plan = self._plans.get(key)
         if plan is None:
-            overhead = self._overhead + len(prompt_ids(self.tokenizer, prompt_text))
+            overhead = self._overhead + len(self._prompt_ids(prompt_text))
             plan = WindowPlan.make(window or self.window, stride, overhead, self.manifest.max_positions)
             if len(self._plans) < 64:  # the few plans that calls ask for, made once (bench/overhead.py)
                 self._plans[key] = plan
         return plan
+
+    def _prompt_ids(self, prompt_text: str | None) -> tuple[int, ...]:
+        ids = self._prompts.get(prompt_text)
+        if ids is None:
+            ids = prompt_ids(self.tokenizer, prompt_text)
+            if len(self._prompts) < 64:  # the few prompts calls use, as for plans
+                self._prompts[prompt_text] = ids
+        return ids
 
     def _auto(
         self, mode: str, window: int | None, stride: int | None, prompt_text: str | None
@@ -330,6 +340,11 @@ class Embedder:
             return one[0]
         texts = validate_texts(texts)
         output = self._output(dimensions, normalize)
+        if len(texts) == 1 and not show_progress_bar and type(batch_size) is int and batch_size >= 1:
+            # a single query: no groups or progress bar (their Python is a visible share of a query's time)
+            text = self.resolve_prompt(prompt, prompt_name)
+            plan = self._plan(window, stride, text)
+            return output(self._pooled(self._tokens(texts, text), plan, self._prompt_ids(text)))
         parts = list(
             self._embed_batches(texts, prompt, prompt_name, window, stride, output, batch_size, show_progress_bar)
         )
@@ -423,17 +438,26 @@ class Embedder:
     ) -> Iterator[np.ndarray]:
         text = self.resolve_prompt(prompt, prompt_name)
         plan = self._plan(window, stride, text)
-        ids = prompt_ids(self.tokenizer, text)
+        ids = self._prompt_ids(text)
         with progress(len(texts), show_progress_bar) as bar:
             for offset, batch in groups(texts, batch_size):
                 with renumbered(offset):
-                    jobs = [TokenSequence(t.ids) for t in self._tokens(batch, text)]
-                encoded = self._pipeline.run(jobs, plan, ids)
+                    tokens = self._tokens(batch, text)
+                pooled = self._pooled(tokens, plan, ids)
                 bar(len(batch))
-                yield output(np.stack([e.pooled for e in encoded]))
+                yield output(pooled)
+
+    def _pooled(self, tokens: list[Tokens], plan: WindowPlan, prompt: tuple[int, ...]) -> np.ndarray:
+        """The model's pooling of each text (not normalized), [n, dim]: a single text that fits one window goes
+        to the encoder at once (runtime.core.onewindow: the same vector, a fraction of the Python), others
+        through the pipeline's windows and batches."""
+        if len(tokens) == 1 and len(tokens[0]) <= plan.content:
+            return one_window_pooled(self.backend, self.manifest.framing, self.manifest.pooling, tokens[0].ids, prompt)
+        encoded = self._pipeline.run([TokenSequence(t.ids) for t in tokens], plan, prompt)
+        return np.stack([e.pooled for e in encoded])
 
     def _tokens(self, texts: Sequence[str], prompt_text: str | None) -> list[Tokens]:
-        tokens = prompted_tokens(self.tokenizer, texts, prompt_text)
+        tokens = prompted_tokens(self.tokenizer, texts, prompt_text, self._prompt_ids(prompt_text))
         for i, t in enumerate(tokens):
             if len(t) == 0:
                 raise InputError(f"texts[{i}] has no tokens for this model's tokenizer")

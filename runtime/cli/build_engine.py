@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from longvec.runtime.bundle.engines import GPU_MAX_BATCH
-from longvec.runtime.cli.main import command
+from longvec.runtime.cli.command import Command
 from longvec.runtime.errors import BackendUnavailable, InputError
 
 
@@ -24,9 +24,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="timing caches and plans (default: ~/.cache/longvec)")
 
 
-@command("build-engine", _args)
 def _build_engine(args: argparse.Namespace) -> int:
-    """Build TensorRT plans (one profile per window length, fp16), gate them against CPU fp32, add to the bundle."""
     try:
         windows = [int(w) for w in args.windows.split(",") if w] if args.windows else None
     except ValueError as e:
@@ -51,3 +49,11 @@ def _build_engine(args: argparse.Namespace) -> int:
     built = [v for v in manifest.variants if v.engine == "tensorrt"]
     print(f"{args.bundle_dir}: TensorRT variants {', '.join(v.name for v in built)}")
     return 0
+
+
+COMMAND = Command(
+    "build-engine",
+    "Build TensorRT plans (one profile per window length, fp16), gate them against CPU fp32, add to the bundle.",
+    _args,
+    _build_engine,
+)

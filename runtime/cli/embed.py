@@ -1,4 +1,4 @@
-"""`longvec embed BUNDLE INPUT OUTPUT_DIR`: the batch-job subcommand (registered on import by the CLI)."""
+"""`longvec embed BUNDLE INPUT OUTPUT_DIR`: the batch-job subcommand."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from longvec.runtime.cli.main import (
-    CHUNKINGS,
-    DEFAULT_CHUNKING,
-    MODES,
-    VARIANT_NAMES,
-    add_prompt_args,
-    command,
-)
-from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, DEFAULT_VARIANT
+from longvec.runtime.cli.command import Command
+from longvec.runtime.cli.options import add_bundle_arg, add_document_args, add_load_args
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Fields
 from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, run_local
@@ -28,7 +21,7 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
         "Rerunning the same command resumes an interrupted job (Ctrl-C: exit 130, SIGTERM: 143); exit 4 when "
         "every document failed or an input file changed during the job, 8 when the output cannot be written."
     )
-    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
+    add_bundle_arg(p)
     p.add_argument(
         "input",
         type=Path,
@@ -38,37 +31,13 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("output_dir", type=Path, help="new or empty directory, or one to resume (not inside the input)")
     p.add_argument("--text-field", default="text", help="the field (column) that holds the text (default: text)")
     p.add_argument("--id-field", default="id", help="the field (column) that holds the document id (default: id)")
-    p.add_argument(
-        "--chunk-tokens",
-        type=int,
-        default=DEFAULT_CHUNK_TOKENS,
-        help=f"at most this many tokens per chunk (default: {DEFAULT_CHUNK_TOKENS})",
-    )
-    p.add_argument(
-        "--chunking",
-        choices=CHUNKINGS,
-        default=DEFAULT_CHUNKING,
-        help=f"how to cut documents into chunks (default: {DEFAULT_CHUNKING})",
-    )
-    p.add_argument(
-        "--mode", choices=MODES, default=DEFAULT_MODE, help=f"how chunks are embedded (default: {DEFAULT_MODE})"
-    )
-    p.add_argument("--window", type=int, default=None, help="encoder window in positions (default: the bundle's)")
-    add_prompt_args(p)
-    p.add_argument(
-        "--variant",
-        choices=VARIANT_NAMES,
-        default=DEFAULT_VARIANT,
-        help=f"graph variant from the bundle (default: {DEFAULT_VARIANT})",
-    )
+    add_load_args(p)  # with --engine ray, --threads is per actor and --device cuda makes one actor per GPU
+    add_document_args(p, stride=False)  # a job's options are recorded with its output; stride is not among them yet
     p.add_argument(
         "--shard-size",
         type=int,
         default=DEFAULT_SHARD_SIZE,
         help=f"documents per output shard (default: {DEFAULT_SHARD_SIZE})",
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help="encoder threads, per Ray actor with --engine ray (default: all)"
     )
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="where to run (default: local)")
     p.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
@@ -93,16 +62,8 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
         help="start over an output directory of another job (other input or options) instead of refusing it "
         "(default: off)",
     )
-    p.add_argument(
-        "--device",
-        choices=("cpu", "cuda", "auto"),
-        default="cpu",
-        help="cuda: onnxruntime-gpu, pooled graph, GPU batch sizes (with --engine ray: one actor per GPU) "
-        "(default: cpu)",
-    )
 
 
-@command("embed", _embed_args)
 def _embed(args: argparse.Namespace) -> int:
     """Embed a corpus of JSONL or Parquet files into Parquet shards, resumable, on one machine or Ray."""
     options = JobOptions(
@@ -167,3 +128,11 @@ def _report(s: Summary, output_dir: Path) -> None:
             f"{s.errors} documents could not be embedded{duplicates}: see {output_dir / 'errors.jsonl'}",
             file=sys.stdout,
         )
+
+
+COMMAND = Command(
+    "embed",
+    "Embed a corpus of JSONL or Parquet files into Parquet shards, resumable, on one machine or Ray.",
+    _embed_args,
+    _embed,
+)

@@ -53,11 +53,14 @@ def prompt_ids(tokenizer: TextTokenizer, text: str | None) -> tuple[int, ...]:
     return () if not text else tokenizer.ids(text.rstrip())
 
 
-def prompted_tokens(tokenizer: TextTokenizer, texts: Sequence[str], text: str | None) -> list[Tokens]:
-    """Content tokens of each text as tokenized right after the prompt (offsets still index the text)."""
+def prompted_tokens(
+    tokenizer: TextTokenizer, texts: Sequence[str], text: str | None, ids_of_prompt: tuple[int, ...] | None = None
+) -> list[Tokens]:
+    """Content tokens of each text as tokenized right after the prompt (offsets still index the text).
+    `ids_of_prompt`: the prompt's `prompt_ids` where the caller has them (one tokenizer call fewer per call)."""
     if not text:
         return tokenizer.encode(texts)
-    ids = np.asarray(prompt_ids(tokenizer, text), dtype=np.int64)
+    ids = np.asarray(prompt_ids(tokenizer, text) if ids_of_prompt is None else ids_of_prompt, dtype=np.int64)
     k = len(ids)
     out = []
     for original, joint in zip(texts, tokenizer.encode([text + t for t in texts])):

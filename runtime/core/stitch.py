@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from longvec.kernels.pool_weights import center_stitch_weights, overlap_stitch_weights, span_rows
+from longvec.kernels.pool_weights import center_stitch_weights, overlap_stitch_weights, own_rows, span_rows
 from longvec.runtime.bundle.manifest import Pooling
 
 Stitch = Literal["center", "weighted"]
@@ -160,15 +160,10 @@ def batch_rows(items: Sequence[tuple[SequenceSums, int]], width: int) -> BatchRo
 
 def _own_rows(items: Sequence[tuple[SequenceSums, int]], lengths: np.ndarray, width: int) -> np.ndarray:
     """Each window pooled alone, as the model pools one sequence: mean (from pool_begin), first or last state."""
-    j = np.arange(width, dtype=np.int64)[None, :]
-    begin = np.array([seq.layout.pool_begin for seq, _ in items], dtype=np.int64)[:, None]
-    end = lengths[:, None]
+    begin = np.array([seq.layout.pool_begin for seq, _ in items], dtype=np.int64)
     pooling = {seq.layout.pooling for seq, _ in items}
-    if pooling == {"mean"}:  # every model but a few: one expression instead of three
-        return (((j >= begin) & (j < end)) / np.maximum(end - begin, 1)).astype(np.float32)
-    mode = np.array([seq.layout.pooling for seq, _ in items])[:, None]
-    mean = ((j >= begin) & (j < end)) / np.maximum(end - begin, 1)
-    return np.where(mode == "mean", mean, np.where(mode == "cls", j == 0, j == end - 1)).astype(np.float32)
+    modes = pooling.pop() if len(pooling) == 1 else np.array([seq.layout.pooling for seq, _ in items])
+    return own_rows(begin, lengths, width, modes)
 
 
 def host_pool(states: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -129,5 +129,7 @@ def startup_fields(settings: ServeSettings, emb: Embedder) -> dict[str, Any]:
         "threads": started.get("threads", "all cores"),
         "listen": started.get("listen", "?"),
         "auth": "on" if settings.api_key else "off",
+        "prompts": ",".join(sorted(emb.manifest.prompts)) or "none",
+        "default_prompt": settings.default_prompt_name or emb.manifest.default_prompt or "none",
         "limits": settings.summary(),
     }

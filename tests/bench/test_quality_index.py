@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from longvec.runtime import sparse_scores
 from longvec.runtime.core.sparse import SparseEncoder, term_id
 
 # bench/ holds scripts, not a package: load bench/index.py under a name of its own
@@ -19,11 +20,11 @@ index = sys.modules["bench_index"] = importlib.util.module_from_spec(_spec)  # d
 _spec.loader.exec_module(index)
 
 
-def test_sparse_index_is_bm25_with_qdrant_idf() -> None:
+def test_the_librarys_sparse_scores_are_bm25_with_qdrant_idf() -> None:
+    """bench/quality.py measures `longvec.runtime.sparse_scores` itself (no copy): checked here by hand."""
     enc = SparseEncoder(avg_len=3.0)
     docs = ["amazon river basin", "amazon rainforest rainforest trees", "desert sand dunes", "river delta"]
-    idx = index.SparseIndex(enc.documents(docs))
-    [got] = idx.scores([enc.query("Amazon rainforest river")])
+    [got] = sparse_scores([enc.query("Amazon rainforest river")], enc.documents(docs))
     n = len(docs)
     expected = []
     for text in docs:
@@ -54,6 +55,12 @@ def test_top_k_breaks_ties_by_index_and_rrf_adds_reciprocal_ranks() -> None:
     np.testing.assert_allclose(fused, [[1 / 61, 1 / 62 + 1 / 62, 1 / 61]])
 
 
-def test_convex_is_min_max_normalized() -> None:
-    dense, sparse = np.array([[0.2, 0.4, 0.6]]), np.array([[10.0, 0.0, 5.0]])
-    np.testing.assert_allclose(index.convex(dense, sparse, 0.25), [[0.75, 0.125, 0.625]])
+def test_bench_scripts_use_the_public_fusion_not_copies() -> None:
+    """Issue 18: a figure measured on a re-implementation is not a figure of what users run."""
+    bench = Path(__file__).resolve().parents[2] / "bench"
+    for path in bench.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for copy in ("def convex(", "def minmax(", "class SparseIndex", "def sparse_scores(", "def fuse_scores("):
+            assert copy not in text, f"{path.name} re-implements {copy}"
+    quality = (bench / "quality.py").read_text(encoding="utf-8")
+    assert "fuse_scores(" in quality and "sparse_scores(" in quality

@@ -55,13 +55,14 @@ def test_every_option_has_help_and_shows_its_default(name: str, capsys: pytest.C
     [
         ("search", "--mode", {"auto", "late", "naive", "blend", "window_mean", "truncate"}),
         ("search", "--chunking", {"tokens", "sentences", "paragraphs"}),
-        ("search", "--variant", {"fp32", "optimized", "int8", "fp16"}),
+        ("search", "--device", {"cpu", "cuda", "auto"}),
         ("embed", "--mode", {"auto", "late", "naive", "blend", "window_mean", "truncate"}),
         ("embed", "--chunking", {"tokens", "sentences", "paragraphs"}),
-        ("embed", "--variant", {"fp32", "optimized", "int8", "fp16"}),
+        ("embed", "--device", {"cpu", "cuda", "auto"}),
         ("embed", "--engine", {"local", "ray"}),
         ("serve", "--log-level", {"critical", "error", "warning", "info", "debug", "trace"}),
-        ("serve", "--variant", {"fp32", "optimized", "int8", "fp16"}),
+        ("serve", "--device", {"cpu", "cuda", "auto"}),
+        ("inspect", "--device", {"cpu", "cuda", "auto"}),
     ],
 )
 def test_closed_sets_are_choices(name: str, flag: str, choices: set[str]) -> None:

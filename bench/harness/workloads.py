@@ -23,6 +23,7 @@ from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import InputError
 
 EncoderBatch = tuple[np.ndarray, np.ndarray]  # (input_ids, attention_mask) of one backend run
+MIXED_WORDS = (19, 170)  # paragraph lengths of the mixed-length case (issue 24: a batch job's real input)
 
 
 @dataclass
@@ -38,6 +39,9 @@ class Case:
     options: dict = field(default_factory=dict)  # embed_documents keyword arguments (default: the bundle's)
     only: tuple[str, ...] | None = None  # the systems that run this case (None: every system)
     loaded: bool = False  # measured while busy processes hold every core (the runner starts them)
+    # every system batches as it does by default (fastembed 256 texts, sentence-transformers 32 sorted by length,
+    # longvec its token budget), instead of the fixed batches of 32 the other cases give the peers
+    default_batching: bool = False
 
     def summary(self) -> dict:
         batches = [m for call in self.encoder_calls for _, m in call]
@@ -119,6 +123,24 @@ class WorkloadBuilder:
         case.encoder_calls = [self._record("batch", texts, positions)]
         return case
 
+    def mixed(self, count: int, min_words: int = MIXED_WORDS[0], max_words: int = MIXED_WORDS[1]) -> Case:
+        """`count` paragraphs of the corpus (split at blank lines) of `min_words`..`max_words` words, in corpus order:
+        a batch job's real input, mixed lengths unsorted. Only paragraphs that fit one window are kept, so no
+        system truncates and every system encodes the same tokens; each batches them its own default way."""
+        content = self._embedder.plan().content
+        paragraphs = [p.strip() for doc in self.corpus for p in doc.split("\n\n")]
+        wanted = [p for p in paragraphs if min_words <= len(p.split()) <= max_words]
+        fitting = [p for p, t in zip(wanted, self.tokenizer.encode(wanted)) if len(t) <= content][:count]
+        if len(fitting) < count:
+            raise InputError(
+                f"the corpus has {len(fitting)} paragraphs of {min_words}-{max_words} words, {count} asked"
+            )
+        lengths = [len(t) + self._framing for t in self.tokenizer.encode(fitting)]
+        case = Case(f"mixed-{count}", "batch", [fitting], None, sum(lengths), count, default_batching=True)
+        case.peer_calls = [fitting]
+        case.encoder_calls = [self._record("batch", fitting, None)]
+        return case
+
     def document(self, n_tokens: int, options: dict | None = None, suffix: str = "") -> Case:
         """`options` for embed_documents (default: the bundle's defaults). Peers encode the same windows, and for
         `naive` / `blend` also every chunk alone, as longvec does."""
@@ -172,9 +194,11 @@ def build_cases(
     doc_tokens: list[int],
     loaded_queries: bool = True,
     old_default: bool = True,
+    mixed: int = 0,
 ) -> list[Case]:
     """`loaded_queries`: the query case again while busy processes hold the cores; `old_default`: every document
-    case again with the default before mode="auto" (late, stride content/2), for longvec and bare-ort."""
+    case again with the default before mode="auto" (late, stride content/2), for longvec and bare-ort; `mixed`:
+    that many paragraphs of mixed lengths, each system batching its own way (0: no such case)."""
     builder = WorkloadBuilder(tokenizer, manifest, corpus)
     cases = [builder.queries(queries)] if queries else []
     if queries and loaded_queries:
@@ -182,6 +206,7 @@ def build_cases(
         loaded.name, loaded.loaded = "query-loaded", True
         cases.append(loaded)
     cases += [builder.batch(n, positions) for n, positions in batches]
+    cases += [builder.mixed(mixed)] if mixed else []
     cases += [builder.document(n) for n in doc_tokens]
     if old_default:
         cases += [builder.old_default(n) for n in doc_tokens]

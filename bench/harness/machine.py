@@ -19,4 +19,22 @@ def machine() -> dict[str, Any]:
                     break
         except OSError:
             pass
+    info["cpu_flags"] = cpu_flags()
     return info
+
+
+# The instruction sets the encoder's kernels choose between (onnxruntime's MLAS, oneDNN): vector width, fused
+# multiply-add, the integer dot products int8 needs (VNNI) and Intel's matrix units (AMX).
+_KERNEL_FLAGS = ("avx", "avx2", "fma", "f16c", "avx_vnni", "amx", "avx512")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's flags that decide which encoder kernels run (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return sorted(f for f in flags if f in _KERNEL_FLAGS or f.startswith(("avx512", "amx")))
+    except OSError:
+        pass
+    return []

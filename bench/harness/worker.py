@@ -65,8 +65,8 @@ class LongvecSystem:
     spin: bool | None = None  # Embedder.load's default
 
     def __init__(self, bundle: Path, variant: str, threads: int) -> None:
+        from harness.wrappers import TimedBackend, with_backend
         from longvec.runtime import Embedder
-        from longvec.runtime.bench.wrappers import TimedBackend, with_backend
 
         device = os.environ.get("LONGVEC_BENCH_DEVICE", "cpu")
         loaded = Embedder.load(bundle, variant=variant, threads=threads, device=device, spin=self.spin)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from harness.wrappers import TimedBackend, with_backend
 
 from longvec.runtime import Embedder
 from longvec.runtime.backends import BackendWrapper, Capabilities
 from longvec.runtime.backends.cancel import CancellableBackend, CancelToken, cancel_scope
 from longvec.runtime.backends.fake import FakeBackend
-from longvec.runtime.bench.wrappers import TimedBackend, with_backend
 from longvec.runtime.core.pipeline import GPU_BATCHING, Batching
 from longvec.runtime.errors import Cancelled
 

@@ -1,6 +1,6 @@
 """`longvec bench`: throughput, latency and cold start of longvec beside its peers, measured in one run.
 
-Every system runs in its own worker process (see bench_worker.py), loaded once, so torch never enters the
+Every system runs in its own worker process (bench/harness/worker.py), loaded once, so torch never enters the
 longvec process and no system pays for another's imports. Cases are interleaved: each repeat runs every case on
 every system, in an order rotated per repeat, so slow drift of a loaded machine spreads over all systems.
 Medians over repeats are reported. Extras that need packages longvec does not depend on (the compute floor uses
@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from longvec.runtime.bench.machine import machine
-from longvec.runtime.bench.workloads import Case, build_cases, read_corpus, read_queries
+from harness.machine import machine
+from harness.workloads import Case, build_cases, read_corpus, read_queries
 from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.core.text import TextTokenizer
 from longvec.runtime.errors import BackendUnavailable, InputError
 
+BENCH = Path(__file__).resolve().parents[1]  # the repository's bench/ folder: peers, compute floor, span pooling, plot
 OWN_SYSTEMS = ("longvec", "longvec-nospin", "bare-ort")
 PEER_SYSTEMS = ("sentence-transformers", "fastembed")
 VARIANT_FREE = ("sentence-transformers",)  # torch runs the source model, not a bundle variant
@@ -42,7 +43,6 @@ class BenchConfig:
     out: Path
     corpus: Path
     queries: Path
-    bench_dir: Path | None  # the repository's bench/ folder: peers, compute floor, span pooling, plot
     model_dir: Path | None  # the source model directory (sentence-transformers, fastembed configs, FLOPs)
     n_queries: int = 64
     batches: list[tuple[int, int]] = field(default_factory=lambda: [(8, 512), (32, 128)])
@@ -53,6 +53,7 @@ class BenchConfig:
     peer_path: str = ""  # extra PYTHONPATH for peer workers (e.g. a private fastembed install)
     device: str = "cpu"  # "cuda": longvec on onnxruntime-gpu, sentence-transformers on CUDA in fp16
     load_per_repeat: list[float] = field(default_factory=list)  # 1-minute load average after each repeat
+    mixed_paragraphs: int = 256  # the mixed-length case (paragraphs of 19-170 words); 0 leaves it out
 
 
 class Worker:
@@ -98,33 +99,35 @@ class Worker:
 
 def _env(cfg: BenchConfig, system: str) -> dict[str, str]:
     env = dict(os.environ)
-    paths = [p for p in (cfg.peer_path if system in PEER_SYSTEMS else "", env.get("PYTHONPATH", "")) if p]
+    # the harness and the peers import from bench/ (`harness.worker`), whatever the caller's working folder
+    own = [str(BENCH), cfg.peer_path if system in PEER_SYSTEMS else "", env.get("PYTHONPATH", "")]
+    paths = [p for p in own if p]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["HF_HUB_OFFLINE"] = env["TRANSFORMERS_OFFLINE"] = "1"
     # one knob for every system's thread pools (BLAS in numpy and torch included)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(cfg.threads)
-    env["LONGVEC_BENCH_DEVICE"] = cfg.device  # read by the workers (runtime/bench/worker.py, bench/peers.py)
+    env["LONGVEC_BENCH_DEVICE"] = cfg.device  # read by the workers (harness/worker.py, peers.py)
     return env
 
 
 CPU_ONLY = ("bare-ort", "fastembed")  # not run with --device cuda: they would compare a CPU run with a GPU one
 
 
-def _peer_script(cfg: BenchConfig, name: str) -> Path:
-    if cfg.bench_dir is None or not (cfg.bench_dir / name).is_file():
-        raise BackendUnavailable(f"needs the repository's bench/{name} (run from the repo or pass --bench-dir)")
-    return cfg.bench_dir / name
+def _script(name: str) -> Path:
+    if not (BENCH / name).is_file():
+        raise BackendUnavailable(f"needs the repository's bench/{name}, missing from {BENCH}")
+    return BENCH / name
 
 
 def _worker_cmd(cfg: BenchConfig, system: str, variant: str, workload: Path) -> list[str]:
     common = [system, "--bundle", str(cfg.bundle), "--variant", variant, "--threads", str(cfg.threads)]
     common += ["--workload", str(workload)]
     if system in OWN_SYSTEMS:
-        return [sys.executable, "-m", "longvec.runtime.bench.worker", *common]
+        return [sys.executable, "-m", "harness.worker", *common]
     if cfg.model_dir is None:
         raise BackendUnavailable(f"{system} needs the source model directory (--model-dir)")
-    return [sys.executable, str(_peer_script(cfg, "peers.py")), *common, "--model-dir", str(cfg.model_dir)]
+    return [sys.executable, str(_script("peers.py")), *common, "--model-dir", str(cfg.model_dir)]
 
 
 def start_workers(cfg: BenchConfig, workload: Path, log_dir: Path) -> tuple[list[Worker], dict[str, str]]:
@@ -194,18 +197,18 @@ def busy_cores(n: int) -> Iterator[None]:
 
 def cold_start(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
     """Fresh interpreter per run: import + load + first embedding, wall seconds and peak RSS, interleaved."""
-    from longvec.runtime.bench.worker import COLD_START
+    import peers  # keeps its imports inside functions: reading its snippets does not import torch here
 
-    snippets = dict(COLD_START)
-    if cfg.bench_dir is not None and (cfg.bench_dir / "peers.py").is_file():
-        snippets.update(_peer_cold_snippets(cfg.bench_dir / "peers.py"))
+    from harness.worker import COLD_START
+
+    snippets = {**COLD_START, **peers.COLD_START}
     runs: list[tuple[str, str, list[str]]] = []
     for system in cfg.systems:
         if system not in snippets:
             continue
         for variant in cfg.variants[:1] if system in VARIANT_FREE else cfg.variants:
             arg = str(cfg.model_dir) if system in PEER_SYSTEMS else str(cfg.bundle)
-            runs.append((system, variant, [arg, variant, str(cfg.threads), str(cfg.bundle), str(cfg.bench_dir)]))
+            runs.append((system, variant, [arg, variant, str(cfg.threads), str(cfg.bundle), str(BENCH)]))
     results: dict[str, dict[str, Any]] = {}
     for _ in range(cfg.cold_repeats):
         for system, variant, argv in runs:
@@ -230,21 +233,18 @@ def cold_start(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
     return results
 
 
-def _peer_cold_snippets(path: Path) -> dict[str, str]:
-    # peers.py keeps its imports inside functions, so reading its snippets does not import torch here
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("longvec_bench_peers", path)
-    if spec is None or spec.loader is None:
-        return {}
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(getattr(module, "COLD_START", {}))
+def _stage(name: str, cfg: BenchConfig, script: str, args: list[str]) -> dict[str, Any]:
+    """An extra script, announced by one line that says how it ended (never a heading with nothing under it)."""
+    t0 = time.perf_counter()
+    result = run_extra(cfg, script, args)
+    how = f"not measured: {result['error']}" if "error" in result else f"done in {time.perf_counter() - t0:.1f} s"
+    print(f"{name}: {how}", file=sys.stderr)
+    return result
 
 
 def run_extra(cfg: BenchConfig, script: str, args: list[str]) -> dict[str, Any]:
     try:
-        path = _peer_script(cfg, script)
+        path = _script(script)
     except BackendUnavailable as e:
         return {"error": str(e)}
     done = subprocess.run(
@@ -256,7 +256,7 @@ def run_extra(cfg: BenchConfig, script: str, args: list[str]) -> dict[str, Any]:
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
-    from longvec.runtime.bench.report import summarize
+    from harness.report import summarize
 
     bundle = Bundle.open(cfg.bundle, verify=False)
     for v in cfg.variants:
@@ -276,6 +276,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         read_queries(cfg.queries, cfg.n_queries),
         cfg.batches,
         cfg.doc_tokens,
+        mixed=cfg.mixed_paragraphs,
     )
     workload = cfg.out / "workload.pkl"
     with workload.open("wb") as f:
@@ -295,14 +296,15 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     cold = cold_start(cfg) if cfg.cold_repeats > 0 else {}
     extras: dict[str, Any] = {}
     if "floor" in cfg.extras:
-        print("compute floor", file=sys.stderr)
         config = cfg.model_dir / "config.json" if cfg.model_dir else None
-        extras["floor"] = run_extra(
-            cfg, "floor.py", ["--threads", str(cfg.threads)] + (["--model-config", str(config)] if config else [])
+        extras["floor"] = _stage(
+            "compute floor",
+            cfg,
+            "floor.py",
+            ["--threads", str(cfg.threads)] + (["--model-config", str(config)] if config else []),
         )
     if "span" in cfg.extras:
-        print("span pooling", file=sys.stderr)
-        extras["span_pooling"] = run_extra(cfg, "span_pool.py", ["--repeats", str(max(cfg.repeats, 5))])
+        extras["span_pooling"] = _stage("span pooling", cfg, "span_pool.py", ["--repeats", str(max(cfg.repeats, 5))])
     results = {
         "machine": machine(),
         "load_average": {"before": load_before, "after": os.getloadavg()},

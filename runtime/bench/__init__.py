@@ -1,1 +1,0 @@
-"""The `longvec bench` harness: runner, worker processes, workloads, report."""
