@@ -2,7 +2,7 @@
 
 from longvec.runtime.core.fusion import fuse_scores, sparse_scores
 from longvec.runtime.core.sparse import SparseVector
-from longvec.runtime.embedder import DocumentResult, Embedder
+from longvec.runtime.embedder import DocumentResult, Embedder, similarity
 from longvec.runtime.errors import (
     AddressInUse,
     BackendUnavailable,
@@ -50,5 +50,6 @@ __all__ = [
     "VariantNotFound",
     "VariantsRefused",
     "fuse_scores",
+    "similarity",
     "sparse_scores",
 ]

@@ -8,9 +8,11 @@ from typing import cast
 
 import numpy as np
 
-from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
+from longvec.kernels import l2_normalize
+from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend, pools_on_device
 from longvec.runtime.backends.base import check_window
 from longvec.runtime.backends.options import TENSORRT_PROVIDER_VARIANT
+from longvec.runtime.backends.probe import probe
 from longvec.runtime.bundle.defaults import resolve as resolve_defaults
 from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest
 from longvec.runtime.bundle.reader import Bundle
@@ -64,6 +66,15 @@ __all__ = [  # the names other modules take from here (the public ones are re-ex
     "Mode",
     "PreparedDocuments",
 ]
+
+
+def similarity(a: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    """Cosine similarity of every vector of `a` with every vector of `b`: float32 [n, m]; a [dim] vector counts as
+    one row (sentence-transformers' `cos_sim`). A zero vector has similarity 0 with everything."""
+    left, right = (np.atleast_2d(np.asarray(x, dtype=np.float32)) for x in (a, b))
+    if left.ndim != 2 or right.ndim != 2 or left.shape[1] != right.shape[1]:
+        raise InputError(f"similarity needs [n, dim] and [m, dim] vectors, got {left.shape} and {right.shape}")
+    return l2_normalize(left) @ l2_normalize(right).T
 
 
 class Embedder:
@@ -172,6 +183,10 @@ class Embedder:
         try:
             check_window(backend.capabilities, options.window or 0)
             tokenizer = TextTokenizer.from_file(bundle.path(m.tokenizer_file))
+            bundle.check_token_ids(tokenizer.id_bound)
+            if chosen.engine == "onnxruntime":  # a TensorRT plan's profiles may not admit the probe's shape
+                ran = (files.pooled if pools_on_device(backend) else files.states) or bundle.path(chosen.file)
+                probe(backend, tokenizer.id_bound, ran)
         except BaseException:
             backend.close()
             raise
@@ -269,7 +284,7 @@ class Embedder:
 
     def embed(
         self,
-        texts: Sequence[str],
+        texts: str | Sequence[str],
         prompt: str | None = None,
         window: int | None = None,
         stride: int | None = None,
@@ -283,7 +298,8 @@ class Embedder:
         """One vector per text, float32 [n, dim]. A text longer than one window is embedded whole (windows,
         stitched, pooled), never truncated.
 
-        texts: the texts (a list, not a single str); none may be empty.
+        texts: the texts; none may be empty. A single str gives one [dim] vector, as sentence-transformers'
+            `encode("text")` does.
         prompt: literal text put before each text (e.g. "query: "); "" means no prompt, not even the default.
         window: encoder positions per window; None: the embedder's window.
         stride: tokens between window starts; None: half-overlapping windows.
@@ -295,6 +311,19 @@ class Embedder:
         normalize: L2-normalize the vectors; None: as the model does (sentence-transformers' Normalize module).
         batch_size: texts per pipeline call (bounds memory for long lists; windows are packed by tokens inside).
         show_progress_bar: a progress bar on stderr (tqdm when installed)."""
+        if isinstance(texts, str):
+            one = self.embed(
+                [texts],
+                prompt,
+                window,
+                stride,
+                prompt_name=prompt_name,
+                dimensions=dimensions,
+                normalize=normalize,
+                batch_size=batch_size,
+                show_progress_bar=show_progress_bar,
+            )
+            return one[0]
         texts = validate_texts(texts)
         output = self._output(dimensions, normalize)
         if len(texts) == 1 and not show_progress_bar and type(batch_size) is int and batch_size >= 1:
@@ -310,7 +339,7 @@ class Embedder:
 
     def embed_iter(
         self,
-        texts: Iterable[str],
+        texts: str | Iterable[str],
         prompt: str | None = None,
         window: int | None = None,
         stride: int | None = None,
@@ -321,7 +350,10 @@ class Embedder:
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> Iterator[np.ndarray]:
         """`embed` over any iterable, lazily: reads `batch_size` texts at a time and yields one [dim] vector per
-        text in order, so a corpus never has to fit in memory. Errors name the text by its overall position."""
+        text in order, so a corpus never has to fit in memory. Errors name the text by its overall position.
+        A single str yields one vector, as fastembed's `embed("text")` does."""
+        if isinstance(texts, str):
+            texts = [texts]
         output = self._output(dimensions, normalize)
         for offset, batch in groups(texts, batch_size):
             with renumbered(offset):
@@ -330,6 +362,54 @@ class Embedder:
                     batch, prompt, prompt_name, window, stride, output, len(batch), False
                 ):
                     yield from vectors
+
+    def encode(
+        self,
+        sentences: str | Sequence[str],
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        batch_size: int = 32,
+        show_progress_bar: bool | None = None,
+        output_value: str | None = "sentence_embedding",
+        precision: str = "float32",
+        convert_to_numpy: bool = True,
+        convert_to_tensor: bool = False,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        truncate_dim: int | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """sentence-transformers' `SentenceTransformer.encode`, for code written against it: `embed` under its
+        arguments. A str gives one [dim] vector, a list [n, dim] (a list of [dim] arrays with convert_to_numpy=
+        False). normalize_embeddings=False keeps the model's own normalization (as there: a Normalize module still
+        applies); truncate_dim is `dimensions`. Only float32 sentence embeddings on the load's device: any other
+        output_value, precision, device or convert_to_tensor=True is an InputError, not silently ignored."""
+        asked = {
+            "output_value": output_value,
+            "precision": precision,
+            "device": device,
+            "convert_to_tensor": convert_to_tensor,
+        }
+        unsupported = {k: v for k, v in asked.items() if v not in ("sentence_embedding", "float32", None, False)}
+        if unsupported:
+            raise InputError(
+                f"encode supports float32 sentence embeddings on the load's device only, got {unsupported}"
+            )
+        vectors = self.embed(
+            sentences,
+            prompt,
+            prompt_name=prompt_name,
+            dimensions=truncate_dim,
+            normalize=True if normalize_embeddings else None,
+            batch_size=batch_size,
+            show_progress_bar=bool(show_progress_bar),
+        )
+        return vectors if convert_to_numpy or vectors.ndim == 1 else list(vectors)
+
+    @staticmethod
+    def similarity(a: np.ndarray | Sequence[np.ndarray], b: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Cosine similarity of every vector of `a` with every vector of `b`: float32 [n, m], a single [dim]
+        vector counting as one row, as sentence-transformers' `similarity` (its default, cosine) gives."""
+        return similarity(a, b)
 
     def _embed_batches(
         self,

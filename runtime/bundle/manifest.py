@@ -38,8 +38,14 @@ class Framing:
     pad_id: int
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "prefix_ids", tuple(self.prefix_ids))
-        object.__setattr__(self, "suffix_ids", tuple(self.suffix_ids))
+        for name in ("prefix_ids", "suffix_ids"):
+            ids = getattr(self, name)
+            if not isinstance(ids, (list, tuple)):
+                raise ValueError(f"framing.{name} must be a list of token ids, got {ids!r}")
+            for value in ids:
+                check_token_id(f"framing.{name}", value)
+            object.__setattr__(self, name, tuple(ids))
+        check_token_id("framing.pad_id", self.pad_id)
 
     @property
     def overhead(self) -> int:
@@ -56,6 +62,9 @@ class PoolingConfig:
     def __post_init__(self) -> None:
         if self.mode not in get_args(Pooling):
             raise ValueError(f"pooling.mode must be one of {get_args(Pooling)}, got {self.mode!r}")
+        for name in ("normalize", "include_prompt"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"pooling.{name} must be true or false, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,16 @@ class Manifest:
             raise ValueError("'files' must map relative paths to sha256 hex digests")
         for path in (self.tokenizer_file, *self.files):
             check_relative(path)
+        for name in ("hidden_size", "max_positions", "trained_max_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if not isinstance(self.prompts, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.prompts.items()
+        ):
+            raise ValueError(f"'prompts' must map prompt names to prompt texts (strings), got {self.prompts!r}")
+        if self.default_prompt is not None and not isinstance(self.default_prompt, str):
+            raise ValueError(f"default_prompt must be a prompt name or null, got {self.default_prompt!r}")
         if self.hidden_size <= 0 or self.max_positions <= len(self.framing.prefix_ids) + len(self.framing.suffix_ids):
             raise ValueError("hidden_size and max_positions must leave room for content")
         if self.default_window is not None and not 0 < self.default_window <= self.max_positions:
@@ -177,11 +196,13 @@ class Manifest:
             raw = json.loads(text)
         except json.JSONDecodeError as e:
             raise ManifestError(path, f"not valid JSON ({e})") from e
+        except RecursionError as e:  # e.g. 100k nested arrays: no manifest nests more than a few levels
+            raise ManifestError(path, "not a manifest: JSON nested too deeply") from e
         if not isinstance(raw, dict):
             raise ManifestError(path, "top level must be an object")
         version = raw.get("schema_version")
-        if not isinstance(version, int):
-            raise ManifestError(path, "field 'schema_version' must be an integer")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ManifestError(path, f"field 'schema_version' must be a positive integer, got {version!r}")
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 path, f"schema_version {version} is newer than this longvec reads ({SCHEMA_VERSION}); upgrade"
@@ -200,7 +221,7 @@ class Manifest:
             )
         except UnsafePath as e:
             raise UnsafePath(path, str(e)) from e
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AttributeError) as e:  # AttributeError: a list or str where an object goes
             raise ManifestError(path, f"invalid field: {e}") from e
 
 
@@ -208,6 +229,16 @@ def _field(raw: dict[str, Any], name: str, path: Path) -> Any:
     if name not in raw:
         raise ManifestError(path, f"missing field {name!r}")
     return raw[name]
+
+
+MAX_TOKEN_ID = 2**31 - 1  # int32: what every encoder's input ids are cast to on some engine
+
+
+def check_token_id(field: str, value: object) -> None:
+    """A token id of the manifest: an integer in 0..MAX_TOKEN_ID (its bound by the tokenizer's vocabulary is
+    checked at load, where the tokenizer is read)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKEN_ID:
+        raise ValueError(f"{field} must hold token ids (integers in 0..{MAX_TOKEN_ID}), got {value!r}")
 
 
 def check_relative(path: str) -> None:

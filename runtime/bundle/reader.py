@@ -39,7 +39,13 @@ class Bundle:
             raise BundleNotFound(root, "bundle directory does not exist")
         if not manifest_path.is_file():
             raise BundleNotFound(manifest_path, "missing; is this a longvec bundle (made by `longvec export`)?")
-        manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"), manifest_path)
+        if not manifest_path.resolve().is_relative_to(root.resolve()):
+            raise UnsafePath(manifest_path, "is a link to a file outside the bundle directory")
+        try:
+            text = manifest_path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ManifestError(manifest_path, f"not UTF-8 text ({e.reason} at byte {e.start})") from e
+        manifest = Manifest.from_json(text, manifest_path)
         bundle = cls(root, manifest)
         for name in (manifest.tokenizer_file, *(f for v in manifest.variants for f in v.graph_files)):
             if name not in manifest.files:
@@ -69,6 +75,18 @@ class Bundle:
         if not resolved.is_file():
             raise BundleNotFound(self.root / name, "listed in manifest.json but missing")
         return resolved
+
+    def check_token_ids(self, vocabulary: int) -> None:
+        """The framing's token ids exist in the tokenizer's vocabulary of `vocabulary` ids (a bad id would reach
+        the encoder as an out-of-range index at the first embed)."""
+        f = self.manifest.framing
+        for field, ids in (("prefix_ids", f.prefix_ids), ("suffix_ids", f.suffix_ids), ("pad_id", (f.pad_id,))):
+            bad = next((i for i in ids if i >= vocabulary), None)
+            if bad is not None:
+                raise ManifestError(
+                    self.root / MANIFEST_NAME,
+                    f"framing.{field} holds token id {bad}, beyond the tokenizer's vocabulary of {vocabulary}",
+                )
 
     def variant_names(self) -> tuple[str, ...]:
         """Every variant this bundle holds, onnxruntime graphs and the TensorRT plans `longvec build-engine` adds

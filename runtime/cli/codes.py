@@ -74,6 +74,7 @@ TABLE: tuple[ExitCode, ...] = (
     ),
     ExitCode(9, "address in use", "the server cannot listen: its address is in use", AddressInUse),
     ExitCode(130, "interrupted", "interrupted (Ctrl-C, `serve` included; SIGTERM stops `serve` gracefully with 0)"),
+    ExitCode(143, "job terminated", "a batch job stopped by SIGTERM (cleanly: rerun to resume)"),
 )
 EXIT_CODES: dict[type[LongvecError], int] = {e.error: e.code for e in TABLE if e.error is not None}
 USAGE = 2

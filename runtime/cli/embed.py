@@ -12,16 +12,22 @@ from longvec.runtime.cli.options import add_bundle_arg, add_document_args, add_l
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Fields
 from longvec.runtime.jobs.local import DEFAULT_SHARD_SIZE, JobOptions, Summary, run_local
+from longvec.runtime.jobs.stops import Terminated
 
 
 def _embed_args(p: argparse.ArgumentParser) -> None:
     p.description = (
-        "Embed a corpus of JSONL or Parquet files into Parquet shards (documents/, chunks/, errors.jsonl). "
-        "Rerunning the same command resumes an interrupted job; exit 4 when every document failed, "
-        "8 when the output cannot be written."
+        "Embed a corpus of JSONL, Parquet or text files into Parquet shards (documents/, chunks/, errors.jsonl). "
+        "Rerunning the same command resumes an interrupted job (Ctrl-C: exit 130, SIGTERM: 143); exit 4 when "
+        "every document failed or an input file changed during the job, 8 when the output cannot be written."
     )
     add_bundle_arg(p)
-    p.add_argument("input", type=Path, help="JSONL (.jsonl, .jsonl.gz) or Parquet file, or a directory of them")
+    p.add_argument(
+        "input",
+        type=Path,
+        help="JSONL (.jsonl, .jsonl.gz) or Parquet file, or a directory of them; or a directory of .txt / .md files "
+        "(one document per file, its path in the directory as id)",
+    )
     p.add_argument("output_dir", type=Path, help="new or empty directory, or one to resume (not inside the input)")
     p.add_argument("--text-field", default="text", help="the field (column) that holds the text (default: text)")
     p.add_argument("--id-field", default="id", help="the field (column) that holds the document id (default: id)")
@@ -38,6 +44,19 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-actors", type=int, default=None, help="embedding actors (default: CPUs / threads)")
     p.add_argument("--sparse", action="store_true", help="also write a sparse (BM25) vector per chunk (default: off)")
     p.add_argument(
+        "--keep-fields",
+        default="",
+        metavar="FIELD,...",
+        help="input fields to copy into documents/ as string columns, e.g. text,title (default: none)",
+    )
+    p.add_argument(
+        "--offsets",
+        choices=("codepoints", "utf16"),
+        default="codepoints",
+        help="unit of char_start / char_end: Unicode code points, as Python indexes a str, or UTF-16 code units, "
+        "as JavaScript, Java and C# index one (default: codepoints)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="start over an output directory of another job (other input or options) instead of refusing it "
@@ -49,7 +68,7 @@ def _embed(args: argparse.Namespace) -> int:
     """Embed a corpus of JSONL or Parquet files into Parquet shards, resumable, on one machine or Ray."""
     options = JobOptions(
         chunk_tokens=args.chunk_tokens,
-        fields=Fields(text=args.text_field, id=args.id_field),
+        fields=Fields(text=args.text_field, id=args.id_field, keep=_names(args.keep_fields)),
         variant=args.variant,
         shard_size=args.shard_size,
         sparse=args.sparse,
@@ -60,6 +79,7 @@ def _embed(args: argparse.Namespace) -> int:
         prompt_name=args.prompt_name,
         prompt=args.prompt,
         device=args.device,
+        offsets=args.offsets,
     )
     if args.engine == "ray":
         from longvec.runtime.jobs.ray_engine import run_ray
@@ -68,7 +88,11 @@ def _embed(args: argparse.Namespace) -> int:
             args.bundle_dir, args.input, args.output_dir, options, args.ray_address, args.ray_actors, args.overwrite
         )
     else:
-        summary = run_local(args.bundle_dir, args.input, args.output_dir, options, overwrite=args.overwrite)
+        try:
+            summary = run_local(args.bundle_dir, args.input, args.output_dir, options, overwrite=args.overwrite)
+        except Terminated:
+            print("terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+            return 143  # 128 + SIGTERM, as a shell reports a process it ended
     _report(summary, args.output_dir)
     if summary.errors and not summary.documents:
         raise InputError(
@@ -76,6 +100,10 @@ def _embed(args: argparse.Namespace) -> int:
             f"see {args.output_dir / 'errors.jsonl'}"
         )
     return 0
+
+
+def _names(flag: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in flag.split(",")) if flag.strip() else ()
 
 
 def _first_reason(output_dir: Path) -> str:

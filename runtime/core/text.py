@@ -190,6 +190,11 @@ class TextTokenizer:
             raise BundleError(path, f"not a usable tokenizers file: {e}") from None
         return cls(tokenizer)
 
+    @property
+    def id_bound(self) -> int:
+        """One past the largest token id this tokenizer can give (ids need not be dense: the largest counts)."""
+        return max(self._tok.get_vocab(with_added_tokens=True).values(), default=-1) + 1
+
     def encode(self, texts: Sequence[str]) -> list[Tokens]:
         texts = list(texts)
         out: list[Tokens | None] = [None] * len(texts)

@@ -1,4 +1,5 @@
-"""A corpus on disk: JSONL (plain or gzipped) or Parquet files, one document per line or row.
+"""A corpus on disk: JSONL (plain or gzipped) or Parquet files, one document per line or row; or text files
+(.txt, .md), one document per file, its id the file's path relative to the input folder.
 
 `scan` reads every file once before any embedding: it fingerprints the bytes (so a resumed job can prove it
 sees the same input), counts the documents (for shards and the ETA), finds duplicate ids, and fails early,
@@ -13,20 +14,22 @@ is embedded and every later one goes to the errors file naming where the first i
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import zlib
 from array import array
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from longvec.runtime.bundle.reader import sha256_file
 from longvec.runtime.core.text import text_problem
 from longvec.runtime.errors import BackendUnavailable, InputError
+from longvec.runtime.jobs.reading import ReadDigest, changed_during_job
 
-Format = Literal["jsonl", "jsonl.gz", "parquet"]
+Format = Literal["jsonl", "jsonl.gz", "parquet", "text"]
 _SUFFIXES: dict[str, Format] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -35,7 +38,10 @@ _SUFFIXES: dict[str, Format] = {
     ".ndjson.gz": "jsonl.gz",
     ".json.gz": "jsonl.gz",
     ".parquet": "parquet",
+    ".txt": "text",
+    ".md": "text",
 }
+DOCUMENT_COLUMNS = ("id", "n_tokens", "vector")  # the output's own columns: a kept field may not take a name of them
 FIELD_SAMPLE = 100  # records whose fields are checked against --text-field / --id-field before a job starts
 
 
@@ -43,6 +49,17 @@ FIELD_SAMPLE = 100  # records whose fields are checked against --text-field / --
 class Fields:
     text: str = "text"
     id: str = "id"
+    # input fields copied into the output's documents table (--keep-fields), as strings: a string as it is, any
+    # other value as its JSON text, a missing one as null
+    keep: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keep", tuple(self.keep))
+        clash = next((k for k in self.keep if k in DOCUMENT_COLUMNS or not k or self.keep.count(k) > 1), None)
+        if clash is not None:
+            raise InputError(
+                f"--keep-fields: {clash!r} is empty, repeated or an output column ({', '.join(DOCUMENT_COLUMNS)})"
+            )
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,7 @@ class Record:
     id: str | None
     text: str | None
     error: str | None = None
+    kept: tuple[str | None, ...] = ()  # the values of Fields.keep, in that order
 
 
 @dataclass(frozen=True)
@@ -99,23 +117,36 @@ def file_format(path: Path) -> Format | None:
 
 def input_files(root: Path) -> list[tuple[Path, Format]]:
     """One supported file, or every supported file under a directory in sorted order (hidden and `_` files are
-    skipped, as Parquet tools do). Anything else in the directory is an error rather than silently left out."""
+    skipped, as Parquet tools do). Anything else in the directory is an error rather than silently left out: a
+    file of another type, a dangling symlink, a named pipe or a device. A directory holds record files (JSONL,
+    Parquet) or text files (.txt, .md), not both: a README.md beside the JSONL is not a document."""
     if root.is_file():
         fmt = file_format(root)
         if fmt is None:
             raise InputError(f"{root}: not a corpus file; expected one of {', '.join(_SUFFIXES)}")
         return [(root, fmt)]
     if not root.is_dir():
-        raise InputError(f"{root}: no such file or directory")
-    found = sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p.relative_to(root)))
+        what = "not a regular file or directory" if root.exists() or root.is_symlink() else "no such file or directory"
+        raise InputError(f"{root}: {what}")
+    found = sorted(p for p in root.rglob("*") if not p.is_dir() and not _hidden(p.relative_to(root)))
     if not found:
         raise InputError(f"{root}: no corpus files ({', '.join(_SUFFIXES)}) in this directory")
     typed = []
     for p in found:
+        if not p.is_file():
+            kind = "a dangling symlink" if p.is_symlink() and not p.exists() else "not a regular file"
+            raise InputError(f"{p}: {kind}; remove it from the input directory or name it with a leading '_'")
         fmt = file_format(p)
         if fmt is None:
             raise InputError(f"{p}: not a corpus file; expected one of {', '.join(_SUFFIXES)}")
         typed.append((p, fmt))
+    kinds = {fmt == "text" for _, fmt in typed}
+    if len(kinds) > 1:
+        text = next(p for p, fmt in typed if fmt == "text")
+        raise InputError(
+            f"{root}: holds both record files (.jsonl, .parquet) and text files such as {text.relative_to(root)}; "
+            "a job reads one kind: move one of them out, or name it with a leading '_'"
+        )
     return typed
 
 
@@ -134,6 +165,10 @@ def scan(root: Path, fields: Fields) -> Corpus:
         if fmt == "parquet":
             n = _count_parquet(path, fields)
             _parquet_ids(path, name, fields, ids)
+        elif fmt == "text":
+            n = 1
+            ids.start_file(name, "file")
+            ids.add(name, 0)
         else:
             n = _scan_lines(path, fmt, name, fields, ids, sample)
         files.append(InputFile(path, name, fmt, size, digest, n))
@@ -162,7 +197,7 @@ class _Ids:
 
     def __init__(self) -> None:
         self.hashes, self.positions = array("q"), array("q")
-        self.sources: list[tuple[int, str, int]] = []  # (first position, file name, line or row offset) per file
+        self.sources: list[tuple[int, str, str]] = []  # (first position, file name, kind) per file
         self.position = 0
         self._line_numbers = array("q")  # line (JSONL) or row (Parquet) of each position, for messages
 
@@ -173,13 +208,13 @@ class _Ids:
         self._line_numbers.append(where)
         self.position += 1
 
-    def start_file(self, name: str, parquet: bool) -> None:
-        self.sources.append((self.position, name, 1 if parquet else 0))
+    def start_file(self, name: str, kind: Literal["lines", "rows", "file"]) -> None:
+        self.sources.append((self.position, name, kind))
 
     def source(self, position: int) -> str:
-        _, name, parquet = next(s for s in reversed(self.sources) if s[0] <= position)
+        _, name, kind = next(s for s in reversed(self.sources) if s[0] <= position)
         where = self._line_numbers[position]
-        return f"{name}:row {where}" if parquet else f"{name}:{where}"
+        return {"rows": f"{name}:row {where}", "lines": f"{name}:{where}"}.get(kind, name)
 
     def duplicates(self) -> dict[int, str]:
         import numpy as np
@@ -200,7 +235,7 @@ class _Ids:
 
 def _scan_lines(path: Path, fmt: Format, name: str, fields: Fields, ids: _Ids, sample: list[set[str]]) -> int:
     """Count the documents of a JSONL file, note each one's id and the fields of the first few."""
-    ids.start_file(name, parquet=False)
+    ids.start_file(name, "lines")
     n = 0
     try:
         with _open_lines(path, fmt) as f:
@@ -225,7 +260,7 @@ def _scan_lines(path: Path, fmt: Format, name: str, fields: Fields, ids: _Ids, s
 
 def _parquet_ids(path: Path, name: str, fields: Fields, ids: _Ids) -> None:
     pa = import_pyarrow()
-    ids.start_file(name, parquet=True)
+    ids.start_file(name, "rows")
     row = 0
     for record_batch in pa.parquet.ParquetFile(path).iter_batches(columns=[fields.id], batch_size=65536):
         for value in record_batch.column(0).to_pylist():
@@ -256,16 +291,25 @@ def _count_parquet(path: Path, fields: Fields) -> int:
     return int(meta.metadata.num_rows)
 
 
+def check_unchanged(corpus: Corpus) -> None:
+    """Every file still has the bytes the scan fingerprinted (for readers that stop before a file's end)."""
+    for f in corpus.files:
+        if sha256_file(f.path) != f.sha256:
+            raise changed_during_job(f.path, "its bytes differ from when the job started")
+
+
 def iter_records(corpus: Corpus, fields: Fields, wanted: Any = None) -> Iterator[Record]:
     """Records in corpus order. `wanted(position) -> bool` skips others without parsing them (a resumed job
-    does not re-parse finished shards); whole files outside it are not even opened."""
+    does not re-parse finished shards); whole files outside it are not even opened. A file read to its end
+    is checked against the scan's fingerprint (InputError if it changed since); one that a consumer stops
+    reading early is not: see `check_unchanged`."""
     start = 0
     for f in corpus.files:
         positions = range(start, start + f.n_records)
         start += f.n_records
         if wanted is not None and not any(wanted(p) for p in positions):
             continue
-        reader = _parquet_records if f.format == "parquet" else _jsonl_records
+        reader = {"parquet": _parquet_records, "text": _text_records}.get(f.format, _jsonl_records)
         for record in reader(f, fields, positions.start):
             if wanted is None or wanted(record.position):
                 first = corpus.duplicates.get(record.position)
@@ -281,26 +325,67 @@ def iter_records(corpus: Corpus, fields: Fields, wanted: Any = None) -> Iterator
 
 
 def _jsonl_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
-    position = first
+    position, end = first, first + f.n_records
     try:
-        with _open_lines(f.path, f.format) as lines:
+        with f.path.open("rb") as raw:
+            read = ReadDigest(raw)
+            lines: Any = gzip.GzipFile(fileobj=cast(Any, read), mode="rb") if f.format == "jsonl.gz" else read
             for number, line in enumerate(lines, 1):
                 if line.strip():
+                    if position >= end:  # more lines than the scan counted: the next file's positions are not ours
+                        raise changed_during_job(f.path, "it has more records than when the job started")
                     yield parse_json_line(line, fields, position, f"{f.name}:{number}")
                     position += 1
+            read.drain()
     except (EOFError, OSError, zlib.error) as e:
         raise InputError(f"{f.path}: cannot read this gzip file, is it truncated or corrupt? ({e})") from e
+    if position != end or read.hexdigest() != f.sha256:
+        raise changed_during_job(f.path, f"read {position - first} records, the job started with {f.n_records}")
 
 
 def _parquet_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
     pa = import_pyarrow()
-    columns = list(dict.fromkeys((fields.id, fields.text)))
+    parquet = pa.parquet.ParquetFile(f.path)
+    kept = [k for k in fields.keep if k in parquet.schema_arrow.names]  # a column this file lacks: null
+    columns = list(dict.fromkeys((fields.id, fields.text, *kept)))
     position = first
-    for record_batch in pa.parquet.ParquetFile(f.path).iter_batches(columns=columns, batch_size=1024):
+    for record_batch in parquet.iter_batches(columns=columns, batch_size=1024):
         data = record_batch.to_pydict()
-        for id_value, text in zip(data[fields.id], data[fields.text]):
-            yield check_record(position, f"{f.name}:row {position - first}", id_value, text, fields)
+        for row, (id_value, text) in enumerate(zip(data[fields.id], data[fields.text])):
+            record = check_record(position, f"{f.name}:row {position - first}", id_value, text, fields)
+            if fields.keep and record.error is None:
+                record = replace(
+                    record, kept=tuple(kept_value(data[k][row] if k in data else None) for k in fields.keep)
+                )
+            yield record
             position += 1
+    if position - first != f.n_records or sha256_file(f.path) != f.sha256:
+        raise changed_during_job(f.path, f"read {position - first} rows, the job started with {f.n_records}")
+
+
+def _text_records(f: InputFile, fields: Fields, first: int) -> Iterator[Record]:
+    """A .txt or .md file is one document: its text the whole file (UTF-8), its id its path in the corpus."""
+    data = f.path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != f.sha256:
+        raise changed_during_job(f.path, "its bytes differ")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        yield Record(first, f.name, f.name, None, f"file is not UTF-8 ({e.reason} at byte {e.start})")
+        return
+    record = check_record(first, f.name, f.name, text, fields)
+    if fields.keep and record.error is None:
+        record = replace(record, kept=tuple(text if k == fields.text else None for k in fields.keep))
+    yield record
+
+
+def kept_value(value: Any) -> str | None:
+    """A kept field as a string: strings as they are, other values as JSON text, missing ones as None."""
+    if value is None or value is _MISSING:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 _MISSING = object()
@@ -315,7 +400,10 @@ def parse_json_line(line: bytes | str, fields: Fields, position: int, source: st
         return Record(position, source, None, None, f"line is not JSON ({e.msg} at column {e.colno})")
     if not isinstance(doc, dict):
         return Record(position, source, None, None, f"line is a JSON {type(doc).__name__}, expected an object")
-    return check_record(position, source, doc.get(fields.id, _MISSING), doc.get(fields.text, _MISSING), fields)
+    record = check_record(position, source, doc.get(fields.id, _MISSING), doc.get(fields.text, _MISSING), fields)
+    if fields.keep and record.error is None:
+        record = replace(record, kept=tuple(kept_value(doc.get(k)) for k in fields.keep))
+    return record
 
 
 def check_record(position: int, source: str, id_value: Any, text: Any, fields: Fields) -> Record:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -18,8 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from longvec.runtime.core.documents import DocumentOptions
-from longvec.runtime.core.sparse import require_stemmer
+from longvec.runtime.core.sparse import TERMS_VERSION, require_stemmer
 from longvec.runtime.embedder import (
     DEFAULT_CHUNK_TOKENS,
     DEFAULT_CHUNKING,
@@ -32,8 +35,10 @@ from longvec.runtime.errors import InputError, OutputError
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, iter_records, scan
 from longvec.runtime.jobs.progress import Progress, duration
 from longvec.runtime.jobs.shards import FORMAT_VERSION, OutputDir, Rows
+from longvec.runtime.jobs.stops import terminate_as_interrupt
 
 DEFAULT_SHARD_SIZE = 1000
+OFFSETS = ("codepoints", "utf16")
 # Documents per embed_documents call (a "call group"; the library packs their windows into encoder batches):
 # large enough for length-sorted packing across documents, small enough that the progress bar moves and memory
 # stays bounded when documents are books.
@@ -60,6 +65,7 @@ class JobOptions:
     prompt_name: str | None = None  # None: the bundle's default prompt, if any
     prompt: str | None = None  # literal prompt text; "" turns a default prompt off
     device: str = "cpu"  # "cuda": onnxruntime-gpu with GPU batch sizes (Embedder.load); how, not what
+    offsets: str = "codepoints"  # char_start / char_end in code points (Python) or "utf16" code units (JavaScript)
 
     def __post_init__(self) -> None:
         for name in ("chunk_tokens", "shard_size"):
@@ -72,7 +78,8 @@ class JobOptions:
         DocumentOptions(self.chunking, self.chunk_tokens, self.mode, sparse=self.sparse)
 
     def embed_kwargs(self) -> dict[str, Any]:
-        """The embed_documents arguments of this job (besides chunk_tokens and sparse)."""
+        """The embed_documents arguments as given (besides chunk_tokens and sparse); jobs run `job_kwargs`, these
+        resolved against the bundle."""
         return {"chunking": self.chunking, "mode": self.mode, "prompt": self.prompt, "prompt_name": self.prompt_name}
 
 
@@ -112,46 +119,103 @@ class Summary:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def job_header(engine: str, corpus: Corpus, embedder: Embedder, options: JobOptions) -> dict[str, Any]:
-    """What makes two runs the same job: the input bytes and every option that changes a vector or a shard."""
+def longvec_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("longvec")
+    except metadata.PackageNotFoundError:  # a source tree run without installing
+        return "unknown"
+
+
+def resolved_options(embedder: Embedder, options: JobOptions) -> dict[str, Any]:
+    """Every option that decides a vector or a shard, resolved: `mode="auto"` becomes the bundle's mode and stride,
+    None the window, prompt, normalization and dimensions that apply. Defaults are stored as values, never left
+    out, so that a shard says how it was made; `job_kwargs` passes exactly these to embed_documents. Whatever
+    changes here refuses a resume (shards.py, `_check_same_job`)."""
+    if options.offsets not in OFFSETS:
+        raise InputError(f"offsets must be one of {', '.join(OFFSETS)}, got {options.offsets!r}")
     m = embedder.manifest
-    variant = next((v for v in m.variants if v.name == options.variant), None)
+    variant = m.variant(options.variant)
+    # the library resolves the call (auto -> the bundle's mode and stride, the prompt text): the job records that
+    call = embedder.document_call(
+        chunking=options.chunking,
+        chunk_tokens=options.chunk_tokens,
+        mode=options.mode,  # type: ignore[arg-type]  # checked by JobOptions through the library's DocumentOptions
+        prompt=options.prompt,
+        prompt_name=options.prompt_name,
+        sparse=options.sparse,
+    )
+    mode, stride = call.mode.name, call.plan.stride
+    prompt_name = options.prompt_name
+    if options.prompt is None and prompt_name is None:
+        prompt_name = m.default_prompt
+    sparse = (
+        {"k1": embedder.sparse.k1, "b": embedder.sparse.b, "avg_len": embedder.sparse.avg_len, "terms": TERMS_VERSION}
+        if options.sparse
+        else None
+    )
+    return {
+        "model": embedder.name,
+        "weights": m.files.get(variant.file) if variant else None,  # sha256 of the variant's graph
+        "variant": options.variant,
+        "window": embedder.window,
+        "chunking": options.chunking,
+        "chunk_tokens": options.chunk_tokens,
+        "mode": options.mode,  # as asked
+        "mode_resolved": mode,  # what ran
+        "stride": stride,
+        "stitch": "center",
+        "prompt_name": prompt_name,  # None: no named prompt (a literal one, or none)
+        "prompt": call.prompt,  # the text that reaches the model
+        "normalize": bool(m.pooling.normalize),
+        "dimensions": embedder.dim,
+        "sparse": sparse,  # BM25 parameters, or None
+        "text_field": options.fields.text,
+        "id_field": options.fields.id,
+        "keep_fields": list(options.fields.keep),
+        "shard_size": options.shard_size,
+        "offsets": options.offsets,
+    }
+
+
+def job_kwargs(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The embed_documents arguments (besides chunk_tokens and sparse) that give the vectors `resolved` records."""
+    return {
+        "chunking": resolved["chunking"],
+        "mode": resolved["mode_resolved"],
+        "stride": resolved["stride"],
+        "prompt": resolved["prompt"] or "",  # "": no prompt, not even the default
+    }
+
+
+def job_header(engine: str, corpus: Corpus, embedder: Embedder, options: JobOptions) -> dict[str, Any]:
+    """What makes two runs the same job: the input bytes and every option that changes a vector or a shard.
+    `longvec` and `device` say how the last run ran; they are not compared."""
     return {
         "format": FORMAT_VERSION,
         "engine": engine,
         "input": corpus.fingerprint(),
-        "options": {
-            "model": m.source.name,
-            "weights": m.files.get(variant.file) if variant else None,
-            "variant": options.variant,
-            "window": embedder.window,
-            "chunk_tokens": options.chunk_tokens,
-            "text_field": options.fields.text,
-            "id_field": options.fields.id,
-            "shard_size": options.shard_size,
-            "sparse": options.sparse,
-            **_later_options(embedder, options),
-        },
+        "options": resolved_options(embedder, options),
+        "longvec": longvec_version(),
+        "device": options.device,
     }
 
 
-def _later_options(embedder: Embedder, options: JobOptions) -> dict[str, Any]:
-    """Options added after the first release, recorded only when not the default, so that an output started
-    before they existed still resumes."""
-    values = {
-        "chunking": options.chunking,
-        "mode": options.mode,
-        "prompt": embedder.resolve_prompt(options.prompt, options.prompt_name),  # the text that reaches the model
+def table_metadata(embedder: Embedder, options: JobOptions, provider: str | None = None) -> dict[str, str]:
+    """Each shard's schema metadata: the resolved options (JSON) and how the shard was made."""
+    made = {
+        **resolved_options(embedder, options),
+        "device": options.device,
+        "provider": provider or embedder.provider,
+        "longvec": longvec_version(),
     }
-    defaults = {"chunking": DEFAULT_CHUNKING, "mode": DEFAULT_MODE, "prompt": None}
-    return {k: v for k, v in values.items() if v != defaults[k]}
-
-
-def table_metadata(embedder: Embedder, options: JobOptions) -> dict[str, str]:
     return {
         "longvec.model": embedder.name,
         "longvec.variant": options.variant,
         "longvec.chunk_tokens": str(options.chunk_tokens),
+        "longvec.version": made["longvec"],
+        "longvec.options": json.dumps(made, sort_keys=True),
     }
 
 
@@ -161,10 +225,14 @@ def embed_records(
     chunk_tokens: int,
     sparse: bool = False,
     embed_kwargs: dict[str, Any] | None = None,
+    keep: tuple[str, ...] = (),
+    offsets: str = "codepoints",
 ) -> Rows:
     """Rows for the documents that embed and an error entry for each one that does not, in input order.
-    `embed_kwargs` are more embed_documents arguments (chunking, mode, prompt, prompt_name)."""
-    rows = Rows(embedder.dim, sparse)
+    `embed_kwargs` are more embed_documents arguments (chunking, mode, stride, prompt, prompt_name); `keep` names
+    the kept input fields (their values ride on each Record); `offsets="utf16"` gives chunk spans in UTF-16 code
+    units."""
+    rows = Rows(embedder.dim, sparse, keep)
     good = []
     for r in records:
         if r.error is not None or r.text is None or r.id is None:
@@ -174,10 +242,26 @@ def embed_records(
     for record, result in _embed_isolating(embedder, good, chunk_tokens, sparse, rows, embed_kwargs or {}):
         assert record.id is not None  # filtered above
         rows.add(
-            record.id, result.n_tokens, result.vector, result.chunk_spans, result.chunk_vectors, result.chunk_sparse
+            record.id,
+            result.n_tokens,
+            result.vector,
+            utf16_spans(record.text or "", result.chunk_spans) if offsets == "utf16" else result.chunk_spans,
+            result.chunk_vectors,
+            result.chunk_sparse,
+            record.kept,
         )
     rows.errors.sort(key=lambda e: e["position"])
     return rows
+
+
+def utf16_spans(text: str, spans: np.ndarray) -> np.ndarray:
+    """Code-point spans of `text` as UTF-16 code-unit spans (what JavaScript, Java and C# index): every character
+    past U+FFFF (most emoji) counts 2."""
+    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    if not (points > 0xFFFF).any():
+        return spans
+    units = np.concatenate([[0], np.cumsum(1 + (points > 0xFFFF), dtype=np.int64)])
+    return units[np.asarray(spans, dtype=np.int64)]
 
 
 def _embed_isolating(
@@ -246,16 +330,18 @@ def output_errors(output_dir: Path) -> Iterator[None]:
 
 
 def run_local(
-    bundle: Path,
-    source: Path,
-    output_dir: Path,
-    options: JobOptions,
+    bundle: str | Path,
+    source: str | Path,
+    output_dir: str | Path,
+    options: JobOptions = JobOptions(),
     stream: TextIO | None = None,
     overwrite: bool = False,
 ) -> Summary:
-    """Embed every document of `source` into `output_dir`, skipping shards a previous run finished. Ctrl-C
-    abandons the current shard (its temporaries are removed) and leaves a resumable directory. `overwrite`
+    """Embed every document of `source` into `output_dir`, skipping shards a previous run finished. Ctrl-C or
+    SIGTERM abandons the current shard (its temporaries are removed) and leaves a resumable directory; an input
+    file that changes during the job stops it with an InputError (the job is not marked complete). `overwrite`
     starts an output directory of another job (other input or options) over instead of refusing it."""
+    source, output_dir = Path(source), Path(output_dir)
     if options.sparse:
         require_stemmer()  # fail before the scan and the model load, not at the first batch
     check_paths(source, output_dir)
@@ -267,7 +353,8 @@ def run_local(
         with output_errors(output_dir):
             out = OutputDir.open(output_dir, header, overwrite=overwrite)
             try:
-                return _run(embedder, corpus, out, options, stream)
+                with terminate_as_interrupt():
+                    return _run(embedder, corpus, out, options, stream)
             finally:
                 out.close()
 
@@ -278,8 +365,13 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
     already = sum(min(size, total - i * size) for i in done)
     progress = Progress(total, already, stream)
     metadata = table_metadata(embedder, options)
+    kwargs = job_kwargs(resolved_options(embedder, options))
+    keep = options.fields.keep
     written = 0
     started = time.monotonic()
+    if out.damaged:
+        shown = ", ".join(f"{i:05d}" for i in out.damaged)
+        progress.log(f"shards {shown}: files missing, truncated or not as recorded; embedding them again")
     if done and not progress.live:
         progress.log(f"resuming: {len(done)} shards ({already} documents) already done")
     progress.log(f"embedding {total} documents with {embedder.name} ({options.variant}, window {embedder.window})")
@@ -288,9 +380,11 @@ def _run(embedder: Embedder, corpus: Corpus, out: OutputDir, options: JobOptions
         for index, shard_records in itertools.groupby(records, key=lambda r: r.position // size):
             writer = None
             try:
-                writer = out.shard(index, embedder.dim, metadata, options.sparse)
+                writer = out.shard(index, embedder.dim, metadata, options.sparse, keep)
                 for group in call_groups(shard_records):
-                    rows = embed_records(embedder, group, options.chunk_tokens, options.sparse, options.embed_kwargs())
+                    rows = embed_records(
+                        embedder, group, options.chunk_tokens, options.sparse, kwargs, keep, options.offsets
+                    )
                     writer.add(rows)
                     progress.update(len(group), rows.tokens)
                 _pause_before_publishing(index)

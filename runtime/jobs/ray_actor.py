@@ -71,8 +71,9 @@ class EmbedActor:
         window: int | None = None,
         embed_kwargs: dict[str, Any] | None = None,
         device: str = "cpu",
+        offsets: str = "codepoints",
     ) -> None:
-        """`embed_kwargs`: more embed_documents arguments (chunking, mode, prompt, prompt_name)."""
+        """`embed_kwargs`: more embed_documents arguments (chunking, mode, stride, prompt, prompt_name)."""
         self.embedder = Embedder.load(
             bundle, variant=variant or DEFAULT_VARIANT, threads=threads, window=window, device=device
         )
@@ -80,6 +81,7 @@ class EmbedActor:
         self.chunk_tokens = chunk_tokens
         self.fields = Fields(text=text_field, id=id_field)
         self.sparse = sparse
+        self.offsets = offsets  # "utf16": char_start / char_end in UTF-16 code units
         self.schema = output_schema(self.embedder.dim, sparse)
 
     def __call__(self, documents: Any) -> Any:
@@ -89,7 +91,9 @@ class EmbedActor:
         pa = import_pyarrow()
         table = documents if isinstance(documents, pa.Table) else pa.table(documents)
         records = self._records(table.to_pydict())
-        rows = embed_records(self.embedder, records, self.chunk_tokens, self.sparse, self.embed_kwargs)
+        rows = embed_records(
+            self.embedder, records, self.chunk_tokens, self.sparse, self.embed_kwargs, offsets=self.offsets
+        )
         return self._table(records, rows)
 
     def _records(self, columns: dict[str, list[Any]]) -> list[Record]:

@@ -22,8 +22,17 @@ import numpy as np
 from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import BackendUnavailable, InputError
-from longvec.runtime.jobs.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
-from longvec.runtime.jobs.local import JobOptions, Summary, check_paths, job_header, output_errors, table_metadata
+from longvec.runtime.jobs.corpus import Corpus, Fields, Record, check_unchanged, import_pyarrow, iter_records, scan
+from longvec.runtime.jobs.local import (
+    JobOptions,
+    Summary,
+    check_paths,
+    job_header,
+    job_kwargs,
+    output_errors,
+    resolved_options,
+    table_metadata,
+)
 from longvec.runtime.jobs.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
 from longvec.runtime.jobs.shards import TABLES, OutputDir, publish, schemas, temporary_name, write_atomic
 
@@ -46,6 +55,8 @@ def run_ray(
     overwrite: bool = False,
 ) -> Summary:
     ray = import_ray()
+    if options.fields.keep:
+        raise InputError("--keep-fields works with --engine local only (not yet with ray)")
     if options.sparse:
         require_stemmer()
     check_paths(source, output_dir)
@@ -56,7 +67,8 @@ def run_ray(
         bundle, variant=options.variant, threads=1, window=options.window, device=options.device
     ) as embedder:
         header, dim = job_header("ray", corpus, embedder, options), embedder.dim
-        metadata = table_metadata(embedder, options)
+        metadata = table_metadata(embedder, options)  # the driver runs what the actors run
+        kwargs = job_kwargs(resolved_options(embedder, options))
     with output_errors(output_dir):
         out = OutputDir.open(output_dir, header, overwrite=overwrite)
     started = time.monotonic()
@@ -85,8 +97,9 @@ def run_ray(
                     "chunk_tokens": options.chunk_tokens,
                     "sparse": options.sparse,
                     "window": options.window,
-                    "embed_kwargs": options.embed_kwargs(),
+                    "embed_kwargs": kwargs,
                     "device": options.device,
+                    "offsets": options.offsets,
                 },
                 batch_size=ACTOR_CALL_DOCUMENTS * 8 if on_gpu else ACTOR_CALL_DOCUMENTS,  # keep GPU batches full
                 batch_format="pyarrow",
@@ -99,6 +112,7 @@ def run_ray(
         finally:
             if owns_ray:
                 ray.shutdown()
+        check_unchanged(corpus)  # read tasks stop at their range's end: the files are hashed again here
         tokens = _publish(out, staging)
         out.finish(complete=True)
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,11 +1,15 @@
 """The output of a batch job: Parquet shards written atomically, and the manifest that makes a rerun resume.
 
-    OUTPUT_DIR/documents/part-00000.parquet   id, n_tokens, vector (fixed_size_list<float32>[dim])
+    OUTPUT_DIR/documents/part-00000.parquet   id, n_tokens, vector (fixed_size_list<float32>[dim]),
+                                              + one string column per --keep-fields field
     OUTPUT_DIR/chunks/part-00000.parquet      id, chunk_index, char_start, char_end, vector
                                               (+ sparse_indices, sparse_values with --sparse)
     OUTPUT_DIR/errors/part-00000.jsonl        documents of that shard that could not be embedded, with the reason
     OUTPUT_DIR/errors.jsonl                   all of them, rebuilt when the job ends
     OUTPUT_DIR/_progress.json                 input fingerprint, options, finished shards; `complete` at the end
+
+Every shard's schema metadata holds `longvec.options` (JSON: every option of the job, resolved, and how it ran)
+and `longvec.version`, so a shard says how its vectors were made (jobs/local.py, `resolved_options`).
 
 A shard is written under hidden temporary names and renamed into place; only then is it recorded in
 `_progress.json` (itself replaced atomically). A killed job leaves at most temporaries and unrecorded files,
@@ -17,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,12 @@ from typing import Any
 import numpy as np
 
 from longvec.runtime.errors import InputError
-from longvec.runtime.jobs.corpus import import_pyarrow
+from longvec.runtime.jobs.corpus import DOCUMENT_COLUMNS, import_pyarrow
+from longvec.runtime.jobs.stops import interrupts_deferred
 
 PROGRESS = "_progress.json"
-FORMAT_VERSION = 1
+# 2: every option recorded explicitly (defaults included), the model under its own name, --keep-fields
+FORMAT_VERSION = 2
 TABLES = ("documents", "chunks")
 
 
@@ -40,6 +43,7 @@ class Rows:
 
     dim: int
     sparse: bool = False
+    keep: tuple[str, ...] = ()  # names of the kept input fields (Fields.keep)
     ids: list[str] = field(default_factory=list)
     n_tokens: list[int] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)  # one [dim] per document
@@ -48,6 +52,7 @@ class Rows:
     chunk_vectors: list[np.ndarray] = field(default_factory=list)  # one [k, dim] per document
     chunk_sparse: list[Any] = field(default_factory=list)  # one list of k SparseVector per document, if sparse
     errors: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[tuple[str | None, ...]] = field(default_factory=list)  # one tuple of kept values per document
 
     def add(
         self,
@@ -57,8 +62,11 @@ class Rows:
         spans: np.ndarray,
         chunks: np.ndarray,
         sparse: list[Any] | None = None,
+        kept: tuple[str | None, ...] = (),
     ) -> None:
         self.ids.append(doc_id)
+        if self.keep:
+            self.kept.append(kept or (None,) * len(self.keep))
         self.n_tokens.append(n_tokens)
         self.vectors.append(vector)
         self.chunk_ids.append(doc_id)
@@ -76,11 +84,16 @@ class Rows:
 
     def tables(self, metadata: dict[str, str] | None = None) -> tuple[Any, Any]:
         pa = import_pyarrow()
-        doc_schema, chunk_schema = schemas(self.dim, metadata, self.sparse)
+        doc_schema, chunk_schema = schemas(self.dim, metadata, self.sparse, self.keep)
         counts = np.array([len(s) for s in self.chunk_spans], dtype=np.int64)
         spans = np.concatenate(self.chunk_spans) if self.chunk_spans else np.zeros((0, 2), np.int64)
         documents = pa.Table.from_arrays(
-            [pa.array(self.ids, pa.string()), pa.array(self.n_tokens, pa.int64()), _vectors(self.vectors, self.dim)],
+            [
+                pa.array(self.ids, pa.string()),
+                pa.array(self.n_tokens, pa.int64()),
+                _vectors(self.vectors, self.dim),
+                *(pa.array([k[i] for k in self.kept], pa.string()) for i in range(len(self.keep))),
+            ],
             schema=doc_schema,
         )
         chunks = pa.Table.from_arrays(
@@ -97,10 +110,13 @@ class Rows:
         return documents, chunks
 
 
-def document_fields(dim: int) -> list[tuple[str, Any]]:
-    """The columns of one embedded document (a row of documents/, and the head of a Ray actor's output row)."""
+def document_fields(dim: int, keep: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    """The columns of one embedded document (a row of documents/, and the head of a Ray actor's output row),
+    then the kept input fields."""
     pa = import_pyarrow()
-    return [("id", pa.string()), ("n_tokens", pa.int64()), ("vector", pa.list_(pa.float32(), dim))]
+    kept = [(name, pa.string()) for name in keep]
+    types = (pa.string(), pa.int64(), pa.list_(pa.float32(), dim))
+    return [*zip(DOCUMENT_COLUMNS, types), *kept]
 
 
 def chunk_fields(dim: int, sparse: bool = False) -> list[tuple[str, Any]]:
@@ -110,9 +126,11 @@ def chunk_fields(dim: int, sparse: bool = False) -> list[tuple[str, Any]]:
     return [("char_start", pa.int64()), ("char_end", pa.int64()), ("vector", pa.list_(pa.float32(), dim)), *lexical]
 
 
-def schemas(dim: int, metadata: dict[str, str] | None = None, sparse: bool = False) -> tuple[Any, Any]:
+def schemas(
+    dim: int, metadata: dict[str, str] | None = None, sparse: bool = False, keep: tuple[str, ...] = ()
+) -> tuple[Any, Any]:
     pa = import_pyarrow()
-    documents = pa.schema(document_fields(dim), metadata=metadata)
+    documents = pa.schema(document_fields(dim, keep), metadata=metadata)
     chunks = pa.schema(
         [("id", pa.string()), ("chunk_index", pa.int32()), *chunk_fields(dim, sparse)], metadata=metadata
     )
@@ -165,31 +183,24 @@ def write_atomic(final: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C while a shard is being published, so its files and its manifest entry land together."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
-
-
 class ShardWriter:
     """Streams one shard's rows into temporary Parquet files; `commit` publishes them, `abort` removes them."""
 
-    def __init__(self, out: OutputDir, index: int, dim: int, metadata: dict[str, str], sparse: bool = False) -> None:
+    def __init__(
+        self,
+        out: OutputDir,
+        index: int,
+        dim: int,
+        metadata: dict[str, str],
+        sparse: bool = False,
+        keep: tuple[str, ...] = (),
+    ) -> None:
         pq = import_pyarrow().parquet
         self.out, self.index, self.dim = out, index, dim
         self.finals = [out.path / table / f"part-{index:05d}.parquet" for table in TABLES]
         self.tmps = [temporary_name(p) for p in self.finals]
-        self.writers = [pq.ParquetWriter(tmp, schema) for tmp, schema in zip(self.tmps, schemas(dim, metadata, sparse))]
+        tables = schemas(dim, metadata, sparse, keep)
+        self.writers = [pq.ParquetWriter(tmp, schema) for tmp, schema in zip(self.tmps, tables)]
         self.metadata = metadata
         self.errors: list[dict[str, Any]] = []
         self.stats = {"documents": 0, "chunks": 0, "errors": 0, "tokens": 0}
@@ -228,6 +239,7 @@ class OutputDir:
 
     def __init__(self, path: Path, header: dict[str, Any], state: dict[str, Any], lock: Any) -> None:
         self.path, self.header, self._state, self._lock = path, header, state, lock
+        self.damaged: list[int] = []  # finished shards found damaged at open, forgotten to be embedded again
 
     @classmethod
     def open(cls, path: Path, header: dict[str, Any], overwrite: bool = False) -> OutputDir:
@@ -244,11 +256,14 @@ class OutputDir:
             if not had_lock:
                 (path / "_lock").unlink(missing_ok=True)
             raise
+        damaged = state.pop("redone", [])
+        state.update({k: header[k] for k in ("longvec", "device") if k in header})  # how the latest run ran
         for table in (*TABLES, "errors"):
             (path / table).mkdir(exist_ok=True)
             for stale in (path / table).glob(".*.tmp"):
                 stale.unlink()  # left by a killed run
         out = cls(path, header, state, lock)
+        out.damaged = damaged
         out._save()
         return out
 
@@ -267,7 +282,7 @@ class OutputDir:
                     f"{manifest}: unreadable progress file ({e}); use a new output directory, or --overwrite"
                 ) from e
             _check_same_job(manifest, state, header)
-            return dict(state)
+            return _drop_damaged(path, dict(state))
         if any(p.name != "_lock" for p in path.iterdir()):
             raise InputError(
                 f"{path}: not empty and has no {PROGRESS}, so it is not a longvec output; give a new or empty "
@@ -283,8 +298,10 @@ class OutputDir:
     def complete(self) -> bool:
         return bool(self._state.get("complete"))
 
-    def shard(self, index: int, dim: int, metadata: dict[str, str], sparse: bool = False) -> ShardWriter:
-        return ShardWriter(self, index, dim, metadata, sparse)
+    def shard(
+        self, index: int, dim: int, metadata: dict[str, str], sparse: bool = False, keep: tuple[str, ...] = ()
+    ) -> ShardWriter:
+        return ShardWriter(self, index, dim, metadata, sparse, keep)
 
     def abandon(self, index: int) -> None:
         """Remove this process's temporaries of a shard that will not be committed."""
@@ -310,12 +327,37 @@ class OutputDir:
         self._save()
 
     def close(self) -> None:
-        if self._state.get("complete"):  # a finished job leaves its folder as a reader expects it: no `_lock`
-            (self.path / "_lock").unlink(missing_ok=True)
+        """Release the directory; the `_lock` file goes too (a lock is the flock on it, not its existence, so a
+        killed job's leftover file locks nothing either)."""
+        (self.path / "_lock").unlink(missing_ok=True)
         self._lock.close()
 
     def _save(self) -> None:
         write_atomic(self.path / PROGRESS, (json.dumps(self._state, indent=1) + "\n").encode())
+
+
+def _drop_damaged(path: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Forget finished shards whose files are gone, truncated or hold other row counts than recorded (a disk
+    fault, a copy cut short, an edit by hand): the rerun embeds them again instead of calling the job complete."""
+    pq = import_pyarrow().parquet
+    damaged = []
+    for key, stats in state.get("shards", {}).items():
+        parts = {table: path / table / f"part-{int(key):05d}.parquet" for table in TABLES}
+        want = {"documents": stats.get("documents"), "chunks": stats.get("chunks")}
+        try:
+            rows = {table: pq.ParquetFile(p).metadata.num_rows for table, p in parts.items()}
+        except Exception:  # missing, truncated or not Parquet: pyarrow raises OSError or ArrowInvalid
+            rows = {}
+        if rows != want or not (path / "errors" / f"part-{int(key):05d}.jsonl").is_file():
+            damaged.append(key)
+    if not damaged:
+        return state
+    for key in damaged:
+        for table in (*TABLES, "errors"):
+            for part in (path / table).glob(f"part-{int(key):05d}.*"):
+                part.unlink()
+    shards = {k: v for k, v in state["shards"].items() if k not in damaged}
+    return {**state, "shards": shards, "complete": False, "redone": sorted(map(int, damaged))}
 
 
 def _remove_output(path: Path, keep_progress: bool = False) -> None:
@@ -330,7 +372,10 @@ def _remove_output(path: Path, keep_progress: bool = False) -> None:
 
 def _check_same_job(manifest: Path, state: dict[str, Any], header: dict[str, Any]) -> None:
     if state.get("format") != header["format"]:
-        raise InputError(f"{manifest}: written by another longvec version; use a new output directory, or --overwrite")
+        raise InputError(
+            f"{manifest}: written by another longvec version (output format {state.get('format')}, this one writes "
+            f"{header['format']}); finish it with that version, use a new output directory, or --overwrite"
+        )
     if state.get("input") != header["input"]:
         raise InputError(
             f"{manifest}: the input changed since this output was started (other files or contents); "

@@ -55,11 +55,13 @@ def test_lone_surrogate_is_an_input_error(embedder: Embedder, text: str) -> None
             method(["fine", text])
 
 
-def test_a_single_str_is_a_type_error(embedder: Embedder, encoder_calls: list[tuple[int, ...]]) -> None:
-    for method in _methods(embedder):
-        with pytest.raises(TypeError, match="not a single str"):
-            method("one text")
+def test_a_single_str_is_one_text_for_embed_and_a_type_error_for_documents(
+    embedder: Embedder, encoder_calls: list[tuple[int, ...]]
+) -> None:
+    with pytest.raises(TypeError, match="not a single str"):  # a document result list is not guessed from a str
+        embedder.embed_documents("one text")  # type: ignore[arg-type]
     assert encoder_calls == []
+    assert embedder.embed("one text").shape == (embedder.dim,)  # as sentence-transformers' encode("one text")
 
 
 def test_input_errors_are_value_errors_and_leave_the_embedder_usable(embedder: Embedder) -> None:

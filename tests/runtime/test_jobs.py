@@ -278,13 +278,13 @@ def test_bad_files_give_a_clear_error(tmp_path: Path, bundle_dir: Path, capsys: 
     pq.write_table(pa.table({"id": ["a"], "body": ["some text"]}), tmp_path / "no-text.parquet")
     pq.write_table(pa.table({"id": ["a"], "text": [3]}), tmp_path / "int-text.parquet")
     (tmp_path / "fake.parquet").write_bytes(b"PAR1 not really")
-    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "notes.docx").write_text("x")
     cases = {
         "truncated.jsonl.gz": "truncated or corrupt",
         "no-text.parquet": "no column 'text' (columns: id, body)",
         "int-text.parquet": "column 'text' is int64, expected string",
         "fake.parquet": "not a readable Parquet file",
-        "notes.txt": "not a corpus file",
+        "notes.docx": "not a corpus file",
         "missing.jsonl": "no such file or directory",
     }
     for name, message in cases.items():

@@ -40,9 +40,10 @@ EXPORTS = [
     "VariantNotFound",
     "VariantsRefused",  # issue 18
     "fuse_scores",
+    "similarity",
     "sparse_scores",
 ]
-NOT_ERRORS = ("Embedder", "DocumentResult", "SparseVector", "fuse_scores", "sparse_scores")
+NOT_ERRORS = ("Embedder", "DocumentResult", "SparseVector", "fuse_scores", "similarity", "sparse_scores")
 
 P = inspect.Parameter
 EMPTY = P.empty
@@ -148,6 +149,23 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
         ("prepared", P.POSITIONAL_OR_KEYWORD, EMPTY),
     ],
+    # sentence-transformers' encode, argument for argument (issue 21)
+    "encode": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("sentences", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("prompt_name", P.POSITIONAL_OR_KEYWORD, None),
+        ("prompt", P.POSITIONAL_OR_KEYWORD, None),
+        ("batch_size", P.POSITIONAL_OR_KEYWORD, 32),
+        ("show_progress_bar", P.POSITIONAL_OR_KEYWORD, None),
+        ("output_value", P.POSITIONAL_OR_KEYWORD, "sentence_embedding"),
+        ("precision", P.POSITIONAL_OR_KEYWORD, "float32"),
+        ("convert_to_numpy", P.POSITIONAL_OR_KEYWORD, True),
+        ("convert_to_tensor", P.POSITIONAL_OR_KEYWORD, False),
+        ("device", P.POSITIONAL_OR_KEYWORD, None),
+        ("normalize_embeddings", P.POSITIONAL_OR_KEYWORD, False),
+        ("truncate_dim", P.POSITIONAL_OR_KEYWORD, None),
+    ],
+    "similarity": [("a", P.POSITIONAL_OR_KEYWORD, EMPTY), ("b", P.POSITIONAL_OR_KEYWORD, EMPTY)],
     "resolve_prompt": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),
