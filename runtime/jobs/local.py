@@ -139,9 +139,10 @@ def resolved_options(embedder: Embedder, options: JobOptions) -> dict[str, Any]:
     variant = m.variant(options.variant)
     # the library resolves the call (auto -> the bundle's mode and stride, the prompt text): the job records that
     call = embedder.document_call(
-        chunking=options.chunking,
+        # both checked by JobOptions through the library's DocumentOptions
+        chunking=options.chunking,  # type: ignore[arg-type]
         chunk_tokens=options.chunk_tokens,
-        mode=options.mode,  # type: ignore[arg-type]  # checked by JobOptions through the library's DocumentOptions
+        mode=options.mode,  # type: ignore[arg-type]
         prompt=options.prompt,
         prompt_name=options.prompt_name,
         sparse=options.sparse,
