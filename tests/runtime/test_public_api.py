@@ -23,6 +23,7 @@ EXPORTS = [
     "ChecksumMismatch",
     "DocumentResult",
     "Embedder",
+    "Hit",
     "InputError",
     "LongvecError",
     "ManifestError",
@@ -33,7 +34,7 @@ EXPORTS = [
     "fuse_scores",
     "sparse_scores",
 ]
-NOT_ERRORS = ("Embedder", "DocumentResult", "SparseVector", "fuse_scores", "sparse_scores")
+NOT_ERRORS = ("Embedder", "DocumentResult", "Hit", "SparseVector", "fuse_scores", "sparse_scores")
 
 P = inspect.Parameter
 EMPTY = P.empty
@@ -108,6 +109,22 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("dimensions", P.KEYWORD_ONLY, None),
         ("normalize", P.KEYWORD_ONLY, None),
         ("batch_size", P.KEYWORD_ONLY, 256),
+    ],
+    "search": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("query", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("documents", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("top_k", P.KEYWORD_ONLY, 10),
+        ("hybrid", P.KEYWORD_ONLY, True),
+        ("fusion", P.KEYWORD_ONLY, "minmax"),
+        ("alpha", P.KEYWORD_ONLY, 0.5),
+        ("texts", P.KEYWORD_ONLY, None),
+        ("snap", P.KEYWORD_ONLY, False),
+        ("chunking", P.KEYWORD_ONLY, "tokens"),
+        ("chunk_tokens", P.KEYWORD_ONLY, 128),
+        ("mode", P.KEYWORD_ONLY, "auto"),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("show_progress_bar", P.KEYWORD_ONLY, False),
     ],
     "resolve_prompt": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
