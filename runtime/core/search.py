@@ -145,7 +145,7 @@ def queries_of(query: str | Sequence[str]) -> tuple[list[str], bool]:
     return list(query), False
 
 
-def split_documents(documents: Sequence[object]) -> tuple[list[str] | None, list[Embedded] | None]:
+def split_documents(documents: Sequence[object]) -> tuple[list[str] | None, Sequence[Embedded] | None]:
     """Documents as texts (to embed) or as embedded results (searched as they are); never a mix."""
     if isinstance(documents, str) or not isinstance(documents, Sequence):
         raise InputError("documents must be a list of strings or of DocumentResults (a single str is not a list)")
