@@ -531,6 +531,7 @@ class Embedder:
         mode: Mode = DEFAULT_MODE,
         prompt_name: str | None = None,
         show_progress_bar: bool = False,
+        prompt: str | None = None,
     ) -> list[_search.Hit] | list[list[_search.Hit]]:
         """The passages that answer `query`: every chunk of every document ranked, the best `top_k` returned as
         hits (`documents[hit.document][hit.start:hit.end]` is the passage; `hit.text` holds it when the texts are
@@ -544,7 +545,8 @@ class Embedder:
         fusion, alpha: how the two are fused (runtime/core/search.py; the defaults measured best, README "Search").
         texts: the documents' texts when `documents` are DocumentResults (for `hit.text`, snippets and BM25).
         snap: fill `hit.snippet`, the hit widened to sentence boundaries for display (the score is the chunk's).
-        prompt_name: the bundle's prompt for the queries (e.g. "query"); None: the bundle's default prompt."""
+        prompt_name, prompt: the queries' prompt, by the bundle's name for it (e.g. "query") or as literal text;
+            neither: the bundle's default prompt."""
         queries, single = _search.queries_of(query)
         _search.check_options(top_k, fusion, alpha)
         given, results = _search.split_documents(documents)
@@ -558,7 +560,7 @@ class Embedder:
         corpus = _search.Corpus.of(_search.with_sparse(results or [], texts, self.sparse if hybrid else None), hybrid)
         if not queries:
             return []
-        vectors = self.embed(queries, prompt_name=prompt_name)
+        vectors = self.embed(queries, prompt, prompt_name=prompt_name)
         sparse = self.embed_sparse_queries(queries) if hybrid else None
         hits = _search.rank(corpus, vectors, sparse, top_k, fusion, alpha, texts, snap)
         return hits[0] if single else hits

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from longvec.runtime.core.chunking import CHUNKINGS as LIBRARY_CHUNKINGS
-from longvec.runtime.embedder import DEFAULT_CHUNKING, MODES
+from longvec.runtime.embedder import DEFAULT_CHUNKING, MODES  # noqa: F401 (the subcommand modules take them from here)
 from longvec.runtime.errors import (
     AddressInUse,
     BackendUnavailable,
@@ -245,66 +245,6 @@ def _print_runtime() -> None:
         print(f"hint         {report['hint']}")
 
 
-def _search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
-    p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
-    p.add_argument("query", help="the question or phrase to look for")
-    p.add_argument("--top", type=int, default=3, help="how many chunks to print (default: 3)")
-    p.add_argument("--chunk-tokens", type=int, default=128, help="at most this many tokens per chunk (default: 128)")
-    p.add_argument(
-        "--chunking",
-        choices=CHUNKINGS,
-        default=DEFAULT_CHUNKING,
-        help=f"how to cut the file into chunks (default: {DEFAULT_CHUNKING})",
-    )
-    p.add_argument(
-        "--mode",
-        choices=MODES,
-        default="auto",
-        help="how chunks are embedded; auto: the bundle's default (default: auto)",
-    )
-    p.add_argument("--variant", choices=VARIANT_NAMES, default="optimized", help="graph variant (default: optimized)")
-    p.add_argument("--window", type=int, default=None, help="encoder window in positions (default: the bundle's)")
-    add_prompt_args(p)
-    p.add_argument(
-        "--query-prompt-name",
-        default=None,
-        help="a prompt of the bundle for the query only, e.g. query (default: as --prompt-name)",
-    )
-
-
-@command("search", _search_args)
-def _search(args: argparse.Namespace) -> int:
-    """Embed one document and print its chunks that best match a query, with their character spans."""
-    from longvec.runtime import Embedder
-
-    text = read_text_file(args.file)
-    with Embedder.load(args.bundle_dir, variant=args.variant, window=args.window) as emb:
-        doc = emb.embed_documents(
-            [text],
-            chunking=args.chunking,
-            chunk_tokens=args.chunk_tokens,
-            mode=args.mode,
-            prompt=args.prompt,
-            prompt_name=args.prompt_name,
-        )[0]
-        query_prompt_name = args.query_prompt_name or args.prompt_name
-        query_prompt = None if args.query_prompt_name else args.prompt
-        query = emb.embed([args.query], prompt=query_prompt, prompt_name=query_prompt_name)[0]
-    scores = doc.chunk_vectors @ query
-    print(
-        f"{args.file}: {len(text)} chars, {doc.n_tokens} tokens, {doc.n_windows} windows, "
-        f"{len(doc.chunk_spans)} chunks ({doc.mode})"
-    )
-    for rank, i in enumerate(scores.argsort()[::-1][: args.top], 1):
-        start, end = doc.chunk_spans[i].tolist()
-        snippet = " ".join(text[start:end].split())
-        print(
-            f"{rank}. score {scores[i]:.3f}  chars {start}-{end}\n   {snippet[:300]}{'…' if len(snippet) > 300 else ''}"
-        )
-    return 0
-
-
 class _HelpFormatter(argparse.HelpFormatter):
     def __init__(self, prog: str) -> None:
         super().__init__(prog, max_help_position=32, width=110)
@@ -356,6 +296,9 @@ def _load_optional_commands() -> None:
     import importlib
 
     for module in (
+        "longvec.runtime.cli.search",
+        "longvec.runtime.cli.index",
+        "longvec.runtime.cli.query",
         "longvec.runtime.cli.serve",
         "longvec.runtime.cli.embed",
         "longvec.runtime.cli.bench",

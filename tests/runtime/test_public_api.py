@@ -116,7 +116,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("documents", P.POSITIONAL_OR_KEYWORD, EMPTY),
         ("top_k", P.KEYWORD_ONLY, 10),
         ("hybrid", P.KEYWORD_ONLY, True),
-        ("fusion", P.KEYWORD_ONLY, "minmax"),
+        ("fusion", P.KEYWORD_ONLY, "zscore"),
         ("alpha", P.KEYWORD_ONLY, 0.5),
         ("texts", P.KEYWORD_ONLY, None),
         ("snap", P.KEYWORD_ONLY, False),
@@ -125,6 +125,7 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("mode", P.KEYWORD_ONLY, "auto"),
         ("prompt_name", P.KEYWORD_ONLY, None),
         ("show_progress_bar", P.KEYWORD_ONLY, False),
+        ("prompt", P.KEYWORD_ONLY, None),
     ],
     "resolve_prompt": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),

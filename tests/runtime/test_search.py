@@ -65,9 +65,13 @@ def test_scores_are_the_documented_fusion(embedder: Embedder) -> None:
     sparse = [v for r in results for v in r.chunk_sparse or []]
     dense = vectors @ embedder.embed([q])[0]
     lexical = sparse_scores(embedder.embed_sparse_queries([q]), sparse)[0]
-    fused = fuse_scores(dense, lexical, alpha=0.5)
     n = len(vectors)
-    hits = embedder.search(q, results, top_k=n)
+    # the default: z-score at alpha 0.5 (each score standardized over the chunks searched)
+    z = lambda x: (x - x.mean()) / x.std()  # noqa: E731
+    default = embedder.search(q, results, top_k=n)
+    assert np.allclose(sorted(h.score for h in default), sorted(0.5 * z(dense) + 0.5 * z(lexical)), atol=1e-4)
+    fused = fuse_scores(dense, lexical, alpha=0.5)
+    hits = embedder.search(q, results, top_k=n, fusion="minmax")
     assert len(hits) == n
     order = np.lexsort((np.arange(n), -fused))
     flat = [int(np.flatnonzero(np.cumsum([len(r.chunk_spans) for r in results]) > i)[0]) for i in order]

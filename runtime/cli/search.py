@@ -1,0 +1,112 @@
+"""`longvec search BUNDLE FILE QUERY...`: the passages of one text file that answer one or more queries, hybrid
+by default (`Embedder.search`), embedded once per run, as text or JSON lines (registered on import by the CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from longvec.runtime.cli.main import CHUNKINGS, DEFAULT_CHUNKING, MODES, VARIANT_NAMES, add_prompt_args, command
+from longvec.runtime.cli.main import read_text_file as _read
+from longvec.runtime.errors import InputError
+
+
+def queries_from(given: list[str], path: Path | None) -> list[str]:
+    """The queries on the command line, then one per non-empty line of `path` ("-": standard input)."""
+    queries = list(given)
+    if path is not None:
+        lines = sys.stdin.read() if str(path) == "-" else _read(path)
+        queries += [line.strip() for line in lines.splitlines() if line.strip()]
+    if not queries:
+        raise InputError("no query: give one or more QUERY arguments or --queries FILE")
+    return queries
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
+    p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
+    p.add_argument("query", nargs="*", help="one or more questions or phrases to look for")
+    p.add_argument("--queries", type=Path, default=None, help="a file of queries, one per line; - reads stdin")
+    p.add_argument("--top", type=int, default=3, help="how many chunks to print per query (default: 3)")
+    p.add_argument("--json", action="store_true", help='one JSON line per hit: {"query", "start", "end", ...}')
+    p.add_argument("--dense-only", action="store_true", help="rank by the dense vectors alone (default: hybrid)")
+    p.add_argument("--chunk-tokens", type=int, default=128, help="at most this many tokens per chunk (default: 128)")
+    p.add_argument(
+        "--chunking",
+        choices=CHUNKINGS,
+        default=DEFAULT_CHUNKING,
+        help=f"how to cut the file into chunks (default: {DEFAULT_CHUNKING})",
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default="auto",
+        help="how chunks are embedded; auto: the bundle's default (default: auto)",
+    )
+    p.add_argument("--variant", choices=VARIANT_NAMES, default="optimized", help="graph variant (default: optimized)")
+    p.add_argument("--window", type=int, default=None, help="encoder window in positions (default: the bundle's)")
+    add_prompt_args(p)
+    p.add_argument(
+        "--query-prompt-name",
+        default=None,
+        help="a prompt of the bundle for the queries only, e.g. query (default: as --prompt-name)",
+    )
+
+
+@command("search", _search_args)
+def _search(args: argparse.Namespace) -> int:
+    """Find the passages of a text file that answer one or more queries (dense + BM25), with character spans."""
+    from longvec.runtime import Embedder
+
+    text = _read(args.file)
+    queries = queries_from(args.query, args.queries)
+    with Embedder.load(args.bundle_dir, variant=args.variant, window=args.window) as emb:
+        started = time.monotonic()
+        n_tokens = emb.count_tokens([text])[0]
+        long = n_tokens > 4 * emb.plan().content
+        if long:  # a long file takes a while: say what is happening (stderr: stdout stays JSON with --json)
+            print(f"embedding {args.file}: {n_tokens:,} tokens ...", file=sys.stderr, flush=True)
+        doc = emb.embed_documents(
+            [text],
+            chunking=args.chunking,
+            chunk_tokens=args.chunk_tokens,
+            mode=args.mode,
+            prompt=args.prompt,
+            prompt_name=args.prompt_name,
+            sparse=not args.dense_only,
+        )
+        if long:
+            print(f"embedded in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+        hits = emb.search(
+            queries,
+            doc,
+            texts=[text],
+            top_k=args.top,
+            hybrid=not args.dense_only,
+            prompt_name=args.query_prompt_name or args.prompt_name,
+            prompt=None if args.query_prompt_name else args.prompt,
+        )
+    if not args.json:
+        d = doc[0]
+        print(
+            f"{args.file}: {len(text)} chars, {d.n_tokens} tokens, {d.n_windows} windows, "
+            f"{len(d.chunk_spans)} chunks ({d.mode}, {'dense' if args.dense_only else 'dense + BM25'})"
+        )
+    for query, found in zip(queries, hits):
+        if not args.json and len(queries) > 1:
+            print(f"\n{query}")
+        for rank, h in enumerate(found, 1):
+            if args.json:
+                row = {"query": query, "rank": rank, "start": h.start, "end": h.end, "score": h.score}
+                row |= {"dense": h.dense, "lexical": h.lexical, "text": h.text}
+                print(json.dumps(row, ensure_ascii=False))
+                continue
+            snippet = " ".join((h.text or "").split())
+            print(
+                f"{rank}. score {h.score:.3f}  chars {h.start}-{h.end}\n"
+                f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}"
+            )
+    return 0
