@@ -28,9 +28,21 @@ def _index_args(p: argparse.ArgumentParser) -> None:
         if action.dest in ("bundle_dir", "input"):
             action.nargs = "?"
         if action.dest == "sparse":
-            action.help = argparse.SUPPRESS  # always on: the index holds BM25 weights
-    p.add_argument("--from-shards", type=Path, default=None, metavar="OUT", help="a finished `longvec embed` job")
-    p.add_argument("--input", dest="job_input", type=Path, default=None, help="with --from-shards: that job's input")
+            action.help = "always on here: the index holds BM25 weights (default: on)"
+    p.add_argument(
+        "--from-shards",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="a finished `longvec embed` job (default: none: embed INPUT)",
+    )
+    p.add_argument(
+        "--input",
+        dest="job_input",
+        type=Path,
+        default=None,
+        help="with --from-shards: that job's input, for the chunk text (default: none)",
+    )
 
 
 @command("index", _index_args)

@@ -11,7 +11,11 @@ from pathlib import Path
 
 from longvec.runtime.cli.main import CHUNKINGS, DEFAULT_CHUNKING, MODES, VARIANT_NAMES, add_prompt_args, command
 from longvec.runtime.cli.main import read_text_file as _read
+from longvec.runtime.core.text import validate_texts
 from longvec.runtime.errors import InputError
+
+# A file this long takes seconds or more to embed: the command says so on stderr (stdout stays JSON with --json).
+LONG_FILE_TOKENS = 16_384
 
 
 def queries_from(given: list[str], path: Path | None) -> list[str]:
@@ -22,17 +26,21 @@ def queries_from(given: list[str], path: Path | None) -> list[str]:
         queries += [line.strip() for line in lines.splitlines() if line.strip()]
     if not queries:
         raise InputError("no query: give one or more QUERY arguments or --queries FILE")
-    return queries
+    return validate_texts(queries)  # a blank query is refused before anything is embedded
 
 
 def _search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle_dir", type=Path, help="a bundle written by `longvec export`")
     p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
     p.add_argument("query", nargs="*", help="one or more questions or phrases to look for")
-    p.add_argument("--queries", type=Path, default=None, help="a file of queries, one per line; - reads stdin")
+    p.add_argument(
+        "--queries", type=Path, default=None, help="a file of queries, one per line; - reads stdin (default: none)"
+    )
     p.add_argument("--top", type=int, default=3, help="how many chunks to print per query (default: 3)")
-    p.add_argument("--json", action="store_true", help='one JSON line per hit: {"query", "start", "end", ...}')
-    p.add_argument("--dense-only", action="store_true", help="rank by the dense vectors alone (default: hybrid)")
+    p.add_argument(
+        "--json", action="store_true", help='one JSON line per hit: {"query", "start", "end", ...} (default: text)'
+    )
+    p.add_argument("--dense-only", action="store_true", help="rank by the dense vectors alone (default: off: hybrid)")
     p.add_argument("--chunk-tokens", type=int, default=128, help="at most this many tokens per chunk (default: 128)")
     p.add_argument(
         "--chunking",
@@ -66,8 +74,8 @@ def _search(args: argparse.Namespace) -> int:
     with Embedder.load(args.bundle_dir, variant=args.variant, window=args.window) as emb:
         started = time.monotonic()
         n_tokens = emb.count_tokens([text])[0]
-        long = n_tokens > 4 * emb.plan().content
-        if long:  # a long file takes a while: say what is happening (stderr: stdout stays JSON with --json)
+        long = n_tokens >= LONG_FILE_TOKENS
+        if long:
             print(f"embedding {args.file}: {n_tokens:,} tokens ...", file=sys.stderr, flush=True)
         doc = emb.embed_documents(
             [text],

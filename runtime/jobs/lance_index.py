@@ -41,7 +41,6 @@ from longvec.runtime.core.sparse import SparseEncoder, SparseVector
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import BackendUnavailable, InputError, ModelMismatch
 from longvec.runtime.jobs.corpus import Fields, import_pyarrow, iter_records, scan
-from longvec.runtime.jobs.local import JobOptions, Summary, run_local
 
 FORMAT = 1
 SHARDS = "_shards"
@@ -50,7 +49,7 @@ CANDIDATES = 200
 
 def import_lancedb() -> Any:
     # Lance's Rust log (WARN lines for a table created, a deprecation) would interleave with our output
-    os.environ.setdefault("LANCE_LOG", "error")
+    os.environ.setdefault("LANCEDB_LOG", "error")
     try:
         import lancedb
     except ImportError as e:
@@ -62,7 +61,7 @@ def import_lancedb() -> Any:
 class IndexInfo:
     """What the index records about how it was made."""
 
-    model: str
+    model: str  # the weights' model (the manifest's source), as the batch job records it
     weights_sha256: str | None
     bundle: str | None  # the bundle's path when it was built, if known
     variant: str
@@ -76,23 +75,12 @@ class IndexInfo:
         m = emb.manifest
         file = next((v.file for v in m.variants if v.name == variant), None)
         sha = m.files.get(file) if file else None
-        if emb.name != self.model or (self.weights_sha256 is not None and sha != self.weights_sha256):
+        if m.source.name != self.model or (self.weights_sha256 is not None and sha != self.weights_sha256):
             raise ModelMismatch(
                 f"this index was built with {self.model!r} (weights sha256 {str(self.weights_sha256)[:12]}); "
-                f"the bundle given is {emb.name!r} (sha256 {str(sha)[:12]}): query it with the same bundle"
+                f"the bundle given is {emb.name!r} ({m.source.name!r}, sha256 {str(sha)[:12]}): query it with "
+                "the bundle it was built with"
             )
-
-
-def build(
-    bundle: Path, source: Path, db: Path, options: JobOptions, overwrite: bool = False, stream: Any = None
-) -> Summary:
-    """Embed `source` into DB/_shards (resumable), then write the tables."""
-    options = JobOptions(**{**options.__dict__, "sparse": True})
-    import_lancedb()  # before any embedding
-    db.mkdir(parents=True, exist_ok=True)
-    summary = run_local(bundle, source, db / SHARDS, options, stream=stream, overwrite=overwrite)
-    write_tables(db / SHARDS, source, db, options.fields, bundle, stream)
-    return summary
 
 
 def write_tables(
@@ -188,7 +176,7 @@ def write_tables(
 
     tables["chunks"].create_index("text", config=FTS(), replace=True)
     info = IndexInfo(
-        model=str(opts["model"]) if _name_of(bundle) is None else str(_name_of(bundle)),
+        model=str(opts["model"]),
         weights_sha256=opts.get("weights"),
         bundle=str(bundle.resolve()) if bundle is not None else None,
         variant=str(opts["variant"]),
@@ -227,14 +215,6 @@ def _add_moments(moments: list[np.ndarray], column: Any) -> None:
         moments += [np.zeros(dim), np.zeros((dim, dim))]
     moments[0] += v.sum(axis=0)
     moments[1] += v.T @ v
-
-
-def _name_of(bundle: Path | None) -> str | None:
-    if bundle is None:
-        return None
-    from longvec.runtime.bundle.reader import Bundle
-
-    return Bundle.open(bundle).model_name
 
 
 def _texts(corpus: Any, fields: Fields, index: int, size: int) -> dict[str, str]:
