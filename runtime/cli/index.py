@@ -24,7 +24,7 @@ def _index_args(p: argparse.ArgumentParser) -> None:
     )
     for action in p._actions:  # the positional names of this command
         if action.dest == "output_dir":
-            action.help, action.metavar = "the index directory (new, or one to resume)", "DB"
+            action.help = "DB: the index directory (new, or one to resume)"
         if action.dest in ("bundle_dir", "input"):
             action.nargs = "?"
         if action.dest == "sparse":
