@@ -52,7 +52,7 @@ def _index(args: argparse.Namespace) -> int:
     fields = Fields(text=args.text_field, id=args.id_field)
     if args.from_shards is not None:
         # `index --from-shards OUT DB`: the one positional given is DB (BUNDLE and INPUT are optional)
-        db = args.output_dir
+        db: Path = args.output_dir
         if args.bundle_dir is not None or args.input is not None or args.job_input is None:
             raise InputError("usage: longvec index --from-shards OUT DB --input INPUT (the job's input, for the text)")
         info = write_tables(args.from_shards, args.job_input, db, fields, None, sys.stdout)
@@ -74,7 +74,7 @@ def _index(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         device=args.device,
     )
-    db: Path = args.output_dir
+    db = args.output_dir
     if db.exists() and not db.is_dir():
         raise InputError(f"{db}: exists and is not a directory")
     db.mkdir(parents=True, exist_ok=True)

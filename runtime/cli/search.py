@@ -8,9 +8,11 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from longvec.runtime.cli.main import CHUNKINGS, DEFAULT_CHUNKING, MODES, VARIANT_NAMES, add_prompt_args, command
 from longvec.runtime.cli.main import read_text_file as _read
+from longvec.runtime.core.search import Hit
 from longvec.runtime.core.text import validate_texts
 from longvec.runtime.errors import InputError
 
@@ -103,7 +105,7 @@ def _search(args: argparse.Namespace) -> int:
             f"{args.file}: {len(text)} chars, {d.n_tokens} tokens, {d.n_windows} windows, "
             f"{len(d.chunk_spans)} chunks ({d.mode}, {'dense' if args.dense_only else 'dense + BM25'})"
         )
-    for query, found in zip(queries, hits):
+    for query, found in zip(queries, cast("list[list[Hit]]", hits)):  # a list of queries: one list each
         if not args.json and len(queries) > 1:
             print(f"\n{query}")
         for rank, h in enumerate(found, 1):

@@ -220,7 +220,7 @@ def _add_moments(moments: list[np.ndarray], column: Any) -> None:
 def _texts(corpus: Any, fields: Fields, index: int, size: int) -> dict[str, str]:
     """id -> text of the documents of one shard (the input read again: the shards hold no text)."""
     lo, hi = index * size, (index + 1) * size
-    out = {}
+    out: dict[str, str] = {}
     for r in iter_records(corpus, fields, wanted=lambda p: lo <= p < hi):
         if lo <= r.position < hi and r.id is not None and r.text is not None:
             out.setdefault(r.id, r.text)
