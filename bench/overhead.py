@@ -25,7 +25,8 @@ import numpy as np
 
 from longvec.kernels import l2_normalize
 from longvec.runtime import Embedder
-from longvec.runtime.bundle.feeds import encoder_feeds
+from longvec.runtime.backends import Capabilities
+from longvec.runtime.bundle.feeds import POOL_INPUT, encoder_feeds
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.core.pipeline import TokenSequence
 from longvec.runtime.core.text import validate_texts
@@ -90,7 +91,7 @@ def main() -> int:
 
     # the same graph longvec runs (its pooled twin where the bundle has one, fed one mean row per text)
     rows = (batch_mask / batch_mask.sum(axis=1, keepdims=True))[:, None, :].astype(np.float32)
-    feeds = encoder_feeds(names, batch_ids, batch_mask, rows if "pool_weights" in names else None)
+    feeds = encoder_feeds(names, batch_ids, batch_mask, rows if POOL_INPUT in names else None)
 
     def bare() -> object:
         return session.run([out_name], feeds)
@@ -100,6 +101,7 @@ def main() -> int:
 
     class Cached:  # the pipeline with a free encoder: what the pipeline itself costs
         hidden_size = emb.dim
+        capabilities = Capabilities(provider="cached token states")
 
         def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
             return states

@@ -21,13 +21,12 @@ import onnx
 from onnx import TensorProto, helper
 
 from longvec.export.amend import commit, working_copy
-from longvec.runtime.bundle.feeds import encoder_feeds
+from longvec.runtime.bundle.feeds import POOL_INPUT, POOL_OUTPUT, encoder_feeds
 from longvec.runtime.bundle.manifest import Framing, Manifest, Variant
 from longvec.runtime.bundle.reader import Bundle, sha256_file
 from longvec.runtime.core.batching import pad_batch
 from longvec.runtime.errors import ExportError, ParityError
 
-POOL_INPUT, POOL_OUTPUT = "pool_weights", "pooled_sums"
 MAX_ABS_DIFF = 1e-4  # pooled graph vs the same weights applied on the host to the state graph's output
 
 

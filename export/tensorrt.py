@@ -5,18 +5,23 @@ NOT YET RUN ON A GPU: the build is tested only against a recording fake of the `
 functions tested on CPU.
 
 - Source: the unfused fp32 graph's pooled twin (TensorRT's ONNX parser does not take onnxruntime's fused contrib
-  ops). TensorRT 10 builds it with the FP16 builder flag; TensorRT 11 has no precision flags (networks are strongly
-  typed), so it gets an fp16 copy of the graph with LayerNormalization, Softmax and the pooling head kept in fp32.
+  ops), converted to an fp16 copy with LayerNormalization, Softmax and the pooling head kept in fp32, and built as a
+  strongly typed network: one path for TensorRT 10 and 11. TensorRT 11 has no precision builder flags (the FP16
+  flag is gone) and TensorRT 10's FP16 flag (deprecated since 10.12) would let the pooling MatMul run in fp16;
+  with strong typing the graph's own types decide, so the pooled sums accumulate in float32 on both.
 - Profiles (runtime.bundle.engines.window_profiles): one per window length used, batch 1..N, plus length buckets
   for short texts; the runtime picks the tightest per batch.
-- A timing cache and the plan are kept under a key of GPU name, compute capability, TensorRT version and graph
-  sha256: rebuilding for the same GPU reuses both, a plan for another GPU is never picked up.
+- A timing cache is kept under a key of GPU name, compute capability, TensorRT version and graph sha256, the plan
+  under that key plus a digest of its profiles (windows, max batch, rows): rebuilding with the same options for
+  the same GPU reuses the plan, other options build a new one (replacing the variant's plan), a plan for another
+  GPU is never picked up.
 - Parity gate: the plan's pooled sums against the CPU fp32 pooled graph (onnxruntime) on the export's parity texts,
   min cosine >= 0.999, recorded in the manifest with the GPU, the TensorRT version and the profiles.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -28,9 +33,10 @@ import numpy as np
 
 from longvec.export.amend import commit, working_copy
 from longvec.runtime.bundle.engines import GPU_MAX_BATCH, Profile, cache_key, window_profiles
+from longvec.runtime.bundle.feeds import POOL_INPUT
 from longvec.runtime.bundle.manifest import Manifest, Parity, TensorRTBuild, Variant
 from longvec.runtime.bundle.reader import Bundle, sha256_file
-from longvec.runtime.errors import BackendUnavailable, ExportError, ParityError
+from longvec.runtime.errors import BackendUnavailable, ExportError, InputError, ParityError
 
 MIN_COSINE = 0.999
 PooledFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -42,14 +48,26 @@ def import_tensorrt() -> ModuleType:
     except ImportError as e:
         raise BackendUnavailable(
             "build-engine needs TensorRT, from NVIDIA's package index (not PyPI): "
-            f"pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu12 cuda-python ({e})"
+            f"pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu13 cuda-python ({e})"
         ) from e
     return trt
 
 
-def strongly_typed(trt: ModuleType) -> bool:
-    """TensorRT 11 removed the FP16/BF16/INT8 builder flags: precision must be in the graph."""
-    return int(str(trt.__version__).split(".")[0]) >= 11
+def network_flags(trt: ModuleType) -> int:
+    """`create_network` flags of a strongly typed network: 1 << STRONGLY_TYPED, whose value is 1 in TensorRT 10 and
+    0 in 11 (deprecated there, strong typing being always on): read from the module, never written down."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    if flag is None:
+        raise BackendUnavailable(f"TensorRT {trt.__version__} has no strongly typed networks: build-engine needs 10+")
+    return 1 << int(flag)
+
+
+def profiles_digest(profiles: Sequence[Profile]) -> str:
+    """8 hex digits naming a profile set (windows, batch and rows ranges): part of the plan's cache key."""
+    text = ";".join(
+        f"{p.min_batch},{p.opt_batch},{p.max_batch},{p.min_seq},{p.opt_seq},{p.max_seq},{p.max_rows}" for p in profiles
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def fp16_graph(src: Path, dst: Path) -> None:
@@ -67,19 +85,16 @@ def fp16_graph(src: Path, dst: Path) -> None:
 def build_plan(
     trt: ModuleType, onnx_path: Path, profiles: Sequence[Profile], input_names: Sequence[str], timing_cache: Path
 ) -> bytes:
-    """Parse, configure (fp16, profiles, timing cache) and build; the timing cache is written back for next time."""
+    """Parse `onnx_path` (an fp16 graph from `fp16_graph`: its types are the engine's) as a strongly typed network,
+    configure profiles and the timing cache, and build; the timing cache is written back for next time."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    typed = strongly_typed(trt)
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if typed else 0
-    network = builder.create_network(flags)
+    network = builder.create_network(network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"{onnx_path}: TensorRT's ONNX parser refused the graph: {errors}")
     config = builder.create_builder_config()
-    if not typed:
-        config.set_flag(trt.BuilderFlag.FP16)
     cache = config.create_timing_cache(timing_cache.read_bytes() if timing_cache.is_file() else b"")
     config.set_timing_cache(cache, False)
     for profile in profiles:
@@ -87,7 +102,8 @@ def build_plan(
         lo, opt, hi = (profile.shapes(input_names, k) for k in ("min", "opt", "max"))
         for name in input_names:
             p.set_shape(name, lo[name], opt[name], hi[name])
-        config.add_optimization_profile(p)
+        if config.add_optimization_profile(p) < 0:
+            raise ExportError(f"{onnx_path}: TensorRT refused the optimization profile {profile}")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
@@ -127,6 +143,9 @@ def build_engine(
 
     `gpu`: (name, compute capability) of the GPU building it; `open_plan(path, hidden_size)` runs a plan (the
     runtime's TensorRT backend, passed in by the CLI: the export side imports from the runtime only its contract)."""
+    need = parity_batch_size()
+    if max_batch < need:  # refused before a build of minutes, not after it in the parity gate
+        raise InputError(f"max batch {max_batch}: the parity gate runs batches of {need} texts; use at least {need}")
     trt = trt or import_tensorrt()
     root = Path(bundle_dir)
     bundle = Bundle.open(root)
@@ -138,39 +157,48 @@ def build_engine(
     graph = bundle.path(source.pooled_file)
     key = cache_key(gpu_name, capability, str(trt.__version__), "native", sha256_file(graph))
     name = f"tensorrt-{key.rsplit('-', 1)[0]}"[:80]
-    plan_file = f"engines/{key}.plan"
-    if (done := m.variant(name)) is not None and done.file == plan_file:
-        log(f"{name}: plan {plan_file} already built for this GPU, TensorRT and graph")
-        return m
     window = m.default_window or min(m.max_positions, m.trained_max_tokens)
     profiles = window_profiles(windows or [window], max_batch)
+    plan_key = f"{key}-p{profiles_digest(profiles)}"  # other windows / max batch: another plan
+    plan_file = f"engines/{plan_key}.plan"
+    done = m.variant(name)
+    if done is not None and done.file == plan_file:
+        log(f"{name}: plan {plan_file} already built for this GPU, TensorRT, graph and profiles")
+        return m
     cache = (cache_dir or Path("~/.cache/longvec/tensorrt")).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
-    names = (*m.input_names, "pool_weights")
+    names = (*m.input_names, POOL_INPUT)
     with working_copy(root, m) as work:
-        source_graph = graph
-        if strongly_typed(trt):
-            source_graph = work / "strongly_typed_fp16.onnx"
-            fp16_graph(graph, source_graph)
+        source_graph = work / "strongly_typed_fp16.onnx"
+        fp16_graph(graph, source_graph)
         lengths = sorted(set(windows or [window]))
         log(f"building {name}: {len(profiles)} profiles, windows {lengths}, batch 1..{max_batch}")
         plan = build_plan(trt, source_graph, profiles, names, cache / f"{key}.timing")
-        if source_graph != graph:
-            source_graph.unlink()  # not part of the bundle
-        (cache / f"{key}.plan").write_bytes(plan)
+        source_graph.unlink()  # not part of the bundle
+        (cache / f"{plan_key}.plan").write_bytes(plan)
         limit = max(p.max_seq for p in profiles)
-        parity = _gate(cache / f"{key}.plan", graph, root / m.tokenizer_file, m, limit, open_plan)
+        parity = _gate(cache / f"{plan_key}.plan", graph, root / m.tokenizer_file, m, limit, open_plan)
         log(f"{name}: vs CPU fp32 pooled: min cosine {parity.min_cosine:.6f}, max|diff| {parity.max_abs_diff:.1e}")
         build = TensorRTBuild(gpu_name, capability, str(trt.__version__), source.pooled_file, key, tuple(profiles))
-        variant = Variant(
-            name, plan_file, "tensorrt", "fp16", parity, "TensorRT plan of the pooled fp32 graph", tensorrt=build
-        )
+        notes = "TensorRT plan of the pooled graph, strongly typed fp16 (LayerNorm, Softmax, pooling in fp32)"
+        variant = Variant(name, plan_file, "tensorrt", "fp16", parity, notes, tensorrt=build)
         (work / "engines").mkdir(exist_ok=True)
-        shutil.copy2(cache / f"{key}.plan", work / plan_file)
+        shutil.copy2(cache / f"{plan_key}.plan", work / plan_file)
+        files = dict(m.files)
+        if done is not None:  # the plan it replaces (other profiles) leaves the bundle
+            files.pop(done.file, None)
+            (work / done.file).unlink(missing_ok=True)
         variants = (*(v for v in m.variants if v.name != name), variant)
-        m = replace(m, variants=variants, files={**m.files, plan_file: sha256_file(work / plan_file)})
+        m = replace(m, variants=variants, files={**files, plan_file: sha256_file(work / plan_file)})
         commit(work, root, m)
     return m
+
+
+def parity_batch_size() -> int:
+    """Texts per batch of the parity gate (export.pooled.parity_batches: the parity texts in two batches)."""
+    from longvec.export.parity import PARITY_TEXTS
+
+    return -(-len(PARITY_TEXTS) // 2)
 
 
 def _gate(

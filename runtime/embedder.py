@@ -11,6 +11,8 @@ import numpy as np
 
 from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
+from longvec.runtime.backends.base import check_window
+from longvec.runtime.backends.options import TENSORRT_PROVIDER_VARIANT
 from longvec.runtime.bundle.defaults import resolve as resolve_defaults
 from longvec.runtime.bundle.manifest import Manifest
 from longvec.runtime.bundle.reader import Bundle
@@ -18,7 +20,7 @@ from longvec.runtime.core import search as _search
 from longvec.runtime.core.budget import ChunkBudget as Budget
 from longvec.runtime.core.budget import chunk_floor
 from longvec.runtime.core.chunking import CHUNKINGS, Chunks, make_chunks
-from longvec.runtime.core.pipeline import GPU_BATCHING, Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
+from longvec.runtime.core.pipeline import Batching, Encoded, Pipeline, PipelineConfig, TokenSequence
 from longvec.runtime.core.prompts import prompt_ids, prompted_tokens, resolve_prompt
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector, require_stemmer
 from longvec.runtime.core.stitch import Stitch
@@ -128,19 +130,23 @@ class Embedder:
         """Open a bundle written by `longvec export`.
 
         bundle_dir: the bundle directory.
-        variant: which graph to run, one the bundle holds ("fp32", "optimized", "int8", "fp16"; see
-            `longvec inspect`).
+        variant: which graph to run, one the bundle holds ("fp32", "optimized", "int8", "fp16", and the
+            "tensorrt-..." plans `longvec build-engine` adds; see `longvec inspect` or `Bundle.variant_names()`).
         threads: encoder threads; None lets onnxruntime use every core.
         window: encoder positions per window, framing and prompt included; None: the bundle's default, else the
             length the model was trained on (e.g. 256 for all-MiniLM-L6-v2), capped at its maximum positions.
         max_batch_tokens: padded tokens per encoder call (memory vs. throughput); left at its CPU default on a GPU
-            it becomes GPU_BATCHING's (runtime.core.pipeline).
+            it becomes GPU_BATCHING's; windows per call never exceed what the engine admits
+            (runtime.core.pipeline.Batching.for_backend).
         verify: check the sha256 of the files this load reads (tokenizer and graph).
-        device: "cpu" (default), "cuda" (onnxruntime-gpu; BackendUnavailable when it cannot run) or "auto" (CUDA
-            when it really runs, else CPU); `provider` says which runs.
+        device: "cpu" (default), "cuda" (onnxruntime-gpu or a TensorRT plan; BackendUnavailable when it cannot
+            run) or "auto" (CUDA when a session really runs on it, else CPU, decided here at load); `provider` says
+            which runs.
         pooled: run the variant's pooled graph (default: yes where the variant has one, as measured on CPU and
             wanted on GPUs).
-        tensorrt_provider: onnxruntime's TensorRT execution provider (GPU only).
+        tensorrt_provider: onnxruntime's TensorRT execution provider (GPU only; InputError on device="cpu"). It
+            runs the unfused graph only (variant="fp32", as an fp32 engine); other variants are refused. For an
+            fp16 TensorRT engine use `longvec build-engine` and load its variant.
         spin: whether onnxruntime's idle threads spin-wait for the next batch. None: DEFAULT_SPIN (yes, for a
             process that has the machine's cores to itself); pass False where other busy processes share the cores
             (`longvec serve` does): spinning threads then steal the cores the work needs.
@@ -150,6 +156,12 @@ class Embedder:
         bundle = Bundle.open(bundle_dir, verify=False)
         chosen = bundle.variant(variant)
         m = bundle.manifest
+        if tensorrt_provider and chosen.engine == "onnxruntime" and chosen.name != TENSORRT_PROVIDER_VARIANT:
+            # TensorRT's parser does not take onnxruntime's fused ops: it would get only the MatMuls between them
+            raise InputError(
+                f"tensorrt_provider=True runs the unfused graph only: load variant={TENSORRT_PROVIDER_VARIANT!r}, "
+                f"not {chosen.name!r} (its fused onnxruntime operators are not TensorRT's)"
+            )
         files = GraphFiles(
             bundle.path(chosen.file),
             None if chosen.pooled_file is None else bundle.path(chosen.pooled_file),
@@ -164,16 +176,26 @@ class Embedder:
             pooled=pooled,
             tensorrt_provider=tensorrt_provider,
             spin=DEFAULT_SPIN if spin is None else spin,
+            window=window or resolve_defaults(m).window,
         )
         backend = open_backend(chosen.engine, files, m.hidden_size, options)
-        tokenizer = TextTokenizer.from_file(bundle.path(bundle.manifest.tokenizer_file))
-        batching = Batching(max_tokens=max_batch_tokens)
-        if getattr(backend, "on_gpu", False) and max_batch_tokens == Batching.max_tokens:
-            batching = GPU_BATCHING
-        limit = getattr(backend, "max_batch", None)  # an engine built for at most this many windows per call
-        if limit is not None and limit < batching.max_batch:
-            batching = replace(batching, max_batch=int(limit))
-        return cls(backend, tokenizer, bundle.manifest, window, batching, bundle.model_name)
+        try:
+            check_window(backend.capabilities, options.window or 0)
+            tokenizer = TextTokenizer.from_file(bundle.path(m.tokenizer_file))
+        except BaseException:
+            backend.close()
+            raise
+        budget = None if max_batch_tokens == Batching.max_tokens else max_batch_tokens  # the default: the device's
+        return cls(backend, tokenizer, m, window, Batching.for_backend(backend.capabilities, budget), bundle.model_name)
+
+    def with_backend(
+        self, backend: Backend, tokenizer: TextTokenizer | None = None, max_batch_tokens: int | None = None
+    ) -> Embedder:
+        """This embedder's model, window and name in front of another backend (usually a wrapper of its own, e.g.
+        a cancellable or a timed one) and optionally another tokenizer, batched by the same policy as `load`
+        (Batching.for_backend): the token budget stays this embedder's unless `max_batch_tokens` is given."""
+        batching = Batching.for_backend(backend.capabilities, max_batch_tokens or self.batching.max_tokens)
+        return Embedder(backend, tokenizer or self.tokenizer, self.manifest, self.window, batching, self.name)
 
     @property
     def batching(self) -> Batching:

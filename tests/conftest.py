@@ -57,7 +57,7 @@ def encoder_calls(embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> list[t
     """Shapes of the encoder calls the session's real embedder makes during the test (its backend's `run`, or
     `run_pooled` when it runs a pooled graph, is wrapped for this test only)."""
     seen: list[tuple[int, ...]] = []
-    name = "run_pooled" if getattr(embedder.backend, "pools", False) else "run"
+    name = "run_pooled" if embedder.backend.capabilities.pools else "run"
     run = getattr(embedder.backend, name)
 
     def counting(input_ids: np.ndarray, *rest: np.ndarray) -> np.ndarray:
@@ -114,6 +114,18 @@ def _load_tiny_models() -> ModuleType:
 @pytest.fixture(scope="session")
 def tiny_models() -> ModuleType:
     return _load_tiny_models()
+
+
+@pytest.fixture(scope="session")
+def fake_gpu() -> ModuleType:
+    """tests/fake_gpu.py (loaded by path, as tiny_models.py): fakes of tensorrt 10/11 and cuda.bindings.runtime."""
+    name = "longvec_tests_fake_gpu"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fake_gpu.py"))
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @pytest.fixture(scope="session")

@@ -1,74 +1,61 @@
-"""The one narrow interface between longvec and an inference engine.
+"""Inference engines behind one protocol (runtime.backends.base): `open_backend(engine, files, hidden_size,
+options)` opens a bundle variant's files with the engine its manifest names.
 
-A backend maps a padded batch `(input_ids, attention_mask)` to token states `[batch, seq, hidden]` (float32), or,
-when it pools on its side (`pools = True`: a pooled graph), a batch plus pool weights to pooled sums:
-`run_pooled(input_ids, attention_mask, pool_weights [batch, rows, seq]) -> pooled_sums [batch, rows, hidden]`
-(float32 accumulation). Everything above it (windows, batching, pooling weights, running sums) is identical for
-every engine: for a states backend the runtime applies the same weights on the host (runtime.core.stitch).
+Each engine module has one factory of one shape, `open(files, hidden_size, options) -> Backend`, imported when a
+bundle names that engine (TensorRT's module needs nothing installed until a plan is opened).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeGuard
 
-import numpy as np
-
+from longvec.runtime.backends.base import (
+    Backend,
+    BackendWrapper,
+    Capabilities,
+    PoolingBackend,
+    describe,
+    pools_on_device,
+)
 from longvec.runtime.backends.options import DEVICES, BackendOptions, GraphFiles
 from longvec.runtime.errors import BackendUnavailable, InputError
 
-
-class Backend(Protocol):
-    hidden_size: int
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
-
-    def close(self) -> None: ...
-
-
-class PoolingBackend(Backend, Protocol):
-    pools: bool
-
-    def run_pooled(self, input_ids: np.ndarray, attention_mask: np.ndarray, pool_weights: np.ndarray) -> np.ndarray: ...
-
-
-def pools_on_device(backend: Backend) -> TypeGuard[PoolingBackend]:
-    """True when the backend takes pool weights itself (wrappers that only forward `run` pool on the host)."""
-    return bool(getattr(backend, "pools", False))
-
-
-def describe(backend: Backend) -> str:
-    """What runs the encoder, for `inspect`, `/health` and bench output, e.g. "onnxruntime CUDAExecutionProvider
-    (pooled graph)"; a backend without a description (a test wrapper) is named by its class."""
-    return str(getattr(backend, "provider", type(backend).__name__))
-
+__all__ = [
+    "DEVICES",
+    "ENGINES",
+    "Backend",
+    "BackendFactory",
+    "BackendOptions",
+    "BackendWrapper",
+    "Capabilities",
+    "GraphFiles",
+    "PoolingBackend",
+    "describe",
+    "open_backend",
+    "pools_on_device",
+]
 
 BackendFactory = Callable[[GraphFiles, int, BackendOptions], Backend]
 
 
-def _onnxruntime(files: GraphFiles, hidden_size: int, options: BackendOptions) -> Backend:
+def _onnxruntime() -> BackendFactory:
     try:
-        from longvec.runtime.backends.onnx import open_onnxruntime
+        from longvec.runtime.backends import onnx
     except ImportError as e:
         raise BackendUnavailable(
             f"onnxruntime is not installed: pip install onnxruntime (or onnxruntime-gpu) ({e})"
         ) from e
-    return open_onnxruntime(files, hidden_size, options)
+    return onnx.open
 
 
-def _tensorrt(files: GraphFiles, hidden_size: int, options: BackendOptions) -> Backend:
-    from longvec.runtime.backends.tensorrt import TensorRTBackend
+def _tensorrt() -> BackendFactory:
+    from longvec.runtime.backends import tensorrt
 
-    path = files.pooled or files.states
-    if path is None:
-        raise BackendUnavailable("this TensorRT variant names no plan file")
-    if options.device == "cpu":  # a plan runs only on the GPU it was built for: say so, never switch silently
-        raise BackendUnavailable(f"{path.name} is a TensorRT plan: load it with device='cuda'")
-    return TensorRTBackend(path, hidden_size)
+    return tensorrt.open
 
 
-# Dispatch on the manifest's `engine` field: a table, not an if/elif chain.
-ENGINES: dict[str, BackendFactory] = {"onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
+# engine name (manifest `engine`) -> its module's `open`, imported only when a bundle names it
+ENGINES: dict[str, Callable[[], BackendFactory]] = {"onnxruntime": _onnxruntime, "tensorrt": _tensorrt}
 
 
 def open_backend(
@@ -80,4 +67,4 @@ def open_backend(
         factory = ENGINES[engine]
     except KeyError:
         raise BackendUnavailable(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}") from None
-    return factory(files, hidden_size, options)
+    return factory()(files, hidden_size, options)

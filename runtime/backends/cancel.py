@@ -18,11 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from longvec.runtime.backends import Backend
+from longvec.runtime.backends.base import BackendWrapper
 from longvec.runtime.errors import Cancelled, DeadlineExceeded
 
 
@@ -61,28 +60,10 @@ def check_current() -> None:
         token.check()
 
 
-class CancellableBackend:
-    """Checks the current scope's token before every call into the engine, then forwards it unchanged."""
+class CancellableBackend(BackendWrapper):
+    """Checks the current scope's token before every call into the engine (`run` and `run_pooled` alike), then
+    forwards it unchanged; its capabilities are the inner backend's."""
 
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.hidden_size = inner.hidden_size
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def call(self, method: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
         check_current()
-        return self.inner.run(input_ids, attention_mask)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def __getattr__(self, name: str) -> Any:
-        # other entry points an engine may offer (e.g. pooled runs) are checked the same way
-        attr = getattr(self.inner, name)
-        if not (callable(attr) and name.startswith("run")):
-            return attr
-
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            check_current()
-            return attr(*args, **kwargs)
-
-        return checked
+        return method(*args)

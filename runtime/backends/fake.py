@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from longvec.runtime.backends.base import Capabilities
+
 
 class FakeBackend:
     def __init__(
@@ -18,8 +20,8 @@ class FakeBackend:
         rng = np.random.default_rng(seed)
         self._table = rng.standard_normal((vocab_size, hidden_size)).astype(np.float32)
         self.hidden_size = hidden_size
-        self.pools = pooled
-        self.provider = "fake (NumPy, pooled)" if pooled else "fake (NumPy, token states)"
+        provider = "fake (NumPy, pooled)" if pooled else "fake (NumPy, token states)"
+        self.capabilities = Capabilities(provider=provider, pools=pooled)
         self.calls: list[tuple[int, int]] = []  # (batch, seq) of every run, for batching tests
         # with record=True, the (input_ids, attention_mask) of every run, for tests of what the encoder saw;
         # off by default so long streaming runs stay O(window) in memory

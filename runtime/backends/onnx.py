@@ -1,142 +1,34 @@
-"""onnxruntime backend: CPU here; CUDA and onnxruntime's TensorRT provider through runtime.backends.ort_gpu.
+"""The onnxruntime engine: `open(files, hidden_size, options)` opens a variant's graph on the device asked for.
 
 The device is what the caller asked for, never switched silently: `device="cpu"` runs the CPU provider even where
 onnxruntime-gpu is installed; "cuda" fails with BackendUnavailable when CUDA cannot run; "auto" picks CUDA only
-when a session really runs on it, and `provider` says which one runs.
+when a session really runs on it (decided here, at load), and the capabilities' `provider` says which one runs.
+Sessions themselves: runtime.backends.ort_session (CPU) and runtime.backends.ort_gpu (CUDA, TensorRT provider).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import numpy as np
-import onnxruntime as ort
-
-from longvec.runtime.backends import Backend
+from longvec.runtime.backends.base import Backend
 from longvec.runtime.backends.options import BackendOptions, GraphFiles
-from longvec.runtime.bundle.feeds import encoder_feeds
-from longvec.runtime.errors import BackendUnavailable, BundleError
-
-_state = ort.capi.onnxruntime_pybind11_state
-# The file is at fault (truncated, not ONNX, inconsistent): a bundle error naming it. Anything else, e.g. an
-# operator this onnxruntime build lacks, means the engine is unavailable for this graph.
-_BAD_GRAPH: tuple[type[Exception], ...] = (_state.Fail, _state.InvalidProtobuf, _state.InvalidGraph, _state.NoSuchFile)
-
-POOL_INPUT = "pool_weights"
-POOL_OUTPUT = "pooled_sums"
-# Which graph runs when the caller does not say (a variant without a pooled graph runs its state graph):
-# - CPU: the pooled graph. bench/pooled_vs_states.py (3 interleaved runs, MiniLM, 2 threads, load 4-10 on 2 cores;
-#   bench/RESULTS.md "Pooled graph on CPU"): pooled / states time 0.85-0.95 at 32 x 256 windows, 0.73-1.09 at
-#   16 x 512, 0.96-1.02 for short queries, 0.82-1.23 end to end: never slower beyond the noise, faster at the
-#   encoder in 8 of 9 batch rows (no [batch, seq, hidden] output to allocate and copy).
-# - CUDA: the pooled graph, so only pooled sums cross to the host (FINDINGS: states to host cost 12-48%).
-DEFAULT_POOLED = {"cpu": True, "cuda": True}
+from longvec.runtime.backends.ort_gpu import open_cuda, resolve_device
+from longvec.runtime.backends.ort_session import OrtBackend, choose_graph, make_session, session_options
+from longvec.runtime.bundle.feeds import POOL_INPUT
+from longvec.runtime.errors import BackendUnavailable, InputError
 
 
-def session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
-    """Chosen on measurements (bench/ort_options.py, bench/RESULTS.md "Performance"), 2 threads, shared CPU:
-    - `spin=False` (Embedder.load chooses per use: spinning for a library on a dedicated machine, none for the
-      server): no thread spinning: idle pool threads spin-wait for work by default; on a CPU shared with other processes
-      (a server's other workers, batch jobs, the tokenizer) the spinning steals the cores the work needs. Measured
-      under load: short-query latency 0.33-0.45x, 16 x 256 windows 1.05-1.36x the default's throughput.
-    - sequential execution, one inter-op thread: the parallel executor was 0.71x (the encoder graph is a chain).
-    - ORT_ENABLE_ALL: lower levels were slower (basic 0.71-0.83x) and did not load faster.
-    - memory pattern off: it allocates a plan per batch shape on that shape's second run (+140 MB for MiniLM at
-      32 x 256), so a long document's peak RSS grew by 220 MB over a short one's in a cold process; without it
-      10k -> 100k tokens grows 32 MB (bench/memory.py --no-warmup). No throughput gain from it was measured.
-    - the arena stays on, IO binding is not used on CPU: no consistent gain measured (CPU outputs are copied once
-      into NumPy, under 1% of a batch's time)."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
-    opts.enable_mem_pattern = False
-    opts.log_severity_level = 3
-    return opts
-
-
-def make_session(path: Path, opts: ort.SessionOptions, providers: list[object]) -> ort.InferenceSession:
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except _BAD_GRAPH as e:
-        raise BundleError(path, f"onnxruntime cannot load this graph: {e}") from e
-    except Exception as e:
-        raise BackendUnavailable(f"{path}: {e}") from e
-
-
-def choose_graph(files: GraphFiles, device: str, pooled: bool | None) -> Path:
-    """The graph file to run: the pooled one where asked for (or the device's default) and present."""
-    want = DEFAULT_POOLED[device] if pooled is None else pooled
-    if want and files.pooled is not None:
-        return files.pooled
-    if pooled and files.pooled is None:
-        raise BackendUnavailable("this variant has no pooled graph; add one with `longvec export --add-pooled BUNDLE`")
-    if files.states is None:
-        raise BackendUnavailable("this variant has only a pooled graph; run it with pooled=True")
-    return files.states
-
-
-class OrtBackend:
-    """One onnxruntime session over a token-state graph or a pooled graph (`pools`)."""
-
-    def __init__(self, session: ort.InferenceSession, path: Path, hidden_size: int, provider: str) -> None:
-        self._session = session
-        self.input_names = tuple(i.name for i in session.get_inputs())
-        self.output_name = session.get_outputs()[0].name
-        self.pools = POOL_INPUT in self.input_names
-        self.hidden_size = hidden_size
-        self.provider = provider + (" (pooled graph)" if self.pools else " (token-state graph)")
-        check_hidden_size(path, graph_hidden_size(session, self), hidden_size)
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        if self.pools:  # identity rows: pooled sums of one-hot rows are the token states themselves
-            return self.run_pooled(input_ids, attention_mask, identity_rows(input_ids.shape))
-        states = self._session.run([self.output_name], encoder_feeds(self.input_names, input_ids, attention_mask))[0]
-        return np.asarray(states, dtype=np.float32)
-
-    def run_pooled(self, input_ids: np.ndarray, attention_mask: np.ndarray, pool_weights: np.ndarray) -> np.ndarray:
-        feeds = encoder_feeds(self.input_names, input_ids, attention_mask, pool_weights)
-        return self._session.run([self.output_name], feeds)[0]
-
-    def close(self) -> None:
-        del self._session
-
-
-def identity_rows(shape: tuple[int, ...]) -> np.ndarray:
-    batch, seq = shape
-    return np.broadcast_to(np.eye(seq, dtype=np.float32), (batch, seq, seq)).copy()
-
-
-def graph_hidden_size(session: ort.InferenceSession, backend: OrtBackend) -> int:
-    """The hidden size the graph really produces: its declared last output axis, or one tiny run when that axis is
-    symbolic. A model swapped for one of another size must fail at load naming the file, not at the first embed."""
-    declared = session.get_outputs()[0].shape[-1]
-    if isinstance(declared, int):
-        return declared
-    ids = np.ones((1, 2), dtype=np.int64)
-    return int(backend.run(ids, np.ones_like(ids)).shape[-1])
-
-
-def check_hidden_size(path: Path, got: int, want: int) -> None:
-    if got != want:
-        raise BundleError(path, f"the graph's output hidden size is {got}, manifest.json says hidden_size={want}")
-
-
-def open_onnxruntime(files: GraphFiles, hidden_size: int, options: BackendOptions) -> Backend:
-    from longvec.runtime.backends.ort_gpu import open_cuda, resolve_device
-
+def open(files: GraphFiles, hidden_size: int, options: BackendOptions) -> Backend:
     device = resolve_device(options.device)
+    if options.tensorrt_provider and device == "cpu":
+        if options.device == "cpu":
+            raise InputError("tensorrt_provider=True runs on a GPU: load with device='cuda' (or 'auto')")
+        raise BackendUnavailable("tensorrt_provider=True but onnxruntime has no CUDA provider here (device='auto')")
     if device == "cuda":
         path = choose_graph(files, "cuda", options.pooled)
         names = files.input_names + ((POOL_INPUT,) if path == files.pooled else ())
         try:
             return open_cuda(path, names, hidden_size, options)
         except BackendUnavailable:
-            if options.device != "auto":
+            if options.device != "auto" or options.tensorrt_provider:
                 raise
     path = choose_graph(files, "cpu", options.pooled)
     session = make_session(path, session_options(options.threads, options.spin), ["CPUExecutionProvider"])

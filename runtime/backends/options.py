@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+# onnxruntime's TensorRT provider runs only the unfused graph: TensorRT's ONNX parser does not take onnxruntime's
+# fused contrib ops (the "optimized" graph would leave it only the MatMuls between them, as many tiny engines)
+TENSORRT_PROVIDER_VARIANT = "fp32"
 
 
 @dataclass(frozen=True)
@@ -25,3 +28,4 @@ class BackendOptions:
     pooled: bool | None = None  # use the pooled graph: None = the default for the device (see onnx.py)
     tensorrt_provider: bool = False  # onnxruntime's TensorRT execution provider instead of CUDA's
     cache_dir: Path | None = None  # TensorRT engines and timing caches (default: ~/.cache/longvec/tensorrt)
+    window: int | None = None  # the embedder's window: the longest sequence an engine is built or checked for

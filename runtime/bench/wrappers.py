@@ -1,8 +1,8 @@
 """Backends for measuring longvec itself: wrappers around a real backend (timed, traced, and the base the
 benchmarks' memoizing one builds on) and a null encoder; `with_backend` puts one in front of an Embedder.
 
-A wrapper forwards `run`, `close` and `hidden_size`; when the Backend protocol grows a method, the base class
-here is the one place to forward it.
+Every wrapper builds on the backends' one `BackendWrapper` (runtime.backends.base), which forwards `run`,
+`run_pooled`, `close`, `hidden_size` and the capabilities; it is re-exported here for the repository's benchmarks.
 """
 
 from __future__ import annotations
@@ -12,34 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from longvec.runtime.backends import Backend, describe, pools_on_device
+from longvec.runtime.backends import Backend, BackendWrapper, Capabilities
 from longvec.runtime.embedder import Embedder
-
-
-class BackendWrapper:
-    """Runs `inner` unchanged; subclasses change `call`, which both `run` and (for a pooled graph) `run_pooled`
-    go through, so a wrapper pools where its inner backend pools."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.hidden_size = inner.hidden_size
-        self.pools = pools_on_device(inner)
-        self.provider = describe(inner)
-
-    def call(self, method: Callable[..., np.ndarray], *args: np.ndarray) -> np.ndarray:
-        return method(*args)
-
-    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.call(self.inner.run, input_ids, attention_mask)
-
-    def run_pooled(self, input_ids: np.ndarray, attention_mask: np.ndarray, pool_weights: np.ndarray) -> np.ndarray:
-        inner = self.inner
-        if not pools_on_device(inner):
-            raise TypeError(f"{describe(inner)} returns token states, not pooled sums")
-        return self.call(inner.run_pooled, input_ids, attention_mask, pool_weights)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class TimedBackend(BackendWrapper):
@@ -75,6 +49,7 @@ class NullBackend:
 
     def __init__(self, hidden_size: int) -> None:
         self.hidden_size = hidden_size
+        self.capabilities = Capabilities(provider="null (zero states)")
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return np.zeros((*input_ids.shape, self.hidden_size), dtype=np.float32)
@@ -85,4 +60,4 @@ class NullBackend:
 
 def with_backend(embedder: Embedder, backend: Backend) -> Embedder:
     """The same tokenizer, manifest and window in front of another backend (usually a wrapper of its own)."""
-    return Embedder(backend, embedder.tokenizer, embedder.manifest, embedder.window, embedder.batching)
+    return embedder.with_backend(backend)

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from longvec.runtime.bundle.feeds import POOL_INPUT
+
 # Short texts (queries) are padded to the smallest bucket that holds them, not to a whole window.
 SHORT_BUCKETS: tuple[int, ...] = (32, 64, 128)
 # pool_weights rows per window a profile admits: its own pooling, the document, and every chunk span it touches
@@ -49,7 +51,7 @@ class Profile:
         batch = {"min": self.min_batch, "opt": self.opt_batch, "max": self.max_batch}[which]
         seq = {"min": self.min_seq, "opt": self.opt_seq, "max": self.max_seq}[which]
         rows = {"min": 1, "opt": min(4, self.max_rows), "max": self.max_rows}[which]
-        return {n: (batch, rows, seq) if n == "pool_weights" else (batch, seq) for n in names}
+        return {n: (batch, rows, seq) if n == POOL_INPUT else (batch, seq) for n in names}
 
 
 def window_profiles(windows: Sequence[int], max_batch: int, buckets: Sequence[int] = SHORT_BUCKETS) -> list[Profile]:

@@ -12,7 +12,11 @@ import numpy as np
 
 from longvec.runtime.errors import BackendUnavailable
 
-FED = ("input_ids", "attention_mask", "token_type_ids", "pool_weights")
+# The pooled graph's extra input and its one output (export/pooled.py adds them; the backends and build-engine
+# feed and read them): spelled here only.
+POOL_INPUT = "pool_weights"  # [batch, rows, seq] float32
+POOL_OUTPUT = "pooled_sums"  # [batch, rows, hidden] float32
+FED = ("input_ids", "attention_mask", "token_type_ids", POOL_INPUT)
 
 
 def encoder_feeds(
@@ -26,7 +30,7 @@ def encoder_feeds(
     input outside `FED`, or a pooled graph's input without weights, cannot be fed and is named in the error."""
     feeds = {}
     for name in input_names:
-        if name == "pool_weights" and pool_weights is not None:
+        if name == POOL_INPUT and pool_weights is not None:
             feeds[name] = pool_weights.astype(np.float32, copy=False)
         elif name == "input_ids":
             feeds[name] = input_ids

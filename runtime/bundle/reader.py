@@ -70,9 +70,14 @@ class Bundle:
             raise BundleNotFound(self.root / name, "listed in manifest.json but missing")
         return resolved
 
+    def variant_names(self) -> tuple[str, ...]:
+        """Every variant this bundle holds, onnxruntime graphs and the TensorRT plans `longvec build-engine` adds
+        alike (a plan runs only with device "cuda", on the GPU it was built for): what any `--variant` accepts."""
+        return tuple(v.name for v in self.manifest.variants)
+
     def variant(self, name: str) -> Variant:
         variant = self.manifest.variant(name)
         if variant is None:
-            have = ", ".join(v.name for v in self.manifest.variants)
+            have = ", ".join(self.variant_names())
             raise VariantNotFound(self.root / MANIFEST_NAME, f"no variant {name!r} (this bundle has: {have})")
         return variant

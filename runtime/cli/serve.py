@@ -14,6 +14,7 @@ import argparse
 import errno
 import ipaddress
 import logging
+import math
 import os
 import signal
 import socket
@@ -38,6 +39,12 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
         str,
         None,
         "the model name clients send and see (default: the bundle's model name, else its folder name)",
+    ),
+    "--default-prompt-name": (
+        "LONGVEC_DEFAULT_PROMPT_NAME",
+        str,
+        None,
+        "the bundle's prompt a request gets when it names none (prompt_name / prompt); none means the bundle's default",
     ),
     "--max-batch-tokens": (
         "LONGVEC_MAX_BATCH_TOKENS",
@@ -64,7 +71,19 @@ OPTIONS: dict[str, tuple[str, type, object, str]] = {
     "--header-timeout": ("LONGVEC_HEADER_TIMEOUT", float, None, "seconds a request's headers may take to arrive"),
     "--body-timeout": ("LONGVEC_BODY_TIMEOUT", float, None, "seconds a request's body may take to arrive"),
     "--keep-alive-timeout": ("LONGVEC_KEEP_ALIVE_TIMEOUT", float, None, "seconds an idle connection stays open"),
-    "--max-connections": ("LONGVEC_MAX_CONNECTIONS", int, None, "open connections; more are answered 503"),
+    "--write-timeout": (
+        "LONGVEC_WRITE_TIMEOUT",
+        float,
+        None,
+        "seconds a response may sit unsent while the client reads nothing; then the connection is dropped",
+    ),
+    "--max-connections": (
+        "LONGVEC_MAX_CONNECTIONS",
+        int,
+        None,
+        "open connections; at the cap a new one replaces the oldest idle one, and when all are busy only "
+        "/health, /ready and /metrics answer (503 for the rest)",
+    ),
     "--cors-allow-origin": (
         "LONGVEC_CORS_ALLOW_ORIGIN",
         str,
@@ -84,6 +103,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "--variant": VARIANT_NAMES,
 }
 LOOPBACK_NAMES = {"localhost"}
+MAX_VALUE = 2**31  # a bound on every number option: timeouts become asyncio timers and ints (inf would crash)
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -119,9 +139,25 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-auth",
         action="store_true",
-        default=os.environ.get("LONGVEC_NO_AUTH", "") not in ("", "0"),
-        help="serve a non-loopback address without an API key, on purpose (env LONGVEC_NO_AUTH=1; default off)",
+        default=None,  # then LONGVEC_NO_AUTH, read by `env_flag` when the command runs (a bad value is an error)
+        help="serve a non-loopback address without an API key, on purpose (env LONGVEC_NO_AUTH=1, true, yes or on; "
+        "0, false, no, off or empty leave auth on; default off)",
     )
+
+
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str) -> bool:
+    """A boolean environment variable: only an explicit yes turns it on, and a word it does not know is an error
+    (LONGVEC_NO_AUTH=false must never turn auth off)."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    yes, no = "/".join(TRUE_WORDS), "/".join(w for w in FALSE_WORDS if w)
+    raise InputError(f"{name}={os.environ[name]!r} is not a yes or no: use {yes} (on) or {no} (off)")
 
 
 def is_loopback(host: str) -> bool:
@@ -137,6 +173,11 @@ def check_auth(api_key: str | None, host: str, no_auth: bool) -> str | None:
     """The key to require, or None; refuses an empty key and an open non-loopback server nobody asked for."""
     if api_key is not None and not api_key.strip():
         raise InputError("the API key is empty (LONGVEC_API_KEY= or --api-key ''); set a key, or unset it")
+    if api_key is not None and api_key != api_key.strip():
+        raise InputError(
+            "the API key starts or ends with whitespace (a secret file's newline?), which no Authorization header "
+            "can carry: strip it"
+        )
     if api_key is None and not no_auth and not is_loopback(host):
         raise InputError(
             f"--host {host} is reachable from other machines and no API key is set: set LONGVEC_API_KEY, "
@@ -195,12 +236,17 @@ def _serve(args: argparse.Namespace) -> int:
         "header_timeout",
         "body_timeout",
         "keep_alive_timeout",
+        "write_timeout",
         "max_connections",
     )
     for name in ("port", *positive):
-        if getattr(args, name) < (0 if name == "port" else 1e-9):
-            raise InputError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    api_key = check_auth(args.api_key, args.host, args.no_auth)
+        value = getattr(args, name)
+        if not math.isfinite(value) or value < (0 if name == "port" else 1e-9) or value > MAX_VALUE:
+            raise InputError(f"--{name.replace('_', '-')} must be positive and finite (at most 2**31), got {value}")
+    if args.threads is not None and args.threads < 1:
+        raise InputError(f"--threads must be at least 1, got {args.threads}")
+    no_auth = bool(args.no_auth) or env_flag("LONGVEC_NO_AUTH")
+    api_key = check_auth(args.api_key, args.host, no_auth)
     # fail fast, with the CLI's exit codes, on a bad bundle, tokenizer, variant or window; loading the graph
     # happens after the port is open so /ready can say 503 meanwhile
     bundle = Bundle.open(args.bundle_dir, verify=False)
@@ -210,6 +256,9 @@ def _serve(args: argparse.Namespace) -> int:
     m = bundle.manifest
     if args.window is not None:
         WindowPlan.make(args.window, None, len(m.framing.prefix_ids) + len(m.framing.suffix_ids), m.max_positions)
+    if args.default_prompt_name is not None and args.default_prompt_name not in m.prompts:
+        known = ", ".join(repr(k) for k in sorted(m.prompts)) or "none"
+        raise InputError(f"--default-prompt-name {args.default_prompt_name!r} is not a prompt of this bundle: {known}")
 
     def load() -> Embedder:
         return Embedder.load(
@@ -220,6 +269,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServeSettings(
         model_name=args.served_model_name or served_name(bundle),
         api_key=api_key,
+        default_prompt_name=args.default_prompt_name,
         cors_allow_origins=origins,
         log_format=args.log_format,
         started_by={
@@ -244,7 +294,9 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=False,  # our access line has the request id, texts and tokens
         lifespan="on",
-        http=guarded_protocol(settings.header_timeout, settings.body_timeout, settings.max_connections),
+        http=guarded_protocol(
+            settings.header_timeout, settings.body_timeout, settings.max_connections, settings.write_timeout
+        ),
         # clients reuse connections between bursts; with uvicorn's 5 s default, a busy machine makes the race
         # between the server closing an idle connection and the client's next request on it likelier
         timeout_keep_alive=int(settings.keep_alive_timeout),

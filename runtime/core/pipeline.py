@@ -10,11 +10,11 @@ where only pooled vectors then cross to the host), or are applied to the returne
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from longvec.runtime.backends import Backend, pools_on_device
+from longvec.runtime.backends.base import Backend, Capabilities, pools_on_device
 from longvec.runtime.bundle.engines import GPU_MAX_BATCH
 from longvec.runtime.bundle.manifest import Framing, PoolingConfig
 from longvec.runtime.core.batching import pack_by_length, pad_batch
@@ -42,6 +42,19 @@ class Encoded:
 class Batching:
     max_tokens: int = 8192  # padded tokens per encoder call
     max_batch: int = 64
+
+    @classmethod
+    def for_backend(cls, capabilities: Capabilities, max_tokens: int | None = None) -> Batching:
+        """The one batching policy, for every path that puts an Embedder in front of a backend (Embedder.load,
+        Embedder.with_backend, the server): a GPU's larger batches unless the caller set a token budget
+        (`max_tokens`), and never more windows per call than the engine admits (a TensorRT plan's profiles)."""
+        batching = GPU_BATCHING if capabilities.on_gpu else cls()
+        if max_tokens is not None:
+            batching = replace(batching, max_tokens=max_tokens)
+        limit = capabilities.max_batch
+        if limit is not None and limit < batching.max_batch:
+            batching = replace(batching, max_batch=limit)
+        return batching
 
 
 # A GPU wants far larger batches than a CPU: FINDINGS' H100 figures were measured at 256 windows x 512 tokens.

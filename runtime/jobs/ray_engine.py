@@ -21,7 +21,7 @@ import numpy as np
 
 from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.embedder import Embedder
-from longvec.runtime.errors import BackendUnavailable
+from longvec.runtime.errors import BackendUnavailable, InputError
 from longvec.runtime.jobs.corpus import Corpus, Fields, Record, import_pyarrow, iter_records, scan
 from longvec.runtime.jobs.local import JobOptions, Summary, check_paths, job_header, output_errors, table_metadata
 from longvec.runtime.jobs.ray_actor import ERROR_COLUMN, SOURCE_COLUMN, EmbedActor, import_ray
@@ -50,7 +50,11 @@ def run_ray(
         require_stemmer()
     check_paths(source, output_dir)
     corpus = scan(source, options.fields)
-    with Embedder.load(bundle, variant=options.variant, threads=1, window=options.window) as embedder:
+    # the driver opens the variant as the actors will (same device): a TensorRT plan or a CUDA-only setup fails
+    # here, before any actor starts, and the job header and table metadata come from what really runs
+    with Embedder.load(
+        bundle, variant=options.variant, threads=1, window=options.window, device=options.device
+    ) as embedder:
         header, dim = job_header("ray", corpus, embedder, options), embedder.dim
         metadata = table_metadata(embedder, options)
     with output_errors(output_dir):
@@ -67,15 +71,11 @@ def run_ray(
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         try:
             threads = options.threads or 1
-            cpus = float(ray.cluster_resources().get("CPU", 1))
-            gpus = int(ray.cluster_resources().get("GPU", 0))
-            on_gpu = options.device == "cuda"
-            if on_gpu and gpus < 1:
-                raise BackendUnavailable("--device cuda with --engine ray: the Ray cluster has no GPU")
-            # on GPUs one actor per GPU (num_gpus=1): the encoder is the GPU's, the actor's CPU only feeds it
-            n_actors = actors or (gpus if on_gpu else max(1, int(cpus) // threads))
-            actor_cpus = min(float(threads), max(0.1, (cpus - 2 * IO_CPUS) / n_actors))
-            gpu_args = {"num_gpus": 1} if on_gpu else {}
+            resources = ray.cluster_resources()
+            n_actors, actor_cpus, gpu_args = actor_pool(
+                float(resources.get("CPU", 1)), int(resources.get("GPU", 0)), options.device, threads, actors
+            )
+            on_gpu = bool(gpu_args)
             dataset = _read(ray, corpus, options.fields).map_batches(
                 EmbedActor,
                 fn_constructor_kwargs={
@@ -105,6 +105,22 @@ def run_ray(
         return _summary(out, tokens, time.monotonic() - started, len(out.done))
     finally:
         out.close()
+
+
+def actor_pool(
+    cpus: float, gpus: int, device: str, threads: int, actors: int | None
+) -> tuple[int, float, dict[str, int]]:
+    """(actors, CPUs per actor, GPU resources per actor) for a cluster. On GPUs one actor per GPU (num_gpus=1):
+    the encoder is the GPU's, the actor's CPU only feeds it. More GPU actors than GPUs would wait forever for a
+    GPU (a fixed-size pool): refused here, as a cluster without a GPU is."""
+    on_gpu = device == "cuda"
+    if on_gpu and gpus < 1:
+        raise BackendUnavailable("--device cuda with --engine ray: the Ray cluster has no GPU")
+    if on_gpu and actors is not None and actors > gpus:
+        raise InputError(f"--ray-actors {actors} with --device cuda: the Ray cluster has {gpus} GPU(s), one per actor")
+    n_actors = actors or (gpus if on_gpu else max(1, int(cpus) // threads))
+    actor_cpus = min(float(threads), max(0.1, (cpus - 2 * IO_CPUS) / n_actors))
+    return n_actors, actor_cpus, {"num_gpus": 1} if on_gpu else {}
 
 
 def _read(ray: Any, corpus: Corpus, fields: Fields) -> Any:

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 from longvec.runtime.core.budget import Cost, document_cost, embed_cost, packed_lengths
 from longvec.runtime.core.chunking import chunk_by_spans
+from longvec.runtime.core.prompts import prompted_tokens
 from longvec.runtime.core.text import TextTokenizer, Tokens, text_problem
 from longvec.runtime.embedder import Embedder, Mode
 from longvec.runtime.errors import InputError, LimitExceeded, LongvecError
@@ -34,11 +35,13 @@ from longvec.runtime.server.settings import ServeSettings, flag
 class TokenMemo(TextTokenizer):
     """The served Embedder's tokenizer: texts tokenized at admission are not tokenized again by the library
     call. Entries are keyed by the text object itself (identity, not equality) and dropped when the request
-    ends; any other text is tokenized as usual."""
+    ends; any other text is tokenized as usual. A prompted text is tokenized as prompt + text, a string the
+    library makes again: those entries are keyed by their content."""
 
     def __init__(self, inner: TextTokenizer) -> None:  # no super().__init__: everything else is `inner`'s
         self.inner = inner
         self._kept: dict[int, tuple[str, Tokens]] = {}
+        self._joint: dict[str, Tokens] = {}
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -48,7 +51,7 @@ class TokenMemo(TextTokenizer):
         texts = list(texts)
         with self._lock:
             found = [self._kept.get(id(t)) for t in texts]
-        hits = [f[1] if f is not None and f[0] is t else None for f, t in zip(found, texts)]
+            hits = [f[1] if f is not None and f[0] is t else self._joint.get(t) for f, t in zip(found, texts)]
         missing = [i for i, h in enumerate(hits) if h is None]
         for i, tokens in zip(missing, self.inner.encode([texts[i] for i in missing])):
             hits[i] = tokens
@@ -57,18 +60,27 @@ class TokenMemo(TextTokenizer):
     def ids(self, text: str) -> tuple[int, ...]:
         return self.inner.ids(text)
 
-    def keep(self, texts: Sequence[str]) -> list[Tokens]:
+    def keep(self, texts: Sequence[str], prompt_text: str | None = None) -> list[Tokens]:
+        """Each text's content tokens as the library will see them (after `prompt_text`, if any)."""
+        if prompt_text:
+            joint = [prompt_text + t for t in texts]
+            seen = self.inner.encode(joint)
+            with self._lock:
+                self._joint.update(zip(joint, seen))
+            return prompted_tokens(self, texts, prompt_text)  # from the entries just kept
         tokens = self.inner.encode(texts)
         with self._lock:
             self._kept.update((id(t), (t, tok)) for t, tok in zip(texts, tokens))
         return tokens
 
-    def forget(self, texts: Sequence[str]) -> None:
+    def forget(self, texts: Sequence[str], prompt_text: str | None = None) -> None:
         with self._lock:
             for t in texts:
                 entry = self._kept.get(id(t))
                 if entry is not None and entry[0] is t:
                     del self._kept[id(t)]
+                if prompt_text:
+                    self._joint.pop(prompt_text + t, None)
 
 
 @dataclass(frozen=True)
@@ -77,12 +89,12 @@ class Admitted:
     texts: list[str]
     extras: list[Any]  # per text: caller spans, or None
     cost: Cost
+    prompt_text: str | None = None  # the resolved prompt the texts were tokenized after
 
 
 class Admission:
     def __init__(self, settings: ServeSettings, emb: Embedder, memo: TokenMemo) -> None:
         self.settings, self.emb, self.memo = settings, emb, memo
-        self._overhead = len(emb.manifest.framing.prefix_ids) + len(emb.manifest.framing.suffix_ids)
         self._flags = {name: flag(name) for name in ("max_request_tokens", "max_request_encoder_tokens", "max_chunks")}
 
     def embeddings(self, body: EmbeddingRequest) -> Admitted:
@@ -90,12 +102,13 @@ class Admission:
         texts = [body.input] if isinstance(body.input, str) else body.input
         self._dimensions(body.dimensions)
         self._texts(texts, "input", "input" if single else "input[{i}]")
-        plan = self.emb.plan()
-        with self._kept_on_success(texts):
-            tokens = self._tokenize(texts, "input" if single else "input[{i}]")
-            cost = embed_cost([len(t) for t in tokens], plan, self._overhead)
+        prompt, prompt_name, prompt_text = self._prompt(body.prompt, body.prompt_name)
+        plan = self.emb.plan(prompt=prompt, prompt_name=prompt_name)
+        with self._kept_on_success(texts, prompt_text):
+            tokens = self._tokenize(texts, "input" if single else "input[{i}]", prompt_text)
+            cost = embed_cost([len(t) for t in tokens], plan, plan.window - plan.content)
             self._check(cost, "input")
-        return Admitted(EmbedOptions(), texts, [None] * len(texts), cost)
+        return Admitted(EmbedOptions(prompt, prompt_name), texts, [None] * len(texts), cost, prompt_text)
 
     def documents(self, body: DocumentsRequest) -> Admitted:
         s = self.settings
@@ -109,38 +122,59 @@ class Admission:
                 item = f"documents[{i}].spans"
                 raise with_param(InputError(f"{item} must be given if and only if chunking is 'spans'"), item)
         if body.chunking != "spans" and body.chunk_tokens < s.min_chunk_tokens:
+            # a too-small value, not a too-large request: 422 (it still names the flag)
             message = f"chunk_tokens={body.chunk_tokens} is below this server's minimum {s.min_chunk_tokens}"
-            raise with_param(
-                LimitExceeded(f"{message} ({flag('min_chunk_tokens')})", "min_chunk_tokens"), "chunk_tokens"
-            )
+            raise with_param(InputError(f"{message} ({flag('min_chunk_tokens')})"), "chunk_tokens")
+        prompt, prompt_name, prompt_text = self._prompt(body.prompt, body.prompt_name)
         mode: Mode = body.mode
         stride = body.stride
         try:
             if mode == "auto":  # the bundle's mode and stride, resolved here so the cost is the real one
                 mode = cast(Mode, self.emb.defaults.mode)
                 if stride is None:
-                    stride = self.emb.defaults.stride(self.emb.plan(body.window).content)
-            plan = self.emb.plan(body.window, stride)  # an impossible window or stride fails here, alone
+                    stride = self.emb.defaults.stride(
+                        self.emb.plan(body.window, None, prompt, prompt_name=prompt_name).content
+                    )
+            plan = self.emb.plan(body.window, stride, prompt, prompt_name=prompt_name)  # impossible window/stride: here
         except InputError as e:
-            raise with_param(e, "window" if "window" in str(e) else "stride") from None
+            raise with_param(e, "stride" if str(e).startswith("stride") else "window") from None
         if body.stride is not None and body.stride < min(s.min_stride, plan.content):
             message = f"stride={plan.stride} is below this server's minimum {s.min_stride}"
-            raise with_param(LimitExceeded(f"{message} ({flag('min_stride')})", "min_stride"), "stride")
-        with self._kept_on_success(texts):
-            tokens = self._tokenize(texts, "documents[{i}].text")
+            raise with_param(InputError(f"{message} ({flag('min_stride')})"), "stride")
+        with self._kept_on_success(texts, prompt_text):
+            tokens = self._tokenize(texts, "documents[{i}].text", prompt_text)
             if body.chunking == "spans":
                 lengths = [
-                    self._span_lengths(i, text, tok, doc.spans or [])
+                    self._span_lengths(i, text, tok, doc.spans or [], body.snap)
                     for i, (text, tok, doc) in enumerate(zip(texts, tokens, body.documents))
                 ]
             else:
                 lengths = [packed_lengths(len(t), body.chunk_tokens) for t in tokens]
-            cost = document_cost([len(t) for t in tokens], plan, self._overhead, mode, lengths)
+            cost = document_cost([len(t) for t in tokens], plan, plan.window - plan.content, mode, lengths)
             self._check(cost, "documents")
         options = DocumentOptions(
-            body.chunking, body.chunk_tokens, mode, body.window, stride, body.sparse, s.max_chunks
+            body.chunking,
+            body.chunk_tokens,
+            mode,
+            body.window,
+            stride,
+            body.sparse,
+            s.max_chunks,
+            prompt,
+            prompt_name,
+            body.snap,
         )
-        return Admitted(options, texts, [d.spans for d in body.documents], cost)
+        return Admitted(options, texts, [d.spans for d in body.documents], cost, prompt_text)
+
+    def _prompt(self, prompt: str | None, prompt_name: str | None) -> tuple[str | None, str | None, str | None]:
+        """(prompt, prompt_name) for the library call, the server's default name applied, and the prompt text
+        they resolve to (the library's own resolution: an unknown name is a 422 listing the known ones)."""
+        if prompt is None and prompt_name is None:
+            prompt_name = self.settings.default_prompt_name
+        try:
+            return prompt, prompt_name, self.emb.resolve_prompt(prompt, prompt_name)
+        except InputError as e:
+            raise with_param(e, "prompt" if prompt is not None and prompt_name is None else "prompt_name") from None
 
     def _texts(self, texts: list[str], name: str, label: str) -> None:
         """Cheap checks, no tokenizing: how many, and each text as the library itself validates it."""
@@ -156,26 +190,26 @@ class Admission:
                 raise with_param(InputError(f"{item} {problem}"), item)
 
     @contextmanager
-    def _kept_on_success(self, texts: list[str]) -> Iterator[None]:
+    def _kept_on_success(self, texts: list[str], prompt_text: str | None) -> Iterator[None]:
         """Tokens kept for the library call are dropped again if the request is refused."""
         try:
             yield
         except BaseException:
-            self.memo.forget(texts)
+            self.memo.forget(texts, prompt_text)
             raise
 
-    def _tokenize(self, texts: list[str], label: str) -> list[Tokens]:
-        tokens = self.memo.keep(texts)
+    def _tokenize(self, texts: list[str], label: str, prompt_text: str | None) -> list[Tokens]:
+        tokens = self.memo.keep(texts, prompt_text)
         for i, t in enumerate(tokens):
             if len(t) == 0:
                 item = label.format(i=i)
                 raise with_param(InputError(f"{item} has no tokens for this model's tokenizer"), item)
         return tokens
 
-    def _span_lengths(self, i: int, text: str, tokens: Tokens, spans: list[list[int]]) -> list[int]:
+    def _span_lengths(self, i: int, text: str, tokens: Tokens, spans: list[list[int]], snap: bool) -> list[int]:
         """Token lengths of caller spans (they may overlap: naive mode encodes each one alone)."""
         try:
-            token_spans = chunk_by_spans(text, tokens, spans).token_spans
+            token_spans = chunk_by_spans(text, tokens, spans, snap).token_spans
         except InputError as e:
             raise with_param(InputError(f"documents[{i}].spans: {e}"), f"documents[{i}].spans") from None
         return (token_spans[:, 1] - token_spans[:, 0]).tolist()
@@ -194,7 +228,7 @@ class Admission:
             )
 
     def release(self, admitted: Admitted) -> None:
-        self.memo.forget(admitted.texts)
+        self.memo.forget(admitted.texts, admitted.prompt_text)
 
 
 def _sparse_missing() -> str | None:

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class Work:
     n_tokens: int  # content tokens over all texts, for the budget
     deadline: float | None = None  # time.monotonic() after which nobody wants the result
     future: asyncio.Future[list[Any]] = field(init=False, repr=False)
+    queued_at: float = field(init=False, repr=False, default=0.0)
 
 
 class Batcher:
@@ -95,6 +97,7 @@ class Batcher:
             if self.max_queue_tokens is not None and self._pending and waiting + work.n_tokens > self.max_queue_tokens:
                 limit = f"--max-queue-tokens {self.max_queue_tokens}"
                 raise OverloadedError(f"the queue is full ({waiting} tokens waiting, {limit}); retry later")
+            work.queued_at = time.monotonic()
             self._pending.append(work)
             self._metrics.queue_depth.set(len(self._pending))
             self._cond.notify()
@@ -109,6 +112,9 @@ class Batcher:
                     return
                 group = self._take_group()
                 self._metrics.queue_depth.set(len(self._pending))
+            taken = time.monotonic()
+            for w in group:
+                self._metrics.queue_time.observe(taken - w.queued_at)
             if group:
                 self._metrics.encoder_busy.set(1)
                 try:
@@ -143,6 +149,7 @@ class Batcher:
         texts = [t for w in group for t in w.texts]
         extras = [x for w in group for x in w.extras]
         self._metrics.observe_batch(len(group), len(texts), sum(w.n_tokens for w in group))
+        started = time.monotonic()
         deadlines = [w.deadline for w in group]
         token = CancelToken(
             gone=lambda: all(w.future.done() for w in group),
@@ -151,6 +158,9 @@ class Batcher:
         try:
             with cancel_scope(token):
                 results = list(self._run(group[0].options, texts, extras, len(group)))
+            seconds = time.monotonic() - started
+            for _ in group:
+                self._metrics.inference.observe(seconds)
         except Cancelled as e:  # nobody waits for these results any more: stop, do not retry
             log.info("stopped a library call for %d request(s): %s", len(group), e)
             for w in group:

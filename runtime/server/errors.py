@@ -6,7 +6,6 @@ it is logged with its traceback and the client gets a 500 with a generic message
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -58,12 +57,25 @@ class ClientGone(Cancelled):
     """The client disconnected before its result was ready; its work was dropped or stopped."""
 
 
+class ConnectionsFull(LongvecError):
+    """Every connection of --max-connections is busy with a request; probes still answer."""
+
+
+class RequestTimeout(LongvecError):
+    """The request did not arrive in time (--header-timeout / --body-timeout)."""
+
+
+class NonFiniteOutput(LongvecError):
+    """The model produced NaN or infinity: a broken graph or weights, never the client's fault."""
+
+
 # first match wins, so subclasses come before their bases
 ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (Unauthorized, 401, "authentication_error", "invalid_api_key"),
     (ModelNotFound, 404, "invalid_request_error", "model_not_found"),
     (NotFound, 404, "invalid_request_error", "not_found"),
     (MethodNotAllowed, 405, "invalid_request_error", "method_not_allowed"),
+    (RequestTimeout, 408, "invalid_request_error", "request_timeout"),
     (LimitExceeded, 413, "invalid_request_error", "request_too_large"),
     (InputError, 422, "invalid_request_error", "invalid_input"),
     (TypeError, 422, "invalid_request_error", "invalid_type"),
@@ -72,8 +84,10 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str, str], ...] = (
     (DeadlineExceeded, 504, "server_error", "timeout"),
     (Cancelled, 503, "server_error", "cancelled"),  # the server stopped the work (shutting down)
     (NotReady, 503, "server_error", "not_ready"),
+    (ConnectionsFull, 503, "server_error", "too_many_connections"),
     (BundleError, 503, "server_error", "model_unavailable"),
     (BackendUnavailable, 503, "server_error", "model_unavailable"),
+    (NonFiniteOutput, 500, "server_error", "model_output_not_finite"),
 )
 INTERNAL = (500, "server_error", "internal_error")
 
@@ -92,11 +106,13 @@ def error_payload(exc: BaseException, param: str | None = None) -> tuple[int, di
     """(status, body, headers) for an exception."""
     status, kind, code = classify(exc)
     param = param or getattr(exc, "param", None)
-    if status == 500:
+    if (status, kind, code) == INTERNAL:
         log.error("unhandled error", exc_info=exc)
         message = "internal server error; the server log has the details"
     else:
         message = str(exc)
+        if isinstance(exc, NonFiniteOutput):  # a broken bundle: the operator must hear of it, not only the client
+            log.error("%s: %s", code, message)
     if isinstance(exc, LimitExceeded) and exc.limit and "(--" not in message:  # a library bound: say the flag
         message += f" (this server's {flag(exc.limit)})"
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else {}
@@ -109,8 +125,14 @@ def error_payload(exc: BaseException, param: str | None = None) -> tuple[int, di
 
 
 def error_bytes(exc: BaseException, param: str | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """The error as bytes, for the layers below the routes (the gate, the connection guard): the same
+    rendering as the routes' JSONResponse, so every error body reads alike."""
     status, body, headers = error_payload(exc, param)
-    return status, json.dumps(body).encode(), headers
+    return status, render(body), headers
+
+
+def render(body: dict[str, Any]) -> bytes:
+    return bytes(JSONResponse(body).body)
 
 
 def validation_message(errors: list[dict[str, Any]]) -> tuple[str, str | None]:
@@ -166,6 +188,10 @@ def add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if not _is_json(request.headers.get("content-type")) and any(e.get("loc") == ("body",) for e in exc.errors()):
+            given = request.headers.get("content-type")
+            what = f"Content-Type is {given!r}" if given else "there is no Content-Type header"
+            return json_error(InputError(f"the body was not read as JSON: {what}; send Content-Type: application/json"))
         message, param = validation_message(list(exc.errors()))
         return json_error(InputError(message), param)
 
@@ -191,6 +217,12 @@ def add_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)  # a bug: Starlette answers with this, then re-raises so uvicorn logs it
     async def unknown_error(request: Request, exc: Exception) -> JSONResponse:
         return json_error(exc)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """What FastAPI parses as a JSON body: application/json or application/*+json."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 def json_error(exc: BaseException, param: str | None = None) -> JSONResponse:

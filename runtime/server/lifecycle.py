@@ -20,7 +20,6 @@ from typing import Any
 from fastapi import FastAPI
 
 from longvec.runtime.backends.cancel import CancellableBackend
-from longvec.runtime.core.pipeline import Batching
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import LongvecError
 from longvec.runtime.server.admission import Admission, TokenMemo
@@ -67,12 +66,10 @@ class Lifecycle:
         try:
             loaded = self.load()
             # the loaded embedder seen through a cancellable backend and a tokenizer that keeps admission's
-            # tokens; the public constructor shares the loaded backend and tokenizer, nothing is loaded twice
+            # tokens (nothing is loaded twice), batched by the library's policy with the server's token budget
+            # (a TensorRT plan's batch cap holds here too)
             memo = TokenMemo(loaded.tokenizer)
-            batching = Batching(max_tokens=self.settings.max_batch_tokens)
-            emb = Embedder(
-                CancellableBackend(loaded.backend), memo, loaded.manifest, loaded.window, batching, loaded.name
-            )
+            emb = loaded.with_backend(CancellableBackend(loaded.backend), memo, self.settings.max_batch_tokens)
             emb.embed(["warm up"])
             emb.embed([" ".join(["warm"] * (2 * emb.window))])  # the long-document path too
 
@@ -132,5 +129,7 @@ def startup_fields(settings: ServeSettings, emb: Embedder) -> dict[str, Any]:
         "threads": started.get("threads", "all cores"),
         "listen": started.get("listen", "?"),
         "auth": "on" if settings.api_key else "off",
+        "prompts": ",".join(sorted(emb.manifest.prompts)) or "none",
+        "default_prompt": settings.default_prompt_name or emb.manifest.default_prompt or "none",
         "limits": settings.summary(),
     }

@@ -46,8 +46,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def _text_value(value: Any) -> str:
+    """A value as key=value text that cannot break the line: quoted and escaped (JSON string rules, non-ASCII as
+    \\u escapes) when it holds a space, a quote, a backslash or anything unprintable (newlines, tabs, ESC: a
+    client's percent-decoded path could otherwise forge log lines or terminal colours)."""
     text = json.dumps(value, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
-    return json.dumps(text) if (" " in text or not text) else text
+    plain = text and text.isascii() and text.isprintable() and not any(c in text for c in ' "\\')
+    return text if plain else json.dumps(text)
 
 
 def configure(log_format: LogFormat, level: str) -> None:

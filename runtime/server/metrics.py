@@ -1,5 +1,6 @@
-"""Prometheus metrics (prometheus_client, in a registry of the app's own): requests by route and status,
-request latency, encoder batch sizes, tokens, queue depth, requests in flight, readiness."""
+"""Prometheus metrics (prometheus_client, in a registry of the app's own): requests by route and status, errors by
+code, request latency split into its stages (admission and tokenizing, queue, inference), input lengths, encoder
+batch sizes, tokens, queue depth, requests in flight, readiness. `METRICS` lists every family for the README."""
 
 from __future__ import annotations
 
@@ -35,6 +36,38 @@ class Metrics:
         )
         self.tokens = Counter("longvec_tokens_total", "Content tokens embedded, by route.", ("route",), registry=r)
         self.ready = Gauge("longvec_ready", "1 once the model is loaded and warmed up.", registry=r)
+        self.errors = Counter(
+            "longvec_errors_total",
+            "Error answers by route and error code (as in the body).",
+            ("route", "code"),
+            registry=r,
+        )
+        self.tokenization = Histogram(
+            "longvec_tokenization_duration_seconds",
+            "Admission of a request: its checks, tokenizing and cost, before it queues.",
+            ("route",),
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_time = Histogram(
+            "longvec_queue_duration_seconds",
+            "Time a request waited for the encoder worker.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference = Histogram(
+            "longvec_inference_duration_seconds",
+            "The library call that encoded a request (shared with the requests batched with it).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.input_tokens = Histogram(
+            "longvec_request_input_tokens",
+            "Content tokens per admitted request.",
+            ("route",),
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
 
     def observe_batch(self, n_requests: int, n_texts: int, n_tokens: int) -> None:
         self.batch_requests.observe(n_requests)
@@ -43,3 +76,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def families(self) -> list[tuple[str, str, str]]:
+        """(name, type, help) of every metric family, as /metrics lists them."""
+        return [
+            (m.name + ("_total" if m.type == "counter" else ""), m.type, m.documentation)
+            for m in self.registry.collect()
+        ]

@@ -16,8 +16,11 @@ from longvec.runtime.embedder import Embedder, Mode
 class EmbedOptions:
     """POST /v1/embeddings: one vector per text."""
 
+    prompt: str | None = None  # as the request gave them, the server's default name applied
+    prompt_name: str | None = None
+
     def run(self, emb: Embedder, texts: list[str], extras: list[Any], n_requests: int) -> Sequence[Any]:
-        return list(emb.embed(texts))
+        return list(emb.embed(texts, prompt=self.prompt, prompt_name=self.prompt_name))
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class DocumentOptions:
     stride: int | None
     sparse: bool
     max_chunks: int  # per request; a shared call of n requests may return n times as many
+    prompt: str | None = None
+    prompt_name: str | None = None
+    snap: bool = False
 
     def run(self, emb: Embedder, texts: list[str], extras: list[Any], n_requests: int) -> Sequence[Any]:
         return emb.embed_documents(
@@ -43,6 +49,9 @@ class DocumentOptions:
             spans=extras if self.chunking == "spans" else None,
             sparse=self.sparse,
             max_chunks=self.max_chunks * n_requests,
+            prompt=self.prompt,
+            prompt_name=self.prompt_name,
+            snap=self.snap,
         )
 
 

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
+from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import DeadlineExceeded
 from longvec.runtime.server import payloads
 from longvec.runtime.server import search as search_route
@@ -31,6 +32,7 @@ from longvec.runtime.server.schema import (
     Info,
     Model,
     ModelList,
+    Pooling,
     SearchRequest,
     SearchResponse,
 )
@@ -69,14 +71,17 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
             message = f"model {model!r} is not served here; this server serves {settings.model_name!r} (GET /v1/models)"
             raise with_param(ModelNotFound(message), "model")
         deadline = time.monotonic() + settings.request_timeout
+        route = request.url.path
         admitted = await _call(lambda: admit(served), chars > SMALL_REQUEST_CHARS)
+        metrics.tokenization.labels(route).observe(time.monotonic() - deadline + settings.request_timeout)
+        metrics.input_tokens.labels(route).observe(admitted.cost.tokens)
         request.state.texts, request.state.tokens = len(admitted.texts), admitted.cost.tokens
         try:
             work = Work(admitted.options, admitted.texts, admitted.extras, admitted.cost.tokens, deadline)
             results = await _until_done(request, served.batcher.submit(work), deadline, settings.request_timeout)
         finally:
             served.admission.release(admitted)
-        metrics.tokens.labels(request.url.path).inc(admitted.cost.tokens)
+        metrics.tokens.labels(route).inc(admitted.cost.tokens)
         vectors = admitted.cost.texts + admitted.cost.chunks
         content = await _call(lambda: render(admitted, results), vectors > SMALL_RESPONSE_VECTORS)
         return Response(content, media_type="application/json")
@@ -148,6 +153,7 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
         """The served model, its dimensions and window, the request limits, and the longvec version."""
         emb = life.require().embedder
         plan = emb.plan()
+        pooling = emb.manifest.pooling
         return Info(
             model=settings.model_name,
             version=version,
@@ -155,8 +161,14 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
             window=plan.window,
             max_positions=emb.manifest.max_positions,
             stride=plan.stride,
-            limits={k: float(v) for k, v in settings.summary().items()},
+            limits=settings.summary(),
             provider=emb.provider,
+            variant=settings.started_by.get("variant", "?"),
+            mode=emb.defaults.mode,
+            prompts=dict(emb.manifest.prompts),
+            default_prompt_name=default_prompt_name(settings, emb),
+            pooling=Pooling(mode=pooling.mode, normalize=pooling.normalize, include_prompt=pooling.include_prompt),
+            max_batch_tokens=settings.max_batch_tokens,
         )
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -166,7 +178,16 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
 
 
 def _model(settings: ServeSettings, served: Served) -> Model:
-    return Model(id=settings.model_name, created=served.created, owned_by="longvec")
+    prompts = dict(served.embedder.manifest.prompts)
+    default = default_prompt_name(settings, served.embedder)
+    return Model(
+        id=settings.model_name, created=served.created, owned_by="longvec", prompts=prompts, default_prompt_name=default
+    )
+
+
+def default_prompt_name(settings: ServeSettings, emb: Embedder) -> str | None:
+    """The prompt a request naming none gets: the server's --default-prompt-name, else the bundle's default."""
+    return settings.default_prompt_name or emb.manifest.default_prompt
 
 
 def _status(life: Lifecycle, settings: ServeSettings, ok: bool) -> JSONResponse:

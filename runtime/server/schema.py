@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from longvec.runtime.core.chunking import Chunking
 from longvec.runtime.embedder import DEFAULT_CHUNK_TOKENS, DEFAULT_MODE, Mode
 
 EncodingFormat = Literal["float", "base64"]
+PROMPT_NAME = (
+    "One of the bundle's prompts by name (GET /info lists them), put before every text; an unknown name is a 422 "
+    "listing the known ones. With neither prompt_name nor prompt, the server's default prompt applies "
+    "(--default-prompt-name, else the bundle's default, else none), as in sentence-transformers."
+)
+PROMPT = 'Literal text put before every text (e.g. "query: "); "" means no prompt, not even the default.'
+
 Vector = list[float] | str  # floats, or base64 of little-endian float32 (encoding_format="base64")
 
 
@@ -19,6 +26,19 @@ def _integral(value: object) -> object:
 
 
 Integer = Annotated[int, BeforeValidator(_integral)]
+
+
+def _unicode(value: str) -> str:
+    """A string that is valid Unicode: JSON's "\\ud800" escape gives Python a lone surrogate, which no UTF-8
+    (or strict UTF-16) reader can take back."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"holds a lone surrogate at character {e.start}; send valid Unicode") from None
+    return value
+
+
+Unicode = Annotated[str, AfterValidator(_unicode)]
 
 
 class _Strict(BaseModel):
@@ -39,6 +59,8 @@ class EmbeddingRequest(_Strict):
         None, ge=1, description="Matryoshka truncation: keep the first N components, then renormalize."
     )
     user: str | None = Field(None, description="Accepted for OpenAI compatibility and ignored.")
+    prompt_name: Unicode | None = Field(None, description=PROMPT_NAME)
+    prompt: Unicode | None = Field(None, description=PROMPT)
 
 
 class Embedding(BaseModel):
@@ -60,10 +82,12 @@ class EmbeddingResponse(BaseModel):
 
 
 class DocumentIn(_Strict):
-    id: str = Field(description="The caller's identifier, echoed back.")
+    id: Unicode = Field(description="The caller's identifier, echoed back.")
     text: str = Field(min_length=1)
     spans: list[Annotated[list[Integer], Field(min_length=2, max_length=2)]] | None = Field(
-        None, description="Character spans [start, end) to use as chunks; only with chunking='spans'."
+        None,
+        description="Character spans [start, end) to use as chunks; they imply chunking='spans' (every document "
+        "then needs spans).",
     )
 
 
@@ -90,6 +114,20 @@ class DocumentsRequest(_Strict):
     sparse: bool = Field(False, description="Also return a sparse lexical vector per chunk, if the server has them.")
     encoding_format: EncodingFormat = "float"
     dimensions: Integer | None = Field(None, ge=1, description="Matryoshka truncation of every returned vector.")
+    prompt_name: Unicode | None = Field(None, description=PROMPT_NAME)
+    prompt: Unicode | None = Field(None, description=PROMPT)
+    snap: bool = Field(
+        False,
+        description="Caller spans that start or end inside a token are widened to the whole token instead of "
+        "refused; the returned start/end say so.",
+    )
+
+    @model_validator(mode="after")
+    def _spans_imply_chunking(self) -> DocumentsRequest:
+        """As in the library: documents with `spans` and no `chunking` are chunked by those spans."""
+        if "chunking" not in self.model_fields_set and any(d.spans is not None for d in self.documents):
+            self.chunking = "spans"
+        return self
 
 
 class SparseVector(BaseModel):
@@ -195,11 +233,21 @@ class Model(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    prompts: dict[str, str] = Field(
+        default_factory=dict, description="The bundle's prompts by name (a request's prompt_name picks one)."
+    )
+    default_prompt_name: str | None = Field(None, description="The prompt a request that names none gets.")
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Model]
+
+
+class Pooling(BaseModel):
+    mode: str = Field(description="mean, cls or last: how token states become one vector.")
+    normalize: bool = Field(description="Vectors are L2-normalized.")
+    include_prompt: bool = Field(description="Prompt tokens count in the pooled mean.")
 
 
 class Info(BaseModel):
@@ -209,5 +257,13 @@ class Info(BaseModel):
     window: int = Field(description="Encoder window in positions (framing included).")
     max_positions: int
     stride: int = Field(description="Default window stride in content tokens.")
-    limits: dict[str, float]
+    limits: dict[str, int | float] = Field(
+        description="Every request limit, by its flag's name (seconds for timeouts)."
+    )
     provider: str = Field(description="What runs the encoder: engine, execution provider, pooled or token-state graph.")
+    variant: str = Field(description="The bundle's graph variant served (--variant).")
+    mode: str = Field(description="What mode 'auto' resolves to for this bundle.")
+    prompts: dict[str, str] = Field(description="The bundle's prompts by name.")
+    default_prompt_name: str | None = Field(description="The prompt a request that names none gets; null: none.")
+    pooling: Pooling
+    max_batch_tokens: int = Field(description="Padded tokens per encoder call (--max-batch-tokens).")

@@ -15,6 +15,7 @@ LogFormat = Literal["text", "json"]
 class ServeSettings:
     model_name: str  # the name clients send as `model` and see in /v1/models
     api_key: str | None = None
+    default_prompt_name: str | None = None  # the prompt of a request that names none; None: the bundle's default
     # the encoder: padded tokens per encoder call, and the content-token budget of requests grouped into one
     # library call. 1,024 (4 windows of 256) bounds how long a cancelled request keeps the encoder: one call took
     # 0.35 s on 2 cores under load 11, and 4, 8 and 16 windows per call gave the same tokens/s within 12%.
@@ -38,6 +39,9 @@ class ServeSettings:
     header_timeout: float = 10.0  # a request's headers must arrive within this, from its first byte
     body_timeout: float = 60.0  # and its body within this, from the end of its headers
     keep_alive_timeout: float = 30.0
+    # a response the client does not read for this long (its send buffer not shrinking) is dropped with its
+    # connection, so a client that never reads cannot pin a rendered response in memory
+    write_timeout: float = 30.0
     max_connections: int = 256
     cors_allow_origins: tuple[str, ...] = ()
     log_format: LogFormat = "text"
@@ -51,8 +55,8 @@ class ServeSettings:
             max_chunks=self.max_chunks,
         )
 
-    def summary(self) -> dict[str, float]:
-        """The limits a client can hit, as /info and the startup line show them."""
+    def summary(self) -> dict[str, int | float]:
+        """The limits a client can hit, as /info and the startup line show them (whole seconds as ints)."""
         return {
             "max_body_bytes": self.max_body_bytes,
             "max_items": self.max_items,
@@ -63,8 +67,12 @@ class ServeSettings:
             "min_stride": self.min_stride,
             "max_queue": self.max_queue,
             "max_queue_tokens": self.max_queue_tokens,
-            "request_timeout": self.request_timeout,
+            "request_timeout": _number(self.request_timeout),
         }
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
 
 
 def flag(name: str) -> str:

@@ -4,100 +4,33 @@ checks which builder calls are made for TensorRT 10 and 11, not what TensorRT bu
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
-from longvec.export.tensorrt import build_plan, pooled_parity, strongly_typed
+from longvec.export.tensorrt import build_plan, network_flags, pooled_parity
 from longvec.runtime.bundle.engines import window_profiles
-
-
-def fake_tensorrt(version: str, log: list[tuple[Any, ...]], parses: bool = True) -> Any:
-    class Cache:
-        def serialize(self) -> bytes:
-            return b"timing-after"
-
-    class Config:
-        def set_flag(self, flag: str) -> None:
-            log.append(("set_flag", flag))
-
-        def create_timing_cache(self, data: bytes) -> Cache:
-            log.append(("create_timing_cache", data))
-            return Cache()
-
-        def set_timing_cache(self, cache: Cache, ignore_mismatch: bool) -> None:
-            log.append(("set_timing_cache", ignore_mismatch))
-
-        def add_optimization_profile(self, profile: Any) -> None:
-            log.append(("add_optimization_profile", profile.shapes))
-
-        def get_timing_cache(self) -> Cache:
-            return Cache()
-
-    class Profile:
-        def __init__(self) -> None:
-            self.shapes: dict[str, tuple[Any, ...]] = {}
-
-        def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
-            self.shapes[name] = (lo, opt, hi)
-
-    class Builder:
-        def __init__(self, logger: Any) -> None:
-            pass
-
-        def create_network(self, flags: int) -> str:
-            log.append(("create_network", flags))
-            return "network"
-
-        def create_builder_config(self) -> Config:
-            return Config()
-
-        def create_optimization_profile(self) -> Profile:
-            return Profile()
-
-        def build_serialized_network(self, network: str, config: Config) -> bytes:
-            log.append(("build_serialized_network", network))
-            return b"plan-bytes"
-
-    class OnnxParser:
-        num_errors = 0 if parses else 1
-
-        def __init__(self, network: str, logger: Any) -> None:
-            pass
-
-        def parse_from_file(self, path: str) -> bool:
-            log.append(("parse_from_file", Path(path).name))
-            return parses
-
-        def get_error(self, i: int) -> str:
-            return "unsupported operator EmbedLayerNormalization"
-
-    return SimpleNamespace(
-        __version__=version,
-        Logger=type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None}),
-        Builder=Builder,
-        OnnxParser=OnnxParser,
-        NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=2),
-        BuilderFlag=SimpleNamespace(FP16="FP16"),
-    )
-
 
 NAMES = ("input_ids", "attention_mask", "pool_weights")
 
 
-@pytest.mark.parametrize(("version", "flags", "fp16_flag"), [("10.9.0.34", 0, True), ("11.0.1", 1 << 2, False)])
-def test_build_plan_calls(version: str, flags: int, fp16_flag: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("version", "flags"), [("10.16.0.72", 1 << 1), ("11.4.0.106", 1 << 0)])
+def test_build_plan_is_strongly_typed_on_both_majors(
+    version: str, flags: int, tmp_path: Path, fake_gpu: ModuleType
+) -> None:
+    """STRONGLY_TYPED is 1 in TensorRT 10 and 0 in 11 (read from the module); no precision builder flag on either
+    (BuilderFlag.FP16 does not exist in 11: touching it would raise)."""
     log: list[tuple[Any, ...]] = []
-    trt = fake_tensorrt(version, log)
-    assert strongly_typed(trt) is not fp16_flag
+    trt = fake_gpu.fake_builder(version, log)
+    assert network_flags(trt) == flags
     profiles = window_profiles([256], max_batch=32)
     timing = tmp_path / "key.timing"
     assert build_plan(trt, tmp_path / "model.pooled.onnx", profiles, NAMES, timing) == b"plan-bytes"
     assert log[0] == ("create_network", flags)
-    assert log[1] == ("parse_from_file", "model.pooled.onnx")
-    assert (("set_flag", "FP16") in log) is fp16_flag  # TensorRT 11 has no precision flags
+    assert log[1][:2] == ("parse_from_file", "model.pooled.onnx")
+    assert not [e for e in log if e[0] == "set_flag"]
     assert ("create_timing_cache", b"") in log and timing.read_bytes() == b"timing-after"
     shapes = [e[1] for e in log if e[0] == "add_optimization_profile"]
     assert len(shapes) == len(profiles) == 4
@@ -108,10 +41,19 @@ def test_build_plan_calls(version: str, flags: int, fp16_flag: bool, tmp_path: P
     assert ("create_timing_cache", b"timing-after") in log
 
 
-def test_parser_errors_are_export_errors(tmp_path: Path) -> None:
+def test_the_fakes_know_which_flags_each_major_has(fake_gpu: ModuleType) -> None:
+    ten, eleven = fake_gpu.fake_builder("10.16.0", []), fake_gpu.fake_builder("11.4.0", [])
+    assert int(ten.BuilderFlag.FP16) == 0 and not hasattr(eleven.BuilderFlag, "FP16")
+    assert int(ten.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 1
+    assert int(eleven.NetworkDefinitionCreationFlag.STRONGLY_TYPED) == 0
+    with pytest.raises(RuntimeError, match="min <= opt <= max"):
+        eleven.Builder(None).create_optimization_profile().set_shape("input_ids", (1, 8), (4, 8), (2, 8))
+
+
+def test_parser_errors_are_export_errors(tmp_path: Path, fake_gpu: ModuleType) -> None:
     from longvec.runtime.errors import ExportError
 
-    trt = fake_tensorrt("10.9.0", [], parses=False)
+    trt = fake_gpu.fake_builder("10.16.0", [], parses=False)
     with pytest.raises(ExportError, match=r"parser refused.*EmbedLayerNormalization"):
         build_plan(trt, tmp_path / "model.optimized.pooled.onnx", window_profiles([64], 4), NAMES, tmp_path / "t")
 
@@ -133,50 +75,99 @@ def test_pooled_parity_gate_measures_cosine_per_row() -> None:
     assert pooled_parity(reference, noisy, [(ids, mask)], "cpu").min_cosine < 0.999
 
 
-def test_build_engine_adds_a_gated_variant_and_reuses_it(tiny_bundle: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["10.16.0.72", "11.4.0.106"])
+def test_build_engine_adds_a_gated_fp16_variant_and_rebuilds_only_for_other_options(
+    tiny_bundle: Path, tmp_path: Path, fake_gpu: ModuleType, version: str
+) -> None:
     """The whole `build-engine` flow with a fake TensorRT whose "plan" is run by CPU onnxruntime (so the gate
-    compares the pooled graph with itself): the bundle gains a verified variant naming GPU, version and profiles."""
+    compares the pooled graph with itself): on TensorRT 10 and 11 alike the parser gets the fp16 graph (the only
+    fp16 path), the bundle gains a verified variant naming GPU, version and profiles, the same options reuse the
+    plan and other windows or another max batch build a new one."""
     import shutil
 
     from longvec.export.tensorrt import build_engine
     from longvec.runtime import Embedder
     from longvec.runtime.backends import BackendOptions, GraphFiles
-    from longvec.runtime.backends.onnx import open_onnxruntime
+    from longvec.runtime.backends.onnx import open
     from longvec.runtime.bundle.reader import Bundle
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
-    opened: list[Path] = []
 
     def open_plan(path: Path, hidden: int) -> Any:
-        opened.append(path)
         assert path.read_bytes() == b"plan-bytes"
         files = GraphFiles(None, bundle / "model.pooled.onnx", ("input_ids", "attention_mask", "token_type_ids"))
-        return open_onnxruntime(files, hidden, BackendOptions(threads=1, pooled=True))
+        return open(files, hidden, BackendOptions(threads=1, pooled=True))
 
     log: list[tuple[Any, ...]] = []
     gpu = ("NVIDIA H100 80GB HBM3", "9.0")
-    m = build_engine(
-        bundle, gpu, open_plan, [32, 64], max_batch=8, cache_dir=tmp_path / "cache", trt=fake_tensorrt("10.9.0", log)
-    )
+
+    def build(windows: list[int], max_batch: int) -> Any:
+        trt = fake_gpu.fake_builder(version, log)
+        return build_engine(bundle, gpu, open_plan, windows, max_batch, cache_dir=tmp_path / "cache", trt=trt)
+
+    m = build([32, 64], 8)
+    [parsed] = [e for e in log if e[0] == "parse_from_file"]
+    assert "fp16" in parsed[2]  # a strongly typed fp16 graph on both majors
+    assert not [e for e in log if e[0] == "set_flag"]
     variant = next(v for v in m.variants if v.engine == "tensorrt")
-    assert variant.name.startswith("tensorrt-nvidia-h100-80gb-hbm3-sm90-trt10.9.0")
+    assert variant.name.startswith(f"tensorrt-nvidia-h100-80gb-hbm3-sm90-trt{version}")
     assert variant.file.startswith("engines/") and variant.precision == "fp16"
     assert variant.parity.min_cosine > 0.9999 and variant.parity.reference == "cpu fp32 pooled graph"
-    assert (
-        variant.tensorrt is not None
-        and variant.tensorrt.gpu == gpu[0]
-        and variant.tensorrt.source_file == "model.pooled.onnx"
-    )
+    assert variant.tensorrt is not None and variant.tensorrt.gpu == gpu[0]
+    assert variant.tensorrt.source_file == "model.pooled.onnx"
     assert [p.max_seq for p in variant.tensorrt.profiles] == [32, 64]
     reread = Bundle.open(bundle)  # checksums of every file, the plan included
-    assert reread.manifest.variant(variant.name) == variant
+    assert reread.manifest.variant(variant.name) == variant and variant.name in reread.variant_names()
     assert (tmp_path / "cache" / f"{variant.tensorrt.cache_key}.timing").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no work directory left
     with Embedder.load(bundle, threads=1) as emb:  # the onnxruntime variants are untouched
         assert emb.embed(["still loads"]).shape == (1, emb.dim)
-    builds = sum(e[0] == "build_serialized_network" for e in log)
-    build_engine(
-        bundle, gpu, open_plan, [32, 64], max_batch=8, cache_dir=tmp_path / "cache", trt=fake_tensorrt("10.9.0", log)
-    )
-    assert sum(e[0] == "build_serialized_network" for e in log) == builds  # same GPU, version, graph: reused
+
+    def builds() -> int:
+        return sum(e[0] == "build_serialized_network" for e in log)
+
+    assert builds() == 1
+    build([32, 64], 8)
+    assert builds() == 1  # same GPU, version, graph and profiles: reused
+    other = build([32], 8)
+    assert builds() == 2  # other windows: a new plan replaces the old one
+    replaced = next(v for v in other.variants if v.engine == "tensorrt")
+    assert replaced.name == variant.name and replaced.file != variant.file
+    assert [p.max_seq for p in replaced.tensorrt.profiles] == [32]  # type: ignore[union-attr]
+    assert not (bundle / variant.file).exists() and variant.file not in other.files
+    build([32], 16)
+    assert builds() == 3  # another max batch: another plan
+    Bundle.open(bundle)  # still verifies
+
+
+def test_build_engine_refuses_a_max_batch_below_the_parity_batches_before_building(
+    tiny_bundle: Path, tmp_path: Path, fake_gpu: ModuleType
+) -> None:
+    from longvec.export.tensorrt import build_engine
+    from longvec.runtime.errors import InputError
+
+    log: list[tuple[Any, ...]] = []
+    with pytest.raises(InputError, match="max batch 5: the parity gate runs batches of 6"):
+        build_engine(
+            tiny_bundle, ("gpu", "9.0"), lambda p, h: None, None, 5, tmp_path, trt=fake_gpu.fake_builder("11.4", log)
+        )
+    assert log == []  # nothing was parsed or built
+
+
+def test_build_engine_install_hint_names_tensorrt_cu13(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from longvec.export.tensorrt import import_tensorrt
+    from longvec.runtime.errors import BackendUnavailable
+
+    real = builtins.__import__
+
+    def no_tensorrt(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "tensorrt":
+            raise ImportError("No module named 'tensorrt'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorrt)
+    with pytest.raises(BackendUnavailable, match=r"pypi\.nvidia\.com tensorrt-cu13 cuda-python"):
+        import_tensorrt()

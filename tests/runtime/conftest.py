@@ -102,8 +102,9 @@ def server_factory(
 ) -> ServerFactory:
     log_dir = tmp_path_factory.mktemp("server-logs")
 
-    def factory(*args: str, **kwargs: object) -> AbstractContextManager[Server]:
-        return run_server(longvec_cli, free_port(), bundle_dir, log_dir, *args, **kwargs)  # type: ignore[arg-type]
+    def factory(*args: str, bundle: Path | None = None, **kwargs: object) -> AbstractContextManager[Server]:
+        """A server on `bundle` (default: the session's bundle)."""
+        return run_server(longvec_cli, free_port(), bundle or bundle_dir, log_dir, *args, **kwargs)  # type: ignore[arg-type]
 
     return factory
 

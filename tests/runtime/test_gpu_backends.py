@@ -1,5 +1,7 @@
 """GPU paths on a CPU machine: pure functions (cache keys, profiles, provider options), the errors a user without
-onnxruntime-gpu / a GPU gets, and the onnxruntime IO-binding calls checked against a recording fake session.
+onnxruntime-gpu / a GPU gets, the decisions made at load (preloading CUDA, "auto", pinned staging, the TensorRT
+provider's graph), and the IO-binding backend run against the REAL onnxruntime on its CPU device (the same code
+that binds to "cuda" on a GPU), besides a recording fake for the call order.
 None of this ran on a GPU; tests/runtime/test_gpu_hardware.py (marker `gpu`, `make test-gpu`) does, on one."""
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from longvec.runtime import BackendUnavailable, Embedder, InputError
+from longvec.runtime import BackendUnavailable, Embedder, InputError, VariantNotFound
 from longvec.runtime.backends import BackendOptions, ort_gpu
 from longvec.runtime.bundle.engines import Profile, cache_key, select_profile, shape_option, window_profiles
+from longvec.runtime.bundle.reader import Bundle
 from longvec.runtime.cli.main import main
 
 SHA = "ab" * 32
@@ -69,12 +72,11 @@ def test_profile_shapes_and_tensorrt_provider_options(tmp_path: Path) -> None:
     }
     assert shape_option(profile.shapes(names, "min")) == "input_ids:1x1,attention_mask:1x1,pool_weights:1x1x1"
     opts = ort_gpu.tensorrt_provider_options(tmp_path, profile, names)
-    assert opts["trt_fp16_enable"] == "1"
+    assert opts["trt_fp16_enable"] == "0"  # a no-op on TensorRT 11, fp16 pooling on 10: fp16 comes from build-engine
     assert opts["trt_engine_cache_enable"] == opts["trt_timing_cache_enable"] == "1"
     assert opts["trt_engine_cache_path"] == opts["trt_timing_cache_path"] == str(tmp_path)
     assert opts["trt_profile_opt_shapes"] == "input_ids:16x256,attention_mask:16x256,pool_weights:16x4x256"
     assert opts["trt_profile_max_shapes"] == "input_ids:32x256,attention_mask:32x256,pool_weights:32x8x256"
-    assert ort_gpu.tensorrt_provider_options(tmp_path, profile, names, fp16=False)["trt_fp16_enable"] == "0"
     with pytest.raises(ValueError, match="min <= opt <= max"):
         Profile(1, 8, 4, 1, 16, 16)
 
@@ -101,7 +103,7 @@ def test_provider_list_orders_tensorrt_before_cuda_and_caches_by_key(tmp_path: P
 
 def test_cuda_without_onnxruntime_gpu_says_what_to_install(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ort_gpu.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    install = r"onnxruntime-gpu.*pip uninstall -y onnxruntime onnxruntime-gpu.*--no-deps onnxruntime-gpu.*shadows"
+    install = r"pip uninstall -y onnxruntime onnxruntime-gpu && pip install 'onnxruntime-gpu\[cuda,cudnn\]'.*shadows"
     with pytest.raises(BackendUnavailable, match=install):
         Embedder.load(tiny_bundle, device="cuda", threads=1)
     with Embedder.load(tiny_bundle, device="auto", threads=1) as emb:  # auto falls back, and says so
@@ -171,8 +173,10 @@ class _RecordingSession:
 def test_cuda_backend_binds_inputs_and_copies_back_only_pooled_sums(tmp_path: Path) -> None:
     """Recording fake, not a GPU: checks the IO-binding call sequence and the staging buffers."""
     session = _RecordingSession()
-    backend = ort_gpu.CudaOrtBackend(session, tmp_path / "model.pooled.onnx", 4, "onnxruntime CUDAExecutionProvider")  # type: ignore[arg-type]
-    assert backend.pools and backend.provider.startswith("onnxruntime CUDAExecutionProvider (pooled graph)")
+    backend = ort_gpu.BoundOrtBackend(session, tmp_path / "model.pooled.onnx", 4, "onnxruntime CUDAExecutionProvider")  # type: ignore[arg-type]
+    caps = backend.capabilities
+    assert caps.pools and caps.on_gpu and caps.provider.startswith("onnxruntime CUDAExecutionProvider, IO binding")
+    assert caps.provider.endswith("(pooled graph)")
     session.log.clear()
     ids = np.array([[1, 2, 3], [4, 5, 0]], dtype=np.int64)
     mask = (ids > 0).astype(np.int64)
@@ -213,7 +217,7 @@ def test_build_engine_without_tensorrt_exits_5_naming_nvidias_index(
     except ImportError:
         pass
     assert main(["build-engine", str(tiny_bundle)]) == 5
-    assert "pypi.nvidia.com tensorrt-cu12" in capsys.readouterr().err
+    assert "pypi.nvidia.com tensorrt-cu13" in capsys.readouterr().err
 
 
 def test_embed_device_cuda_without_onnxruntime_gpu_exits_5(
@@ -235,3 +239,169 @@ def test_a_tensorrt_plan_is_never_run_for_device_cpu(tmp_path: Path) -> None:
 
     with pytest.raises(BackendUnavailable, match=r"model\.plan is a TensorRT plan: load it with device='cuda'"):
         open_backend("tensorrt", GraphFiles(tmp_path / "model.plan"), 8, BackendOptions(device="cpu"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The IO-binding path against the real onnxruntime, on its CPU device
+
+
+def test_io_binding_on_the_real_onnxruntime_equals_session_run(tiny_bundle: Path) -> None:
+    """The code that binds to "cuda" on a GPU, run here with device="cpu": the same results as session.run."""
+    from longvec.runtime.backends.ort_session import OrtBackend, make_session, session_options
+
+    path = tiny_bundle / "model.pooled.onnx"
+    hidden = Bundle.open(tiny_bundle).manifest.hidden_size
+    plain_session = make_session(path, session_options(1), ["CPUExecutionProvider"])
+    plain = OrtBackend(plain_session, path, hidden, "onnxruntime CPUExecutionProvider")
+    bound = ort_gpu.BoundOrtBackend(
+        make_session(path, session_options(1), ["CPUExecutionProvider"]),
+        path,
+        hidden,
+        "onnxruntime CPUExecutionProvider",
+        device="cpu",
+    )
+    assert bound.capabilities.pools and not bound.capabilities.on_gpu
+    assert bound.capabilities.provider == "onnxruntime CPUExecutionProvider, IO binding, pageable inputs (pooled graph)"
+    rng = np.random.default_rng(0)
+    for batch, seq, rows in ((3, 17, 2), (1, 40, 5), (2, 9, 1)):  # staging buffers grow and are reused
+        ids = rng.integers(1, 90, (batch, seq)).astype(np.int64)
+        mask = np.ones_like(ids)
+        mask[0, seq // 2 :] = 0
+        weights = rng.random((batch, rows, seq)).astype(np.float32)
+        want = plain_session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": 0 * ids,
+                                        "pool_weights": weights})[0]  # fmt: skip
+        np.testing.assert_allclose(bound.run_pooled(ids, mask, weights), want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(bound.run(ids, mask), plain.run(ids, mask), rtol=1e-6, atol=1e-6)
+    bound.close()
+    plain.close()
+
+
+def test_an_embedder_on_the_io_binding_backend_gives_the_same_vectors(tiny_bundle: Path) -> None:
+    from longvec.runtime.backends.ort_session import make_session, session_options
+
+    with Embedder.load(tiny_bundle, threads=1) as emb:
+        path = tiny_bundle / "model.optimized.pooled.onnx"
+        bound = ort_gpu.BoundOrtBackend(
+            make_session(path, session_options(1), ["CPUExecutionProvider"]), path, emb.dim, "cpu", device="cpu"
+        )
+        via = emb.with_backend(bound)
+        assert via.batching == emb.batching  # the same policy for the same capabilities
+        text = ["The keeper trimmed the wick. " * 40, "a query"]
+        for got, want in zip(via.embed_documents(text, chunk_tokens=16), emb.embed_documents(text, chunk_tokens=16)):
+            np.testing.assert_allclose(got.vector, want.vector, atol=1e-6)
+            np.testing.assert_allclose(got.chunk_vectors, want.chunk_vectors, atol=1e-6)
+        bound.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decided at load: preloading CUDA, "auto", pinned staging, the TensorRT provider's graph and options
+
+
+def _gpu_build_without_gpu(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """onnxruntime-gpu on a machine without a GPU: the CUDA provider is listed, sessions come up on the CPU.
+    Returns the log of preload_dlls() and session-opening calls."""
+    calls: list[str] = []
+    monkeypatch.setattr(ort_gpu.ort, "get_available_providers", lambda: [ort_gpu.CUDA, "CPUExecutionProvider"])
+    monkeypatch.setattr(ort_gpu.ort, "preload_dlls", lambda: calls.append("preload_dlls"), raising=False)
+    monkeypatch.setattr(ort_gpu, "_preloaded", [])
+    real = ort_gpu.make_session
+
+    def cpu_only(path: Path, opts: Any, providers: list[object]) -> Any:
+        calls.append("session " + (providers[0] if isinstance(providers[0], str) else providers[0][0]))
+        return real(path, opts, ["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort_gpu, "make_session", cpu_only)
+    return calls
+
+
+def test_cuda_libraries_are_preloaded_before_the_first_cuda_session(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _gpu_build_without_gpu(monkeypatch)
+    with pytest.raises(BackendUnavailable, match=r"CUDA libraries missing: preload_dlls\(\) ran"):
+        Embedder.load(tiny_bundle, device="cuda", threads=1)
+    assert calls == ["preload_dlls", f"session {ort_gpu.CUDA}"]
+    with Embedder.load(tiny_bundle, device="auto", threads=1) as emb:  # decided at load: the CPU, and it says so
+        assert emb.provider.startswith("onnxruntime CPUExecutionProvider") and not emb.backend.capabilities.on_gpu
+    assert calls.count("preload_dlls") == 1  # once per process
+
+
+def _fake_cuda_python(monkeypatch: pytest.MonkeyPatch, cudart: Any) -> None:
+    import sys
+    import types
+
+    cuda, bindings = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    bindings.runtime = cudart  # type: ignore[attr-defined]
+    cuda.bindings = bindings  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cudart)
+
+
+def test_pinned_staging_is_tried_at_load_and_falls_back_to_pageable_saying_so(
+    fake_gpu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cuda-python that cannot pin memory (e.g. too old a driver) shows when the backend is made, not at the first
+    embed after "auto" already chose CUDA."""
+    broken = fake_gpu.FakeCudart(pinned=False)
+    _fake_cuda_python(monkeypatch, broken)
+    staging = ort_gpu.PinnedStaging()
+    assert not staging.pinned and staging.note.startswith("pageable inputs (cudaMallocHost failed")
+    np.testing.assert_array_equal(staging.stage("x", np.arange(5)), np.arange(5))
+    working = fake_gpu.FakeCudart()
+    _fake_cuda_python(monkeypatch, working)
+    pinned = ort_gpu.PinnedStaging()
+    assert pinned.pinned and pinned.note == "pinned inputs"
+    pinned.stage("x", np.arange(4))
+    pinned.stage("x", np.arange(40))  # grows: the smaller buffer is freed at once, not kept until close
+    assert working.bytes_live("host") == 40 * 8
+    pinned.close()
+    assert working.bytes_live("host") == 0
+
+
+def test_tensorrt_provider_is_refused_on_cpu_and_on_fused_graphs(tiny_bundle: Path) -> None:
+    with pytest.raises(InputError, match="tensorrt_provider=True runs on a GPU"):
+        Embedder.load(tiny_bundle, variant="fp32", device="cpu", tensorrt_provider=True)
+    with pytest.raises(InputError, match="runs the unfused graph only: load variant='fp32', not 'optimized'"):
+        Embedder.load(tiny_bundle, device="cuda", tensorrt_provider=True)
+
+
+def test_tensorrt_provider_that_does_not_start_is_refused(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked for TensorRT, the session came up on CUDA: an error, not a CUDA session that says "TensorRT"."""
+    monkeypatch.setattr(ort_gpu.ort, "get_available_providers", lambda: [ort_gpu.TENSORRT, ort_gpu.CUDA, "CPU"])
+    monkeypatch.setattr(ort_gpu, "gpu_identity", lambda: ort_gpu.GpuIdentity("NVIDIA H200", "9.0", "10.16.0"))
+
+    class OnCuda:
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def get_providers(self) -> list[str]:
+            return [ort_gpu.CUDA, "CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort_gpu, "make_session", OnCuda)
+    monkeypatch.setattr(ort_gpu, "DEFAULT_CACHE", tiny_bundle.parent / "trt-cache")
+    with pytest.raises(BackendUnavailable, match="TensorRT provider did not start"):
+        Embedder.load(tiny_bundle, variant="fp32", device="cuda", tensorrt_provider=True)
+
+
+def test_tensorrt_provider_profile_follows_the_window_and_its_options_key_the_cache(tmp_path: Path) -> None:
+    names = ("input_ids", "attention_mask", "pool_weights")
+    identity = ort_gpu.GpuIdentity("NVIDIA H200", "9.0", "10.16.0")
+
+    def trt_options(window: int | None) -> dict[str, str]:
+        options = BackendOptions(device="cuda", tensorrt_provider=True, cache_dir=tmp_path, window=window)
+        return ort_gpu.provider_list(options, names, SHA, identity)[0][1]  # type: ignore[no-any-return]
+
+    long = trt_options(2048)  # a long-context model: no 512 ceiling
+    assert long["trt_profile_max_shapes"] == "input_ids:256x2048,attention_mask:256x2048,pool_weights:256x256x2048"
+    short = trt_options(256)
+    assert short["trt_profile_opt_shapes"].startswith("input_ids:256x256,")
+    assert long["trt_engine_cache_path"] != short["trt_engine_cache_path"]  # other options, other engines
+    assert trt_options(256)["trt_engine_cache_path"] == short["trt_engine_cache_path"]
+
+
+def test_variant_names_list_every_variant(tiny_bundle: Path) -> None:
+    names = Bundle.open(tiny_bundle).variant_names()
+    assert names[:2] == ("fp32", "optimized")
+    with pytest.raises(VariantNotFound, match="this bundle has: fp32, optimized"):
+        Embedder.load(tiny_bundle, variant="tensorrt-nvidia-h200")

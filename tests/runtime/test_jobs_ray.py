@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from longvec.runtime import Embedder
 from longvec.runtime.jobs.local import JobOptions, run_local
@@ -90,3 +91,38 @@ def test_embed_actor_works_on_arrow_batches_without_ray(bundle_dir: Path, embedd
     assert len(out["chunks"][2].as_py()) > 1
     # a dict of columns, as Ray's "numpy" batch format gives, works too
     assert actor({"key": np.array([5]), "body": np.array(["Lamp oil."], dtype=object)})["id"].to_pylist() == ["5"]
+
+
+def test_the_ray_driver_loads_the_bundle_on_the_jobs_device(
+    tmp_path: Path, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--engine ray --device cuda` with a TensorRT variant: the driver opened it for device "cpu" and failed
+    before any work started. It now opens it as the actors do."""
+    from longvec.runtime.jobs import ray_engine
+
+    seen: list[dict[str, object]] = []
+
+    class Stop(Exception):
+        pass
+
+    def load(bundle: Path, **kwargs: object) -> Embedder:
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(ray_engine.Embedder, "load", load)
+    source = corpus(tmp_path)
+    with pytest.raises(Stop):
+        ray_engine.run_ray(tiny_bundle, source, tmp_path / "out", JobOptions(device="cuda", variant="tensorrt-x"))
+    assert seen == [{"variant": "tensorrt-x", "threads": 1, "window": None, "device": "cuda"}]
+
+
+def test_gpu_actors_are_one_per_gpu_and_never_more_than_the_cluster_has() -> None:
+    from longvec.runtime import BackendUnavailable, InputError
+    from longvec.runtime.jobs.ray_engine import actor_pool
+
+    assert actor_pool(16.0, 2, "cuda", 1, None) == (2, 1.0, {"num_gpus": 1})
+    assert actor_pool(4.0, 0, "cpu", 1, None)[:2] == (4, 0.875)
+    with pytest.raises(BackendUnavailable, match="no GPU"):
+        actor_pool(16.0, 0, "cuda", 1, None)
+    with pytest.raises(InputError, match="--ray-actors 3 with --device cuda: the Ray cluster has 2 GPU"):
+        actor_pool(16.0, 2, "cuda", 1, 3)  # a fixed pool of 3 GPU actors would wait forever for the third GPU

@@ -1,128 +1,32 @@
-"""The native TensorRT backend against a recording fake of `tensorrt` and `cuda.bindings.runtime`.
+"""The native TensorRT backend against fakes of `tensorrt` 10.x / 11.x and `cuda.bindings.runtime` (tests/fake_gpu.py).
 
-NOT a GPU test: the fakes move real bytes between real host buffers (standing in for device memory) and "execute"
-by pooling in NumPy, so the test checks the calls the backend makes (profile by shape, one context per thread and
-profile, input shapes, tensor addresses, copies, execute_async_v3) and that data flows through them correctly;
-it says nothing about TensorRT itself."""
+NOT a GPU test: the fakes move real bytes between real host buffers (standing in for device memory), queue copies
+and the "kernel" on their stream until it is synchronized, validate shapes against the selected profile and answer
+dtype and mode queries, so these tests check the calls the backend makes and that data flows through them; they
+say nothing about TensorRT itself."""
 
 from __future__ import annotations
 
-import ctypes
+import dataclasses
+import shutil
 import threading
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
-from longvec.runtime import BundleError, InputError
+from longvec.runtime import BackendUnavailable, BundleError, Embedder, InputError
+from longvec.runtime.backends import tensorrt as trt_backend
+from longvec.runtime.backends.cancel import CancellableBackend
 from longvec.runtime.backends.tensorrt import TensorRTBackend
+from longvec.runtime.bundle.engines import window_profiles
+from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest, Parity, Variant
+from longvec.runtime.bundle.reader import Bundle, sha256_file
 
 HIDDEN = 3
-NAMES = ("input_ids", "attention_mask", "pool_weights", "pooled_sums")
-
-
-class FakeCudart:
-    def __init__(self) -> None:
-        self.log: list[tuple[Any, ...]] = []
-        self._keep: dict[int, Any] = {}
-        self.cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice="h2d", cudaMemcpyDeviceToHost="d2h")
-
-    def _alloc(self, n: int) -> tuple[int, int]:
-        buf = ctypes.create_string_buffer(n)
-        self._keep[ctypes.addressof(buf)] = buf
-        return 0, ctypes.addressof(buf)
-
-    def cudaMalloc(self, n: int) -> tuple[int, int]:
-        return self._alloc(n)
-
-    def cudaMallocHost(self, n: int) -> tuple[int, int]:
-        return self._alloc(n)
-
-    def cudaMemcpyAsync(self, dst: int, src: int, n: int, kind: str, stream: int) -> tuple[int]:
-        self.log.append(("memcpy", kind, n))
-        ctypes.memmove(dst, src, n)
-        return (0,)
-
-    def cudaStreamCreate(self) -> tuple[int, int]:
-        return 0, 7
-
-    def cudaStreamSynchronize(self, stream: int) -> tuple[int]:
-        self.log.append(("sync", stream))
-        return (0,)
-
-    def cudaFree(self, ptr: int) -> tuple[int]:
-        self.log.append(("free",))
-        return (0,)
-
-    cudaFreeHost = cudaFree
-    cudaStreamDestroy = cudaFree
-
-
-def _array(addr: int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    return np.frombuffer((ctypes.c_byte * n).from_address(addr), dtype=dtype).reshape(shape)
-
-
-class FakeContext:
-    def __init__(self, log: list[tuple[Any, ...]]) -> None:
-        self.log = log
-        self.shapes: dict[str, tuple[int, ...]] = {}
-        self.addresses: dict[str, int] = {}
-
-    def set_optimization_profile_async(self, index: int, stream: int) -> None:
-        self.log.append(("profile", index, threading.current_thread().name))
-
-    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> None:
-        self.shapes[name] = tuple(shape)
-
-    def set_tensor_address(self, name: str, addr: int) -> None:
-        self.addresses[name] = addr
-
-    def execute_async_v3(self, stream: int) -> bool:
-        """The "engine": states[b, s, h] = input_id + h, pooled = weights @ states."""
-        b, s = self.shapes["input_ids"]
-        rows = self.shapes["pool_weights"][1]
-        ids = _array(self.addresses["input_ids"], (b, s), np.int64)
-        w = _array(self.addresses["pool_weights"], (b, rows, s), np.float32)
-        states = ids[..., None].astype(np.float32) + np.arange(HIDDEN, dtype=np.float32)
-        _array(self.addresses["pooled_sums"], (b, rows, HIDDEN), np.float32)[...] = w @ states
-        self.log.append(("execute_async_v3", set(self.addresses) == set(NAMES)))
-        return True
-
-
-class FakeEngine:
-    num_io_tensors = len(NAMES)
-    num_optimization_profiles = 2
-
-    def __init__(self, log: list[tuple[Any, ...]], hidden: int) -> None:
-        self.log, self.hidden = log, hidden
-
-    def get_tensor_name(self, i: int) -> str:
-        return NAMES[i]
-
-    def get_tensor_shape(self, name: str) -> tuple[int, ...]:
-        return (-1, -1, self.hidden)
-
-    def get_tensor_profile_shape(self, name: str, index: int) -> tuple[tuple[int, ...], ...]:
-        assert name == "pool_weights"
-        return [((1, 1, 1), (4, 4, 32), (8, 8, 32)), ((1, 1, 33), (8, 4, 64), (8, 8, 64))][index]
-
-    def create_execution_context(self) -> FakeContext:
-        return FakeContext(self.log)
-
-
-def fake_tensorrt(log: list[tuple[Any, ...]], hidden: int = HIDDEN) -> Any:
-    class Runtime:
-        def __init__(self, logger: Any) -> None:
-            pass
-
-        def deserialize_cuda_engine(self, data: bytes) -> FakeEngine | None:
-            return FakeEngine(log, hidden) if data == b"plan" else None
-
-    logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
-    return SimpleNamespace(__version__="10.9.0", Logger=logger, Runtime=Runtime)
+VERSIONS = ["10.16.0.72", "11.4.0.106"]
 
 
 @pytest.fixture
@@ -131,22 +35,30 @@ def plan(tmp_path: Path) -> Path:
     return tmp_path / "model.plan"
 
 
-def test_runs_pooled_sums_through_the_profile_that_fits(plan: Path) -> None:
-    log: list[tuple[Any, ...]] = []
-    cudart = FakeCudart()
-    backend = TensorRTBackend(plan, HIDDEN, modules=(fake_tensorrt(log), cudart))
-    assert backend.pools and [p.max_seq for p in backend.profiles] == [32, 64]
-    assert backend.max_batch == 8  # Embedder.load caps its batches at this
+def make(fake_gpu: ModuleType, version: str, plan: Path, **kwargs: Any) -> tuple[TensorRTBackend, Any, Any]:
+    cudart = fake_gpu.FakeCudart()
+    trt = fake_gpu.fake_runtime(version, cudart, **kwargs)
+    return TensorRTBackend(plan, kwargs.get("hidden", HIDDEN), modules=(trt, cudart)), trt, cudart
+
+
+def expected(ids: np.ndarray, weights: np.ndarray, hidden: int = HIDDEN) -> np.ndarray:
+    return weights @ (ids[..., None] + np.arange(hidden)).astype(np.float32)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_runs_pooled_sums_through_the_profile_that_fits(fake_gpu: ModuleType, plan: Path, version: str) -> None:
+    backend, trt, cudart = make(fake_gpu, version, plan)
+    caps = backend.capabilities
+    assert caps.pools and caps.on_gpu and (caps.max_batch, caps.max_seq) == (8, 64)  # Embedder.load reads these
+    assert caps.provider == f"tensorrt {version} (pooled plan, 2 profiles)"
     rng = np.random.default_rng(0)
-    for seq, profile in ((20, 0), (50, 1), (32, 0)):
+    for seq in (20, 50, 32):
         ids = rng.integers(1, 99, (3, seq)).astype(np.int64)
         weights = rng.random((3, 2, seq)).astype(np.float32)
         got = backend.run_pooled(ids, np.ones_like(ids), weights)
-        states = ids[..., None] + np.arange(HIDDEN)
-        np.testing.assert_allclose(got, weights @ states, rtol=1e-5)
-        assert log[-1] == ("execute_async_v3", True)
-        assert profile in [e[1] for e in log if e[0] == "profile"]
-    assert [e[1] for e in log if e[0] == "profile"] == [0, 1]  # one context per profile, reused
+        np.testing.assert_allclose(got, expected(ids, weights), rtol=1e-5)  # read after the stream was synced
+    [ctx] = trt.engines[0].contexts  # one context for this thread, switching profiles as batches need
+    assert [e[1] for e in ctx.log if e[0] == "profile"] == [0, 1, 0]
     kinds = [e[1] for e in cudart.log if e[0] == "memcpy"]
     assert kinds[:4] == ["h2d", "h2d", "h2d", "d2h"]  # inputs up, only the pooled sums down
     states = backend.run(ids, np.ones_like(ids))  # token states through identity rows
@@ -154,16 +66,91 @@ def test_runs_pooled_sums_through_the_profile_that_fits(plan: Path) -> None:
     with pytest.raises(InputError, match="cannot run the batch"):
         backend.run_pooled(np.ones((9, 8), np.int64), np.ones((9, 8), np.int64), np.ones((9, 1, 8), np.float32))
     backend.close()
-    assert sum(e[0] == "free" for e in cudart.log) > 0
+    assert cudart.bytes_live("device") == cudart.bytes_live("host") == 0
 
 
-def test_each_thread_gets_its_own_context(plan: Path) -> None:
-    log: list[tuple[Any, ...]] = []
-    backend = TensorRTBackend(plan, HIDDEN, modules=(fake_tensorrt(log), FakeCudart()))
+@pytest.mark.parametrize("version", VERSIONS)
+def test_input_dtypes_are_read_from_the_engine(fake_gpu: ModuleType, plan: Path, version: str) -> None:
+    """A plan with int32 ids gets int32 ids: the fake engine reads its buffers as the types it declares."""
+    backend, _, _ = make(fake_gpu, version, plan, ids_dtype="INT32")
+    ids = np.arange(1, 25, dtype=np.int64).reshape(2, 12)
+    weights = np.full((2, 1, 12), 0.5, np.float32)
+    np.testing.assert_allclose(backend.run_pooled(ids, np.ones_like(ids), weights), expected(ids, weights))
+
+
+def test_a_plan_tensor_numpy_lacks_is_a_bundle_error(fake_gpu: ModuleType, plan: Path) -> None:
+    cudart = fake_gpu.FakeCudart()
+    trt = fake_gpu.fake_runtime("11.4.0", cudart)
+    real = trt.nptype
+
+    def no_bf16(t: Any) -> Any:
+        if t == trt.DataType.INT64:
+            raise TypeError("Could not resolve TensorRT datatype to an equivalent numpy datatype.")
+        return real(t)
+
+    trt.nptype = no_bf16
+    with pytest.raises(BundleError, match="no NumPy dtype"):
+        TensorRTBackend(plan, HIDDEN, modules=(trt, cudart))
+
+
+def test_the_fake_returns_garbage_unless_the_stream_is_synchronized(fake_gpu: ModuleType) -> None:
+    """The fake is as asynchronous as a GPU: a result read before cudaStreamSynchronize is not the result."""
+    cudart = fake_gpu.FakeCudart()
+    _, host = cudart.cudaMallocHost(8)
+    _, dev = cudart.cudaMalloc(8)
+    _, stream = cudart.cudaStreamCreate()
+    fake_gpu._view(host, (2,), np.float32)[...] = [1.0, 2.0]
+    kinds = cudart.cudaMemcpyKind
+    assert cudart.cudaMemcpyAsync(dev, host, 8, kinds.cudaMemcpyHostToDevice, stream) == (0,)
+    assert np.isnan(fake_gpu._view(dev, (2,), np.float32)).all()  # not there yet
+    cudart.cudaStreamSynchronize(stream)
+    assert fake_gpu._view(dev, (2,), np.float32).tolist() == [1.0, 2.0]
+    assert cudart.cudaMemcpyAsync(dev, host, 16, kinds.cudaMemcpyHostToDevice, stream) != (0,)  # out of bounds
+
+
+def test_a_shape_the_engine_refuses_is_an_input_error_naming_it(fake_gpu: ModuleType, plan: Path) -> None:
+    """set_input_shape's False is checked (it used to surface as "execute_async_v3 failed")."""
+    backend, _, _ = make(fake_gpu, "10.16.0", plan)
+    backend.profiles[1] = dataclasses.replace(backend.profiles[1], max_seq=80)  # wider than the engine's own
+    ids = np.ones((1, 70), np.int64)
+    with pytest.raises(InputError, match=r"TensorRT refused input_ids of shape \(1, 70\)"):
+        backend.run_pooled(ids, ids, np.ones((1, 1, 70), np.float32))
+
+
+def test_a_profile_the_context_cannot_select_is_backend_unavailable(fake_gpu: ModuleType, plan: Path) -> None:
+    """set_optimization_profile_async raises (it never returns False): wrapped in the typed error."""
+    backend, _, _ = make(fake_gpu, "11.4.0", plan)
+    backend.profiles.append(dataclasses.replace(backend.profiles[1], min_seq=65, opt_seq=96, max_seq=96))
+    ids = np.ones((1, 90), np.int64)
+    with pytest.raises(BackendUnavailable, match="optimization profile 2"):
+        backend.run_pooled(ids, ids, np.ones((1, 1, 90), np.float32))
+
+
+def test_memory_is_one_context_per_thread_and_buffers_sized_to_the_batches(fake_gpu: ModuleType, plan: Path) -> None:
+    """MiniLM-like plan, 5 profiles up to 512 positions, batch 16: a thread holds one context whose buffers fit the
+    batches it ran (1-10 pool rows), not 256 rows x every profile's maximum (the old layout: ~730 MiB a thread at
+    batch 256)."""
+    profiles = [((1, 1, p.min_seq), (16, 4, p.opt_seq), (16, 256, p.max_seq)) for p in window_profiles([256, 512], 16)]
+    backend, trt, cudart = make(fake_gpu, "10.16.0", plan, hidden=384, profiles=profiles)
+    rng = np.random.default_rng(1)
+    biggest = 0
+    for batch, seq, rows in ((16, 256, 5), (4, 512, 6), (32 // 4, 20, 1), (2, 100, 10)):
+        ids = rng.integers(1, 999, (batch, seq)).astype(np.int64)
+        w = rng.random((batch, rows, seq)).astype(np.float32)
+        np.testing.assert_allclose(backend.run_pooled(ids, ids, w), expected(ids, w, 384), rtol=1e-4)
+        biggest = max(biggest, 2 * ids.nbytes + w.nbytes + batch * rows * 384 * 4)
+    assert len(trt.engines[0].contexts) == 1
+    assert cudart.bytes_live("device") <= 2 * biggest  # grown to the batches seen (x2 growth at most)
+    assert cudart.bytes_live("device") < 8 * 2**20
+    backend.close()
+
+
+def test_each_thread_gets_its_own_context(fake_gpu: ModuleType, plan: Path) -> None:
+    backend, trt, _ = make(fake_gpu, "11.4.0", plan)
     ids = np.ones((1, 8), np.int64)
 
     def work() -> None:
-        backend.run_pooled(ids, ids, np.ones((1, 1, 8), np.float32))
+        np.testing.assert_allclose(backend.run_pooled(ids, ids, np.ones((1, 1, 8), np.float32)), [[[8, 16, 24]]])
 
     threads = [threading.Thread(target=work, name=f"worker-{i}") for i in range(2)]
     for t in threads:
@@ -171,12 +158,74 @@ def test_each_thread_gets_its_own_context(plan: Path) -> None:
     for t in threads:
         t.join()
     work()
-    assert sorted(e[2] for e in log if e[0] == "profile") == ["MainThread", "worker-0", "worker-1"]
+    assert len(trt.engines[0].contexts) == 3
+    backend.close()
 
 
-def test_a_plan_of_another_hidden_size_or_not_a_plan_is_a_bundle_error(plan: Path, tmp_path: Path) -> None:
+def test_bad_plans_and_machines_without_a_gpu(fake_gpu: ModuleType, plan: Path, tmp_path: Path) -> None:
+    cudart = fake_gpu.FakeCudart()
     with pytest.raises(BundleError, match=r"model\.plan.*hidden size is 5"):
-        TensorRTBackend(plan, HIDDEN, modules=(fake_tensorrt([], hidden=5), FakeCudart()))
+        TensorRTBackend(plan, HIDDEN, modules=(fake_gpu.fake_runtime("10.16.0", cudart, hidden=5), cudart))
     (tmp_path / "bad.plan").write_bytes(b"garbage")
     with pytest.raises(BundleError, match="cannot deserialize"):
-        TensorRTBackend(tmp_path / "bad.plan", HIDDEN, modules=(fake_tensorrt([]), FakeCudart()))
+        TensorRTBackend(tmp_path / "bad.plan", HIDDEN, modules=(fake_gpu.fake_runtime("10.16.0", cudart), cudart))
+    none = fake_gpu.FakeCudart(devices=0)  # no GPU: the engine is unavailable, the plan is not to blame
+    with pytest.raises(BackendUnavailable, match="no CUDA device answers"):
+        TensorRTBackend(plan, HIDDEN, modules=(fake_gpu.fake_runtime("10.16.0", none), none))
+
+
+def test_install_hint_names_tensorrt_cu13() -> None:
+    assert "tensorrt-cu13" in trt_backend.INSTALL_TENSORRT and "cu12" not in trt_backend.INSTALL_TENSORRT
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A bundle with a TensorRT variant, loaded through Embedder.load with the fakes in place of the real modules
+
+
+@pytest.fixture
+def trt_bundle(tiny_bundle: Path, tmp_path: Path, fake_gpu: ModuleType, monkeypatch: pytest.MonkeyPatch) -> Path:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    m = Bundle.open(bundle).manifest
+    (bundle / "engines").mkdir()
+    (bundle / "engines" / "test.plan").write_bytes(b"plan")
+    parity = Parity("cpu fp32 pooled graph", 0.0, 1.0, 1.0, 12)
+    variant = Variant("tensorrt-test", "engines/test.plan", "tensorrt", "fp16", parity)
+    files = {**m.files, "engines/test.plan": sha256_file(bundle / "engines" / "test.plan")}
+    m = dataclasses.replace(m, variants=(*m.variants, variant), files=files)
+    (bundle / MANIFEST_NAME).write_text(m.to_json(), encoding="utf-8")
+
+    def modules() -> tuple[Any, Any]:
+        cudart = fake_gpu.FakeCudart()
+        return fake_gpu.fake_runtime("11.4.0", cudart, hidden=m.hidden_size), cudart
+
+    monkeypatch.setattr(trt_backend, "_import_modules", modules)
+    return bundle
+
+
+def test_a_plan_variant_is_listed_and_loads_with_its_batch_cap(trt_bundle: Path) -> None:
+    assert "tensorrt-test" in Bundle.open(trt_bundle).variant_names()
+    with Embedder.load(trt_bundle, variant="tensorrt-test", device="cuda", window=64) as emb:
+        assert emb.batching.max_batch == 8  # the plan's largest profile, not GPU_BATCHING's 256
+        assert emb.provider.startswith("tensorrt 11.4.0")
+        # the server's path (a cancellable wrapper, its own token budget) keeps the same cap
+        served = emb.with_backend(CancellableBackend(emb.backend), max_batch_tokens=1024)
+        assert (served.batching.max_batch, served.batching.max_tokens) == (8, 1024)
+        assert served.provider == emb.provider and served.name == emb.name
+
+
+def test_a_window_longer_than_the_plan_is_refused_at_load(trt_bundle: Path) -> None:
+    with pytest.raises(InputError, match=r"window 128 is longer than tensorrt .* admits \(64 positions\)"):
+        Embedder.load(trt_bundle, variant="tensorrt-test", device="cuda", window=128)
+
+
+def test_a_plan_never_runs_for_device_cpu_or_with_the_tensorrt_provider(trt_bundle: Path) -> None:
+    with pytest.raises(BackendUnavailable, match=r"test\.plan is a TensorRT plan: load it with device='cuda'"):
+        Embedder.load(trt_bundle, variant="tensorrt-test")
+    with pytest.raises(InputError, match="run natively"):
+        Embedder.load(trt_bundle, variant="tensorrt-test", device="cuda", window=64, tensorrt_provider=True)
+
+
+def test_manifest_round_trip_keeps_the_plan_variant(trt_bundle: Path) -> None:
+    text = (trt_bundle / MANIFEST_NAME).read_text(encoding="utf-8")
+    assert Manifest.from_json(text, trt_bundle / MANIFEST_NAME).variant("tensorrt-test") is not None
