@@ -50,17 +50,19 @@ def admit(adm: Admission, body: SearchRequest) -> Admitted:
         message = f"chunk_tokens={body.chunk_tokens} is below this server's minimum {s.min_chunk_tokens}"
         raise with_param(LimitExceeded(f"{message} ({flag('min_chunk_tokens')})", "min_chunk_tokens"), "chunk_tokens")
     mode = emb.defaults.mode  # the search embeds with mode "auto": the bundle's mode and stride
-    plan = emb.plan(None, emb.defaults.stride(emb.plan().content))
-    with adm._kept_on_success(texts):
-        tokens = adm._tokenize(texts, "documents[{i}]")
+    plan = emb.plan(None, emb.defaults.stride(emb.plan().content))  # the bundle's default prompt: emb.plan's default
+    asked_plan = emb.plan()
+    prompt_text = emb.resolve_prompt(None, None)  # the documents' prompt in Embedder.search: the bundle's default
+    with adm._kept_on_success(texts, prompt_text):
+        tokens = adm._tokenize(texts, "documents[{i}]", prompt_text)
         query_tokens = [len(t) for t in emb.tokenizer.encode(queries)]
         for i, n in enumerate(query_tokens):
             if n == 0:
                 item = "query" if single else f"query[{i}]"
                 raise with_param(InputError(f"{item} has no tokens for this model's tokenizer"), item)
         lengths = [packed_lengths(len(t), body.chunk_tokens) for t in tokens]
-        docs = document_cost([len(t) for t in tokens], plan, adm._overhead, mode, lengths)
-        asked = embed_cost(query_tokens, emb.plan(), adm._overhead)
+        docs = document_cost([len(t) for t in tokens], plan, plan.window - plan.content, mode, lengths)
+        asked = embed_cost(query_tokens, asked_plan, asked_plan.window - asked_plan.content)
         cost = Cost(
             texts=docs.texts + asked.texts,
             tokens=docs.tokens + asked.tokens,
@@ -69,7 +71,7 @@ def admit(adm: Admission, body: SearchRequest) -> Admitted:
         )
         adm._check(cost, "documents")
     options = SearchOptions(tuple(queries), body.top_k, body.hybrid, body.chunk_tokens, s.max_chunks)
-    return Admitted(options, texts, [None] * len(texts), cost)
+    return Admitted(options, texts, [None] * len(texts), cost, prompt_text)
 
 
 def render(results: Sequence[Any], body: SearchRequest, model: str, n_tokens: int) -> bytes:
