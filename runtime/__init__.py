@@ -1,6 +1,7 @@
 """longvec runtime: load a bundle and embed texts of any length. Needs numpy, onnxruntime and tokenizers only."""
 
 from longvec.runtime.core.fusion import fuse_scores, sparse_scores
+from longvec.runtime.core.search import Hit
 from longvec.runtime.core.sparse import SparseVector
 from longvec.runtime.embedder import DocumentResult, Embedder, similarity
 from longvec.runtime.errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "DocumentResult",
     "Embedder",
     "ExportError",
+    "Hit",
     "InputError",
     "LimitExceeded",
     "LongvecError",

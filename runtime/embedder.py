@@ -16,6 +16,7 @@ from longvec.runtime.backends.probe import probe
 from longvec.runtime.bundle.defaults import resolve as resolve_defaults
 from longvec.runtime.bundle.manifest import MANIFEST_NAME, Manifest
 from longvec.runtime.bundle.reader import Bundle
+from longvec.runtime.core import search as _search
 from longvec.runtime.core.chunking import CHUNKINGS, Chunking
 from longvec.runtime.core.documents import (
     DEFAULT_BATCH_SIZE,
@@ -489,7 +490,7 @@ class Embedder:
         prompt: literal text put before each text; "" means no prompt, not even the default.
         stitch: "center" (each token from the window where it is most central) or "weighted" (a weighted mean
             over the windows that cover it).
-        sparse: also return `chunk_sparse`, BM25 term weights of each chunk's text (the `sparse` extra).
+        sparse: also return `chunk_sparse`, BM25 term weights of each chunk's text.
         prompt_name: one of the bundle's prompts by name; with neither prompt nor prompt_name the bundle's
             default prompt applies (as in sentence-transformers).
         dimensions: keep the first `dimensions` components of every vector (Matryoshka truncation), renormalized
@@ -627,3 +628,53 @@ class Embedder:
     def embed_sparse_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         """Query-side sparse vectors (weight 1 per distinct term) matching `embed_documents(sparse=True)`."""
         return self.sparse.queries(validate_texts(texts, allow_blank=True))
+
+    def search(
+        self,
+        query: str | Sequence[str],
+        documents: Sequence[str] | Sequence[DocumentResult],
+        *,
+        top_k: int = _search.DEFAULT_TOP_K,
+        hybrid: bool = True,
+        fusion: _search.Fusion = _search.DEFAULT_FUSION,
+        alpha: float = _search.DEFAULT_ALPHA,
+        texts: Sequence[str] | None = None,
+        snap: bool = False,
+        chunking: Chunking = DEFAULT_CHUNKING,
+        chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+        mode: Mode = DEFAULT_MODE,
+        prompt_name: str | None = None,
+        show_progress_bar: bool = False,
+        prompt: str | None = None,
+    ) -> list[_search.Hit] | list[list[_search.Hit]]:
+        """The passages that answer `query`: every chunk of every document ranked, the best `top_k` returned as
+        hits (`documents[hit.document][hit.start:hit.end]` is the passage; `hit.text` holds it when the texts are
+        known). One query string gives a list of hits; a list of queries gives one list per query, the documents
+        embedded once per call.
+
+        documents: texts (embedded here with `chunking`, `chunk_tokens`, `mode`), or DocumentResults already
+            embedded (e.g. read back from a batch job), searched as they are.
+        hybrid: dense cosine fused with BM25 over the same chunk spans (IDF over the chunks searched); False:
+            dense only. Hybrid needs sparse chunk vectors: DocumentResults embedded with sparse=True, or `texts`.
+        fusion, alpha: how the two are fused (runtime/core/search.py; the defaults measured best, README "Search").
+        texts: the documents' texts when `documents` are DocumentResults (for `hit.text`, snippets and BM25).
+        snap: fill `hit.snippet`, the hit widened to sentence boundaries for display (the score is the chunk's).
+        prompt_name, prompt: the queries' prompt, by the bundle's name for it (e.g. "query") or as literal text;
+            neither: the bundle's default prompt."""
+        queries, single = _search.queries_of(query)
+        _search.check_options(top_k, fusion, alpha)
+        given, results = _search.split_documents(documents)
+        if given is not None:
+            texts, results = (
+                given,
+                self.embed_documents(
+                    given, chunking, chunk_tokens, mode=mode, sparse=hybrid, show_progress_bar=show_progress_bar
+                ),
+            )
+        corpus = _search.Corpus.of(_search.with_sparse(results or [], texts, self.sparse if hybrid else None), hybrid)
+        if not queries:
+            return []
+        vectors = self.embed(queries, prompt, prompt_name=prompt_name)
+        sparse = self.embed_sparse_queries(queries) if hybrid else None
+        hits = _search.rank(corpus, vectors, sparse, top_k, fusion, alpha, texts, snap)
+        return hits[0] if single else hits

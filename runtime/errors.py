@@ -10,8 +10,9 @@
     │   └── VariantNotFound          the asked-for variant is not in this bundle
     ├── BackendUnavailable           the engine for a variant is not installed or cannot load the graph
     ├── InputError (ValueError)      a text or option the caller passed cannot be embedded as asked
-    │   └── LimitExceeded            a request is larger than a limit (a library bound such as max_chunks=, or a
-    │                                server flag); `.limit` names it
+    │   ├── LimitExceeded            a request is larger than a limit (a library bound such as max_chunks=, or a
+    │   │                            server flag); `.limit` names it
+    │   └── ModelMismatch            a search index queried with another model than the one it was built with
     ├── ExportError                  the export stage could not read or convert a model
     │   └── ParityError              an exported graph disagrees with torch (or fp32) beyond tolerance
     │       └── VariantsRefused      the bundle was written, without the variants that failed their gate
@@ -74,6 +75,10 @@ class LimitExceeded(InputError):
     def __init__(self, message: str, limit: str | None = None) -> None:
         self.limit = limit  # the bound's name, e.g. "max_chunks": a library argument, or a server flag without --
         super().__init__(message)
+
+
+class ModelMismatch(InputError):
+    pass
 
 
 class ExportError(LongvecError):

@@ -1,5 +1,5 @@
 """The `longvec` command: the table of subcommands, the parser, and `main`, which maps errors to the exit codes of
-runtime/cli/codes.py (tracebacks are for bugs only). Until `search` moves to a module of its own it lives here."""
+runtime/cli/codes.py (tracebacks are for bugs only)."""
 
 from __future__ import annotations
 
@@ -7,68 +7,16 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NoReturn
 
-from longvec.runtime.cli import bench, build_engine, embed, export, inspect_bundle, serve
+from longvec.runtime.cli import bench, build_engine, embed, export, index, inspect_bundle, query, search, serve
 from longvec.runtime.cli.codes import EXIT_CODES, INTERRUPTED, exit_code, help_line
 from longvec.runtime.cli.command import Command
 from longvec.runtime.cli.inputs import read_text_file
-from longvec.runtime.cli.options import add, add_bundle_arg, add_document_args, add_load_args
 from longvec.runtime.errors import LongvecError, OutputError
 
 __all__ = ["COMMANDS", "EXIT_CODES", "build_parser", "exit_code", "main", "read_text_file"]
 
-
-def _search_args(p: argparse.ArgumentParser) -> None:
-    add_bundle_arg(p)
-    p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
-    p.add_argument("query", help="the question or phrase to look for")
-    p.add_argument("--top", type=int, default=3, help="how many chunks to print (default: 3)")
-    add_load_args(p)
-    add_document_args(p)
-    add(p, "--query-prompt-name", "a prompt of the bundle for the query only, e.g. query", shown="as --prompt-name")
-
-
-def _search(args: argparse.Namespace) -> int:
-    from longvec.runtime import Embedder
-
-    text = read_text_file(args.file)
-    with Embedder.load(
-        args.bundle_dir, variant=args.variant, threads=args.threads, window=args.window, device=args.device
-    ) as emb:
-        doc = emb.embed_documents(
-            [text],
-            chunking=args.chunking,
-            chunk_tokens=args.chunk_tokens,
-            stride=args.stride,
-            mode=args.mode,
-            prompt=args.prompt,
-            prompt_name=args.prompt_name,
-        )[0]
-        query_prompt_name = args.query_prompt_name or args.prompt_name
-        query_prompt = None if args.query_prompt_name else args.prompt
-        query = emb.embed([args.query], prompt=query_prompt, prompt_name=query_prompt_name)[0]
-    scores = doc.chunk_vectors @ query
-    print(
-        f"{args.file}: {len(text)} chars, {doc.n_tokens} tokens, {doc.n_windows} windows, "
-        f"{len(doc.chunk_spans)} chunks ({doc.mode})"
-    )
-    for rank, i in enumerate(scores.argsort()[::-1][: args.top], 1):
-        start, end = doc.chunk_spans[i].tolist()
-        snippet = " ".join(text[start:end].split())
-        print(
-            f"{rank}. score {scores[i]:.3f}  chars {start}-{end}\n   {snippet[:300]}{'…' if len(snippet) > 300 else ''}"
-        )
-    return 0
-
-
-SEARCH = Command(
-    "search",
-    "Embed one document and print its chunks that best match a query, with their character spans.",
-    _search_args,
-    _search,
-)
 
 # Every subcommand, in the order `longvec --help` lists them.
 COMMANDS: dict[str, Command] = {
@@ -76,11 +24,13 @@ COMMANDS: dict[str, Command] = {
     for c in (
         export.COMMAND,
         inspect_bundle.COMMAND,
-        SEARCH,
+        search.COMMAND,
         serve.COMMAND,
         embed.COMMAND,
         bench.COMMAND,
         build_engine.COMMAND,
+        index.COMMAND,
+        query.COMMAND,
     )
 }
 

@@ -126,14 +126,15 @@ _local = threading.local()  # snowball stemmer objects keep state between calls:
 
 
 def require_stemmer() -> Any:
-    """The calling thread's stemmer; raises BackendUnavailable when the `sparse` extra is missing."""
+    """The calling thread's stemmer; raises BackendUnavailable when snowballstemmer (a dependency) is missing."""
     stemmer = getattr(_local, "stemmer", None)
     if stemmer is None:
         try:
             from snowballstemmer.english_stemmer import EnglishStemmer
         except ImportError as e:
             raise BackendUnavailable(
-                "sparse vectors need the Snowball stemmer: pip install 'longvec[sparse]' (snowballstemmer<3)"
+                "sparse vectors need the Snowball stemmer, a dependency of longvec that is missing here: "
+                "pip install 'snowballstemmer>=2.2,<3' (or reinstall 'longvec[sparse]')"
             ) from e
         stemmer = EnglishStemmer()  # the pure-Python class: PyStemmer may carry a newer Snowball
         if stemmer.stemWord("organization") != "organ":

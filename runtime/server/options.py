@@ -3,8 +3,9 @@ options may share one library call, and the call is made here, the one place the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from longvec.runtime.embedder import DocumentCall, Embedder
@@ -36,4 +37,27 @@ class DocumentOptions:
         return emb.embed_prepared(emb.prepare_documents(call, texts, spans))
 
 
-Options = EmbedOptions | DocumentOptions
+_requests = itertools.count()
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """POST /v1/search: the texts are the documents searched; the result is one list of hits per query, handed
+    back as the first of one result per text. `request` differs for every request, so no two share a call (BM25's
+    IDF is over the request's own chunks)."""
+
+    queries: tuple[str, ...]
+    top_k: int
+    hybrid: bool
+    chunk_tokens: int
+    max_chunks: int
+    request: int = field(default_factory=lambda: next(_requests))
+
+    def run(self, emb: Embedder, texts: list[str], extras: list[Any], n_requests: int) -> Sequence[Any]:
+        hits = emb.search(
+            list(self.queries), texts, top_k=self.top_k, hybrid=self.hybrid, chunk_tokens=self.chunk_tokens
+        )
+        return [hits] + [None] * (len(texts) - 1)
+
+
+Options = EmbedOptions | DocumentOptions | SearchOptions

@@ -16,6 +16,7 @@ from fastapi.security import HTTPBearer
 from longvec.runtime.embedder import Embedder
 from longvec.runtime.errors import DeadlineExceeded
 from longvec.runtime.server import payloads
+from longvec.runtime.server import search as search_route
 from longvec.runtime.server.admission import Admitted
 from longvec.runtime.server.batcher import Work
 from longvec.runtime.server.errors import ClientGone, ModelNotFound, with_param
@@ -32,11 +33,13 @@ from longvec.runtime.server.schema import (
     Model,
     ModelList,
     Pooling,
+    SearchRequest,
+    SearchResponse,
 )
 from longvec.runtime.server.settings import ServeSettings
 
 T = TypeVar("T")
-ROUTES = ("/v1/embeddings", "/v1/documents", "/v1/models", "/health", "/ready", "/info", "/metrics")
+ROUTES = ("/v1/embeddings", "/v1/documents", "/v1/search", "/v1/models", "/health", "/ready", "/info", "/metrics")
 
 # Work this small runs on the event loop: a thread hop per request costs more than it saves, and dozens of
 # threads contending for the GIL starve the loop under load. Bigger work (tokenizing, JSON of many vectors) goes
@@ -109,6 +112,19 @@ def add_routes(app: FastAPI, life: Lifecycle, settings: ServeSettings, metrics: 
             lambda admitted, results: payloads.documents(
                 results, ids, body.dimensions, body.encoding_format, settings.model_name, admitted.cost.tokens
             ),
+        )
+
+    @app.post("/v1/search", response_model=SearchResponse, summary="The passages that answer queries", **v1)
+    async def search(body: SearchRequest, request: Request) -> Response:
+        """Every chunk of the documents ranked per query (dense fused with BM25 by default), the best top_k
+        returned with character spans: the library's `Embedder.search`."""
+        chars = sum(len(t) for t in search_route.texts_of(body)) + sum(len(q) for q in search_route.queries_of(body))
+        return await answer(
+            request,
+            body.model,
+            chars,
+            lambda served: search_route.admit(served.admission, body),
+            lambda admitted, results: search_route.render(results, body, settings.model_name, admitted.cost.tokens),
         )
 
     @app.get("/v1/models", response_model=ModelList, **v1)

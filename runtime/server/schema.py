@@ -163,6 +163,50 @@ class DocumentsResponse(BaseModel):
     usage: Usage
 
 
+class SearchDocument(_Strict):
+    id: str = Field(description="The caller's identifier, echoed back in each hit.")
+    text: str = Field(min_length=1)
+
+
+class SearchRequest(_Strict):
+    query: str | list[str] = Field(description="A question, or a list of them (the documents are embedded once).")
+    documents: list[str | SearchDocument] = Field(
+        min_length=1, description="The texts searched, of any length: strings, or {id, text} objects."
+    )
+    model: str | None = Field(None, description="The served model's name; another name is a 404. May be left out.")
+    top_k: Integer = Field(10, ge=1, description="Hits per query: the best chunks over all documents.")
+    hybrid: bool = Field(
+        True, description="Dense cosine fused with BM25 over the same chunks (measured best); false: dense only."
+    )
+    chunk_tokens: Integer = Field(
+        DEFAULT_CHUNK_TOKENS, ge=1, description="Tokens per chunk; the server sets a minimum (GET /info)."
+    )
+
+
+class SearchHit(BaseModel):
+    document: int = Field(description="Index of the document in the request.")
+    id: str | None = Field(description="The document's id, when it was given as {id, text}.")
+    start: int = Field(description="First character of the passage in the document text.")
+    end: int = Field(description="One past its last character (half-open).")
+    score: float = Field(description="The fused score (the cosine when hybrid is false); higher is better.")
+    dense: float = Field(description="Cosine similarity of the query and chunk vectors.")
+    lexical: float | None = Field(description="BM25 score of the passage for the query; null when hybrid is false.")
+    text: str = Field(description="The passage: the document's text[start:end].")
+
+
+class SearchResult(BaseModel):
+    object: Literal["search_result"] = "search_result"
+    query: int = Field(description="Index of the query in the request.")
+    hits: list[SearchHit]
+
+
+class SearchResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[SearchResult]
+    model: str
+    usage: Usage
+
+
 class ErrorBody(BaseModel):
     message: str
     type: str

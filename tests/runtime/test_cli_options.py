@@ -26,7 +26,7 @@ from longvec.runtime.cli.main import COMMANDS, build_parser, main
 from longvec.runtime.errors import BackendUnavailable, BundleError
 
 REPO = Path(__file__).resolve().parents[2]
-LOADS_A_BUNDLE = ("search", "serve", "embed", "inspect", "bench")
+LOADS_A_BUNDLE = ("search", "serve", "embed", "inspect", "bench", "index", "query")
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -69,7 +69,14 @@ def test_every_command_that_loads_a_bundle_takes_device_and_any_variant(name: st
         return
     variant = option(name, "--variant")
     assert variant.choices is None
-    argv = {"search": ["b", "f", "q"], "serve": ["b"], "embed": ["b", "i", "o"], "inspect": ["b"]}[name]
+    argv = {
+        "search": ["b", "f", "q"],
+        "serve": ["b"],
+        "embed": ["b", "i", "o"],
+        "inspect": ["b"],
+        "index": ["b", "i", "db"],
+        "query": ["db", "q"],
+    }[name]
     args = build_parser().parse_args([name, *argv, "--variant", "tensorrt-h200-sm90", "--device", "cuda"])
     assert (args.variant, args.device) == ("tensorrt-h200-sm90", "cuda")
 

@@ -27,6 +27,7 @@ EXPORTS = [
     "DocumentResult",
     "Embedder",
     "ExportError",  # issue 18
+    "Hit",
     "InputError",
     "LimitExceeded",  # issue 18
     "LongvecError",
@@ -43,7 +44,7 @@ EXPORTS = [
     "similarity",
     "sparse_scores",
 ]
-NOT_ERRORS = ("Embedder", "DocumentResult", "SparseVector", "fuse_scores", "similarity", "sparse_scores")
+NOT_ERRORS = ("Embedder", "DocumentResult", "Hit", "SparseVector", "fuse_scores", "similarity", "sparse_scores")
 
 P = inspect.Parameter
 EMPTY = P.empty
@@ -166,6 +167,23 @@ SIGNATURES: dict[str, list[tuple[str, Any, object]]] = {
         ("truncate_dim", P.POSITIONAL_OR_KEYWORD, None),
     ],
     "similarity": [("a", P.POSITIONAL_OR_KEYWORD, EMPTY), ("b", P.POSITIONAL_OR_KEYWORD, EMPTY)],
+    "search": [
+        ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("query", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("documents", P.POSITIONAL_OR_KEYWORD, EMPTY),
+        ("top_k", P.KEYWORD_ONLY, 10),
+        ("hybrid", P.KEYWORD_ONLY, True),
+        ("fusion", P.KEYWORD_ONLY, "zscore"),
+        ("alpha", P.KEYWORD_ONLY, 0.5),
+        ("texts", P.KEYWORD_ONLY, None),
+        ("snap", P.KEYWORD_ONLY, False),
+        ("chunking", P.KEYWORD_ONLY, "tokens"),
+        ("chunk_tokens", P.KEYWORD_ONLY, 128),
+        ("mode", P.KEYWORD_ONLY, "auto"),
+        ("prompt_name", P.KEYWORD_ONLY, None),
+        ("show_progress_bar", P.KEYWORD_ONLY, False),
+        ("prompt", P.KEYWORD_ONLY, None),
+    ],
     "resolve_prompt": [
         ("self", P.POSITIONAL_OR_KEYWORD, EMPTY),
         ("prompt", P.POSITIONAL_OR_KEYWORD, None),

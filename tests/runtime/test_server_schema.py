@@ -34,6 +34,8 @@ CASES = [
     ("POST /v1/embeddings", GenerationMode.NEGATIVE),
     ("POST /v1/documents", GenerationMode.POSITIVE),
     ("POST /v1/documents", GenerationMode.NEGATIVE),
+    ("POST /v1/search", GenerationMode.POSITIVE),
+    ("POST /v1/search", GenerationMode.NEGATIVE),
     ("GET /health", GenerationMode.POSITIVE),  # no input to make invalid
     ("GET /metrics", GenerationMode.POSITIVE),
 ]
@@ -58,7 +60,7 @@ def test_openapi_contract(server: Any, operations: dict[str, Any], name: str, mo
 
 def test_openapi_document_describes_the_api(server: Any) -> None:
     doc = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
-    assert {"/v1/embeddings", "/v1/documents", "/health", "/metrics"} <= set(doc["paths"])
+    assert {"/v1/embeddings", "/v1/documents", "/v1/search", "/health", "/metrics"} <= set(doc["paths"])
     embeddings = doc["paths"]["/v1/embeddings"]["post"]
     assert {"200", "401", "413", "422", "429", "503"} <= set(embeddings["responses"])
     assert embeddings["security"] == [{"HTTPBearer": []}]
