@@ -75,10 +75,10 @@ class IndexInfo:
         m = emb.manifest
         file = next((v.file for v in m.variants if v.name == variant), None)
         sha = m.files.get(file) if file else None
-        if m.source.name != self.model or (self.weights_sha256 is not None and sha != self.weights_sha256):
+        if emb.name != self.model or (self.weights_sha256 is not None and sha != self.weights_sha256):
             raise ModelMismatch(
                 f"this index was built with {self.model!r} (weights sha256 {str(self.weights_sha256)[:12]}); "
-                f"the bundle given is {emb.name!r} ({m.source.name!r}, sha256 {str(sha)[:12]}): query it with "
+                f"the bundle given is {emb.name!r} (sha256 {str(sha)[:12]}): query it with "
                 "the bundle it was built with"
             )
 

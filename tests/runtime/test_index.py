@@ -76,7 +76,7 @@ def test_the_index_records_its_model_and_refuses_another(
 ) -> None:
     info = Index(index_db).info
     assert (
-        info.model == Embedder.load(bundle_dir).manifest.source.name
+        info.model == Embedder.load(bundle_dir).name
         and info.weights_sha256
         and info.documents == len(DOCS)
     )

@@ -32,6 +32,7 @@ EXPORTS = [
     "LimitExceeded",  # issue 18
     "LongvecError",
     "ManifestError",
+    "ModelMismatch",  # issue 23
     "OutputError",  # issue 18
     "OverloadedError",  # issue 18
     "ParityError",  # issue 18
