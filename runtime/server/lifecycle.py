@@ -80,8 +80,10 @@ class Lifecycle:
             batcher = Batcher(run, s.max_queue, s.max_batch_tokens, self.metrics, test_hold(), s.max_queue_tokens)
             batcher.start()
             self.served = Served(emb, batcher, Admission(self.settings, emb, memo), int(time.time()))
+            fields = startup_fields(self.settings, emb)
+            self.metrics.model.labels(fields["model"], fields["variant"], fields["provider"]).set(1)
             self.metrics.ready.set(1)
-            log.info("ready", extra={"fields": startup_fields(self.settings, emb)})
+            log.info("ready", extra={"fields": fields})
         except Exception as e:
             self.error = e
             if isinstance(e, LongvecError):  # a bad bundle or engine: the message says it all

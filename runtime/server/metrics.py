@@ -36,6 +36,13 @@ class Metrics:
         )
         self.tokens = Counter("longvec_tokens_total", "Content tokens embedded, by route.", ("route",), registry=r)
         self.ready = Gauge("longvec_ready", "1 once the model is loaded and warmed up.", registry=r)
+        # what runs, as labels (the Prometheus "info" idiom): an alert can tell a GPU box that fell to the CPU
+        self.model = Gauge(
+            "longvec_model_info",
+            "1, labelled with the served model, its variant and the provider that actually runs it.",
+            ("model", "variant", "provider"),
+            registry=r,
+        )
         self.errors = Counter(
             "longvec_errors_total",
             "Error answers by route and error code (as in the body).",

@@ -75,11 +75,7 @@ def test_the_index_records_its_model_and_refuses_another(
     index_db: Path, bundle_dir: Path, tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     info = Index(index_db).info
-    assert (
-        info.model == Embedder.load(bundle_dir).name
-        and info.weights_sha256
-        and info.documents == len(DOCS)
-    )
+    assert info.model == Embedder.load(bundle_dir).name and info.weights_sha256 and info.documents == len(DOCS)
     assert info.bundle == str(bundle_dir.resolve())
     code = main(["query", str(index_db), "bees", "--bundle", str(tiny_bundle)])
     assert code == 4

@@ -227,6 +227,9 @@ def test_health_and_metrics(server: Any, embedder: Embedder) -> None:
     assert after[("longvec_batch_requests_count", ())] > before.get(("longvec_batch_requests_count", ()), 0)
     assert after[("longvec_queue_depth", ())] == 0
     assert after[("longvec_ready", ())] == 1
+    served = [dict(labels) for (name, labels), value in after.items() if name == "longvec_model_info" and value == 1]
+    assert len(served) == 1 and served[0]["model"] == server.model, served
+    assert served[0]["provider"] == "onnxruntime CPUExecutionProvider (pooled graph)"  # as /health says
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     assert "# TYPE longvec_request_duration_seconds histogram" in text
 
