@@ -8,6 +8,7 @@ from typing import cast
 
 import numpy as np
 
+from longvec.kernels import l2_normalize
 from longvec.runtime.backends import Backend, BackendOptions, GraphFiles, describe, open_backend
 from longvec.runtime.backends.base import check_window
 from longvec.runtime.backends.options import TENSORRT_PROVIDER_VARIANT
@@ -543,6 +544,10 @@ class Embedder:
         """One group of a call: `used_chunks` chunk vectors came from its earlier groups."""
         prepared = prepare(call, self.tokenizer, texts, spans, used_chunks)
         return embed_prepared(prepared, self._pipeline, self.sparse, self.dim, used_chunks)
+
+    def _finish(self, x: np.ndarray) -> np.ndarray:
+        """The model's own normalization of a pooled vector (tests compare the one-window path with it)."""
+        return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
 
     def embed_sparse_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         """Query-side sparse vectors (weight 1 per distinct term) matching `embed_documents(sparse=True)`."""
