@@ -625,6 +625,10 @@ class Embedder:
         prepared = prepare(call, self.tokenizer, texts, spans, used_chunks)
         return embed_prepared(prepared, self._pipeline, self.sparse, self.dim, used_chunks)
 
+    def _finish(self, x: np.ndarray) -> np.ndarray:
+        """The model's own normalization of a pooled vector (tests compare the one-window path with it)."""
+        return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
+
     def embed_sparse_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         """Query-side sparse vectors (weight 1 per distinct term) matching `embed_documents(sparse=True)`."""
         return self.sparse.queries(validate_texts(texts, allow_blank=True))
