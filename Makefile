@@ -56,7 +56,7 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m mypy package export runtime kernels
 	$(BIN)/python -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/runtime/test_capability_probes.py  # no getattr probe of a backend capability
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/runtime/backends/test_capability_probes.py  # no getattr probe of a backend capability
 
 format: install
 	$(BIN)/ruff format .

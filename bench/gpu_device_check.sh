@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (about 8 minutes on an H100/H200 with onnxruntime-gpu staged from ../shared/gpu/).
-# NOT YET RUN ON A GPU: only its --dry-run has run (tests/runtime/test_gpu_device_check.py, in the default suite).
+# NOT YET RUN ON A GPU: only its --dry-run has run (tests/runtime/cli/test_gpu_device_check.py, in the default suite).
 #
 #   bench/gpu_device_check.sh [--dry-run]
 #

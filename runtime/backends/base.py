@@ -10,7 +10,7 @@ What the layers above need to know of an engine (does it pool, is it on a GPU, h
 admits per call, what to call it) is declared data, `Capabilities`, never probed attribute by attribute: a
 wrapper forwards it whole (`BackendWrapper`), and the batching policy reads it in one place
 (runtime.core.pipeline.Batching.for_backend). `make check` fails on a `getattr` probe of a capability outside
-this package (tests/runtime/test_capability_probes.py).
+this package (tests/runtime/backends/test_capability_probes.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """onnxruntime-gpu: the CUDA execution provider with IO binding, and its TensorRT execution provider as an option.
 
 NOT YET RUN ON A GPU. The IO-binding path (`BoundOrtBackend`) is one code path with the device a parameter: the
-default test suite runs it against the real onnxruntime on the CPU device (tests/runtime/test_gpu_backends.py),
+default test suite runs it against the real onnxruntime on the CPU device (tests/runtime/backends/test_gpu_backends.py),
 and on a GPU it binds outputs to "cuda". The provider options and the call sequence follow onnxruntime's sources
 (../shared/reviews/gpu-desk-check-2026-12-01.md).
 

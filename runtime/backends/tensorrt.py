@@ -2,10 +2,10 @@
 `execute_async_v3` on buffers managed through cuda-python.
 
 NOT YET RUN ON A GPU: tested only against fakes of the `tensorrt` (10.x and 11.x) and `cuda.bindings.runtime`
-modules that are as strict as the real ones where it matters (tests/runtime/test_tensorrt_backend.py: copies are
-asynchronous and land only when the stream is synchronized, `set_input_shape` returns False out of a profile's
-range, `set_optimization_profile_async` raises, tensor modes and dtypes are queried); they check the calls made,
-not what a GPU computes.
+modules that are as strict as the real ones where it matters (tests/runtime/backends/test_tensorrt_backend.py:
+copies are asynchronous and land only when the stream is synchronized, `set_input_shape` returns False out of
+a profile's range, `set_optimization_profile_async` raises, tensor modes and dtypes are queried); they check the
+calls made, not what a GPU computes.
 
 Buffers come from cuda-python's `cuda.bindings.runtime` rather than CuPy: it is a thin binding of the CUDA runtime
 (a few MB, no array library, no kernel compiler), and all this backend needs is malloc, pinned host memory, async

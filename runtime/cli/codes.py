@@ -1,5 +1,5 @@
 """The `longvec` exit codes: the one table. `longvec --help` and the README's table are generated from it (the
-README's is checked by tests/runtime/test_cli_codes.py); `main` maps an error to its code through it."""
+README's is checked by tests/runtime/cli/test_cli_options.py); `main` maps an error to its code through it."""
 
 from __future__ import annotations
 

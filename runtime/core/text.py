@@ -63,7 +63,7 @@ def require_tokens(tokens: Sequence[Tokens]) -> None:
 # space, tab or newline that is followed by a non-space. Only pre-tokenizers that split on whitespace and drop it
 # (BERT-style) give the same tokens for the pieces as for the whole text; byte-level BPE keeps the space in the next
 # token and trims the offsets of a sequence's first token differently, SentencePiece prepends "▁" to a piece that
-# starts with a newline. Texts for those tokenizers are tokenized whole (tests/runtime/test_tokenize_pieces.py).
+# starts with a newline. Texts for those tokenizers are tokenized whole (tests/runtime/core/test_tokenize_pieces.py).
 PIECE_CHARS = 1 << 16
 _PIECES_PER_CALL = 4  # pieces per encode_batch call: parallel in Rust, still bounded memory
 _CUT = re.compile(r"[ \t\n](?=\S)")

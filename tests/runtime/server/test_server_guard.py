@@ -255,7 +255,7 @@ def test_a_key_with_surrounding_whitespace_is_refused(refused: Callable[..., str
 @pytest.fixture
 def nan_client(make_fake: Callable[..., Embedder], server_tools: Any) -> Iterator[TestClient]:
     emb = make_fake()
-    backend = emb._pipeline.backend
+    backend = emb.backend
     real_run = backend.run
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from longvec.runtime.cli import codes
 from longvec.runtime.cli.main import COMMANDS, build_parser, main
 from longvec.runtime.errors import BackendUnavailable, BundleError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LOADS_A_BUNDLE = ("search", "serve", "embed", "inspect", "bench", "index", "query")
 
 

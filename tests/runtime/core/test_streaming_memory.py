@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "memory.py"
 
 
 def test_peak_rss_of_10k_and_200k_token_documents_differs_by_less_than_100_mb(bundle_dir: Path, tmp_path: Path) -> None:

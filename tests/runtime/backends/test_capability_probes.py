@@ -10,7 +10,7 @@ from pathlib import Path
 
 from longvec.runtime.backends import Capabilities
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCANNED = ("runtime", "export", "bench", "package", "kernels", "tests")
 ALLOWED = ROOT / "runtime" / "backends"  # the one place that defines and forwards them
 CAPABILITY_NAMES = {"capabilities", *(f.name for f in dataclasses.fields(Capabilities))}

@@ -13,7 +13,7 @@ from longvec.runtime.server import ServeSettings, create_app
 from longvec.runtime.server.errors import ERROR_TABLE, INTERNAL
 from longvec.runtime.server.metrics import Metrics
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def serving() -> str:

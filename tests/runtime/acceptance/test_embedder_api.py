@@ -172,7 +172,7 @@ def test_a_default_prompt_applies_everywhere_and_prompt_empty_turns_it_off(fake:
     import dataclasses
 
     manifest = dataclasses.replace(fake.manifest, prompts={"query": "query: ", "none": ""}, default_prompt="query")
-    prompted = Embedder(fake.backend, fake.tokenizer, manifest, fake.window, fake._pipeline.batching)
+    prompted = Embedder(fake.backend, fake.tokenizer, manifest, fake.window, fake.batching)
     n_prompt = len(fake.tokenizer.ids("query:"))
     assert prompted.plan().content == fake.plan().content - n_prompt
     assert prompted.plan(prompt="").content == prompted.plan(prompt_name="none").content == fake.plan().content

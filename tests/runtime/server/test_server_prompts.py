@@ -133,7 +133,7 @@ def test_an_unknown_default_prompt_name_fails_before_serving(prompt_bundle: Path
 def fake_prompted(make_fake: Callable[..., Embedder]) -> Embedder:
     fake = make_fake()
     manifest = dataclasses.replace(fake.manifest, prompts=PROMPTS, default_prompt="passage")
-    return Embedder(fake.backend, fake.tokenizer, manifest, fake.window, fake._pipeline.batching)
+    return Embedder(fake.backend, fake.tokenizer, manifest, fake.window, fake.batching)
 
 
 def test_requests_with_different_prompts_are_batched_apart(

@@ -6,7 +6,7 @@ Two blocks need more than the library:
 - the `openai` client block runs against the test server (tests/runtime/conftest.py): its address, key and model
   name are substituted for the README's `127.0.0.1:8080`, `secret` and `all-MiniLM-L6-v2`;
 - the Ray block is skipped: it needs a Ray instance (tens of seconds to start). Its EmbedActor is run by
-  tests/runtime/test_jobs_ray.py, in a Ray Data pipeline like the block's.
+  tests/runtime/jobs/test_jobs_ray.py, in a Ray Data pipeline like the block's.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 README = REPO / "README.md"
-SKIPPED = {"import ray": "needs a Ray instance; EmbedActor in Ray Data is tests/runtime/test_jobs_ray.py"}
+SKIPPED = {"import ray": "needs a Ray instance; EmbedActor in Ray Data is tests/runtime/jobs/test_jobs_ray.py"}
 NEEDS_SERVER = "from openai import OpenAI"
 
 

@@ -2,7 +2,7 @@
 onnxruntime-gpu / a GPU gets, the decisions made at load (preloading CUDA, "auto", pinned staging, the TensorRT
 provider's graph), and the IO-binding backend run against the REAL onnxruntime on its CPU device (the same code
 that binds to "cuda" on a GPU), besides a recording fake for the call order.
-None of this ran on a GPU; tests/runtime/test_gpu_hardware.py (marker `gpu`, `make test-gpu`) does, on one."""
+None of this ran on a GPU; tests/runtime/backends/test_gpu_hardware.py (marker `gpu`, `make test-gpu`) does, on one."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from longvec.runtime.core.batching import pack_by_length
 def with_pooling(emb: Embedder, **changes: object) -> Embedder:
     """The same fake backend and tokenizer under another pooling config (e.g. include_prompt=False)."""
     manifest = dataclasses.replace(emb.manifest, pooling=dataclasses.replace(emb.manifest.pooling, **changes))
-    return Embedder(emb.backend, emb.tokenizer, manifest, emb.window, emb._pipeline.batching)
+    return Embedder(emb.backend, emb.tokenizer, manifest, emb.window, emb.batching)
 
 
 def reference(

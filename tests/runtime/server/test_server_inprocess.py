@@ -21,7 +21,7 @@ def exploding(make_fake: Callable[..., Embedder]) -> Embedder:
     """A fake embedder whose encoder crashes (a bug, not bad input) on any batch holding the word 'explosion'."""
     emb = make_fake()
     boom = emb.tokenizer.ids("explosion")[0]
-    backend = emb._pipeline.backend
+    backend = emb.backend
     real_run = backend.run
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def test_crash_in_a_shared_batch_fails_only_its_request(client: TestClient, expl
 
 
 def test_concurrent_requests_share_encoder_calls(client: TestClient, exploding: Embedder) -> None:
-    calls = exploding._pipeline.backend.calls  # type: ignore[attr-defined]
+    calls = exploding.backend.calls  # type: ignore[attr-defined]
     before = len(calls)
     texts = [f"harbor light {i}" for i in range(32)]
     with ThreadPoolExecutor(32) as pool:

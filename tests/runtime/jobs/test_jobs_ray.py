@@ -14,7 +14,7 @@ from longvec.runtime import Embedder
 from longvec.runtime.jobs.local import JobOptions, run_local
 from longvec.runtime.jobs.ray_actor import EmbedActor
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouses.txt"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "lighthouses.txt"
 
 
 def corpus(tmp_path: Path) -> Path:

@@ -26,7 +26,7 @@ from longvec.runtime.jobs.corpus import Fields, check_record, parse_json_line
 from longvec.runtime.jobs.local import PAUSE_ENV, JobOptions, run_local
 from longvec.runtime.jobs.progress import Progress
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lighthouses.txt"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "lighthouses.txt"
 
 
 def good_docs() -> list[dict[str, Any]]:

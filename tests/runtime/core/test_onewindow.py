@@ -10,11 +10,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from longvec.kernels import l2_normalize
 from longvec.kernels.pool_weights import own_rows
 from longvec.runtime import Embedder
 from longvec.runtime.backends.fake import FakeBackend
 from longvec.runtime.bundle.manifest import PoolingConfig
-from longvec.runtime.core.pipeline import Batching, TokenSequence
+from longvec.runtime.core.pipeline import Batching, Pipeline, PipelineConfig, TokenSequence
+from longvec.runtime.core.prompts import prompt_ids, prompted_tokens
 from longvec.runtime.errors import InputError
 
 QUERY = "How did keepers keep the lamp burning through the night?"
@@ -22,15 +24,19 @@ QUERY = "How did keepers keep the lamp burning through the night?"
 
 def pipeline_vectors(emb: Embedder, texts: list[str], prompt: str | None = None) -> np.ndarray:
     """Each text through the general pipeline (windows, packing, weight rows, running sums), normalized as the
-    model does: what `embed` returned for a single short text before the one-window path."""
+    model does: what `embed` returned for a single short text before the one-window path. Built from the core
+    modules the embedder composes, on the embedder's own backend and batching (no private attribute)."""
     text = emb.resolve_prompt(prompt)
     plan = emb.plan(prompt=prompt)
+    pipeline = Pipeline(emb.backend, PipelineConfig(emb.manifest.framing, emb.manifest.pooling, emb.batching))
+    ids = prompt_ids(emb.tokenizer, text)
     rows = []
     for t in texts:
-        tokens = emb._tokens([t], text)
-        [encoded] = emb._pipeline.run([TokenSequence(tokens[0].ids)], plan, emb._prompt_ids(text))
+        [tokens] = prompted_tokens(emb.tokenizer, [t], text, ids)
+        [encoded] = pipeline.run([TokenSequence(tokens.ids)], plan, ids)
         rows.append(encoded.pooled)
-    return emb._finish(np.stack(rows))
+    pooled = np.stack(rows)
+    return l2_normalize(pooled) if emb.manifest.pooling.normalize else pooled.astype(np.float32)
 
 
 def text_of(emb: Embedder, n_tokens: int) -> str:
