@@ -64,14 +64,15 @@ def _embed_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _embed(args: argparse.Namespace) -> int:
-    """Embed a corpus of JSONL or Parquet files into Parquet shards, resumable, on one machine or Ray."""
-    options = JobOptions(
+def job_options(args: argparse.Namespace, fields: Fields, sparse: bool | None = None) -> JobOptions:
+    """A batch job's options from this command's arguments (`longvec index` builds its index with the same job;
+    `sparse` overrides --sparse there)."""
+    return JobOptions(
         chunk_tokens=args.chunk_tokens,
-        fields=Fields(text=args.text_field, id=args.id_field, keep=_names(args.keep_fields)),
+        fields=fields,
         variant=args.variant,
         shard_size=args.shard_size,
-        sparse=args.sparse,
+        sparse=args.sparse if sparse is None else sparse,
         threads=args.threads,
         chunking=args.chunking,
         mode=args.mode,
@@ -81,6 +82,11 @@ def _embed(args: argparse.Namespace) -> int:
         device=args.device,
         offsets=args.offsets,
     )
+
+
+def _embed(args: argparse.Namespace) -> int:
+    """Embed a corpus of JSONL or Parquet files into Parquet shards, resumable, on one machine or Ray."""
+    options = job_options(args, Fields(text=args.text_field, id=args.id_field, keep=_names(args.keep_fields)))
     if args.engine == "ray":
         from longvec.runtime.jobs.ray_engine import run_ray
 

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from longvec.runtime.cli.command import Command
-from longvec.runtime.cli.embed import _embed_args, _report
+from longvec.runtime.cli.embed import _embed_args, _report, job_options
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.corpus import Fields
 from longvec.runtime.jobs.lance_index import SHARDS, import_lancedb, write_tables
-from longvec.runtime.jobs.local import JobOptions, run_local
+from longvec.runtime.jobs.local import run_local
 
 
 def _index_args(p: argparse.ArgumentParser) -> None:
@@ -59,20 +59,7 @@ def _index(args: argparse.Namespace) -> int:
         return 0
     if args.bundle_dir is None or args.input is None or args.output_dir is None:
         raise InputError("usage: longvec index BUNDLE INPUT DB (or --from-shards OUT DB --input INPUT)")
-    options = JobOptions(
-        chunk_tokens=args.chunk_tokens,
-        fields=fields,
-        variant=args.variant,
-        shard_size=args.shard_size,
-        sparse=True,
-        threads=args.threads,
-        chunking=args.chunking,
-        mode=args.mode,
-        window=args.window,
-        prompt_name=args.prompt_name,
-        prompt=args.prompt,
-        device=args.device,
-    )
+    options = job_options(args, fields, sparse=True)  # the index holds BM25 weights
     db = args.output_dir
     if db.exists() and not db.is_dir():
         raise InputError(f"{db}: exists and is not a directory")

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from longvec.runtime.backends.options import DEVICES
 from longvec.runtime.cli.command import Command
 from longvec.runtime.cli.options import LOAD_DEFAULTS, add
-from longvec.runtime.cli.search import queries_from
+from longvec.runtime.cli.search import print_hit, queries_from
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.lance_index import Index
 
@@ -62,15 +61,8 @@ def _query(args: argparse.Namespace) -> int:
             if not args.json and len(queries) > 1:
                 print(f"\n{queries[qi]}")
             for rank, (h, doc_id) in enumerate(hits, 1):
-                if args.json:
-                    row = {"query": queries[qi], "id": doc_id, "start": h.start, "end": h.end, "score": h.score}
-                    print(json.dumps(row | {"text": h.text}, ensure_ascii=False))
-                    continue
-                snippet = " ".join((h.text or "").split())
-                print(
-                    f"{rank}. {doc_id} chars {h.start}-{h.end}  score {h.score:.3f}\n"
-                    f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}"
-                )
+                row = {"query": queries[qi], "id": doc_id, "start": h.start, "end": h.end, "score": h.score}
+                print_hit(h, rank, row | {"text": h.text} if args.json else None, f"{doc_id} score {h.score:.3f}  ")
     return 0
 
 

@@ -32,6 +32,16 @@ def queries_from(given: list[str], path: Path | None) -> list[str]:
     return validate_texts(queries)  # a blank query is refused before anything is embedded
 
 
+def print_hit(hit: Hit, rank: int, row: dict[str, object] | None, lead: str) -> None:
+    """One hit: `row` as a JSON line (--json), else a ranked line (`lead` before the span) with a one-line
+    snippet, as `longvec search` and `longvec query` both print."""
+    if row is not None:
+        print(json.dumps(row, ensure_ascii=False))
+        return
+    snippet = " ".join((hit.text or "").split())
+    print(f"{rank}. {lead}chars {hit.start}-{hit.end}\n   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
+
+
 def _search_args(p: argparse.ArgumentParser) -> None:
     add_bundle_arg(p)
     p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
@@ -92,16 +102,9 @@ def _search(args: argparse.Namespace) -> int:
         if not args.json and len(queries) > 1:
             print(f"\n{query}")
         for rank, h in enumerate(found, 1):
-            if args.json:
-                row = {"query": query, "rank": rank, "start": h.start, "end": h.end, "score": h.score}
-                row |= {"dense": h.dense, "lexical": h.lexical, "text": h.text}
-                print(json.dumps(row, ensure_ascii=False))
-                continue
-            snippet = " ".join((h.text or "").split())
-            print(
-                f"{rank}. score {h.score:.3f}  chars {h.start}-{h.end}\n"
-                f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}"
-            )
+            row = {"query": query, "rank": rank, "start": h.start, "end": h.end, "score": h.score}
+            row |= {"dense": h.dense, "lexical": h.lexical, "text": h.text}
+            print_hit(h, rank, row if args.json else None, f"score {h.score:.3f}  ")
     return 0
 
 

@@ -177,7 +177,8 @@ def _is_token_ids(value: object) -> bool:
 def _dotted(loc: list[str]) -> str:
     out = ""
     for part in loc:
-        if part in _UNION_TAGS or "[" in part:  # pydantic names the union member it tried; not a field
+        # pydantic names the union member it tried ("str", "list[str]", "constrained-str"): not a field
+        if part in _UNION_TAGS or "[" in part or part.startswith("constrained-"):
             continue
         out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
     return out

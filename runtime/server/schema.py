@@ -168,9 +168,16 @@ class SearchDocument(_Strict):
     text: str = Field(min_length=1)
 
 
+# What the server refuses whatever its settings is declared here, so a client (or a generated test) sees it in the
+# schema: an empty query or document text, or no query at all.
+_Text = Annotated[str, Field(min_length=1)]
+
+
 class SearchRequest(_Strict):
-    query: str | list[str] = Field(description="A question, or a list of them (the documents are embedded once).")
-    documents: list[str | SearchDocument] = Field(
+    query: _Text | Annotated[list[_Text], Field(min_length=1)] = Field(
+        description="A question, or a list of them (the documents are embedded once)."
+    )
+    documents: list[_Text | SearchDocument] = Field(
         min_length=1, description="The texts searched, of any length: strings, or {id, text} objects."
     )
     model: str | None = Field(None, description="The served model's name; another name is a 404. May be left out.")

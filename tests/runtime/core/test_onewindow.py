@@ -99,12 +99,13 @@ def test_one_window_matches_pipeline_and_written_out_pooling(
         backend.inputs.clear()
         got = emb.embed([text], prompt=prompt)
         [(framed, mask)] = backend.inputs  # one call, one row, exactly the framed text
-        prompt_ids = emb._prompt_ids(emb.resolve_prompt(prompt))
-        content = emb._tokens([text], emb.resolve_prompt(prompt))[0].ids
-        want_ids = np.concatenate(([101], prompt_ids, content, [102])).astype(np.int64)
+        prompt_text = emb.resolve_prompt(prompt)
+        ids_of_prompt = prompt_ids(emb.tokenizer, prompt_text)
+        [content] = prompted_tokens(emb.tokenizer, [text], prompt_text, ids_of_prompt)
+        want_ids = np.concatenate(([101], ids_of_prompt, content.ids, [102])).astype(np.int64)
         np.testing.assert_array_equal(framed, want_ids[None])
         assert mask.all()
-        begin = 0 if include_prompt or not prompt_ids else 1 + len(prompt_ids)
+        begin = 0 if include_prompt or not ids_of_prompt else 1 + len(ids_of_prompt)
         np.testing.assert_allclose(got[0], explicit(backend, want_ids, mode, begin), atol=1e-5)
         np.testing.assert_allclose(got, pipeline_vectors(emb, [text], prompt), atol=1e-6)
 

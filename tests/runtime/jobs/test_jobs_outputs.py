@@ -242,3 +242,21 @@ def test_offsets_utf16_give_spans_a_javascript_client_can_slice(tiny_bundle: Pat
         assert encoded[2 * u_start : 2 * u_end].decode("utf-16-le") == text[start:end]  # JavaScript's slice
     assert units["char_end"].to_pylist()[-1] == len(encoded) // 2 > len(text) == ends[-1]
     assert json.loads((tmp_path / "utf16" / "_progress.json").read_text())["options"]["offsets"] == "utf16"
+
+
+def test_the_readme_output_table_names_the_columns_the_job_writes() -> None:
+    """README "Batch jobs": the documents/ and chunks/ rows list exactly the columns of `schemas` (with --sparse)."""
+    import re
+
+    from longvec.runtime.jobs.shards import schemas
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8").splitlines()
+
+    def listed(folder: str) -> list[str]:
+        row = next(line for line in readme if line.startswith(f"| `out/{folder}/part-00000.parquet` |"))
+        contents = row.split("|")[2].split("(`fixed_size_list")[0]  # the vector's type is not a column
+        return re.findall(r"`([a-z_]+)`", contents)
+
+    documents, chunks = schemas(384, sparse=True)
+    assert listed("documents") == documents.names
+    assert listed("chunks") == chunks.names
