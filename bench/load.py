@@ -69,20 +69,13 @@ def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[
     code = "import sys; from longvec.runtime.cli.main import main; sys.exit(main())"
     cmd = [sys.executable, "-c", code, "serve", str(bundle), "--host", HOST, "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(
-                f"server exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"http://{HOST}:{port}/ready", timeout=5).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("server not ready after 180 s")
+    from load_compare import wait_ready
+
+    try:
+        wait_ready(proc, f"http://{HOST}:{port}/ready", 180, lambda: proc.stderr.read().decode() if proc.stderr else "")
+    except RuntimeError as e:
+        raise SystemExit(f"server {e}") from None
+    return proc
 
 
 async def run_level(

@@ -158,22 +158,31 @@ def tree_cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def start(spec: ServerSpec, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(spec.command(port), stdout=out, stderr=subprocess.STDOUT, env=spec.env)
-    deadline = time.monotonic() + 300
+def wait_ready(proc: subprocess.Popen[bytes], url: str, seconds: float, why: Callable[[], str]) -> None:
+    """Poll `url` until it answers 200; RuntimeError (with `why()`, e.g. the log's tail) when the process exits
+    first or `seconds` pass. Both load scripts start their servers through this."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{spec.name} exited with {proc.returncode} before it was ready:\n{tail}")
+            raise RuntimeError(f"exited with {proc.returncode} before it was ready:\n{why()}")
         try:
-            if httpx.get(f"http://{HOST}:{port}{spec.ready_path}", timeout=5).status_code == 200:
-                return proc
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
     proc.kill()
-    raise RuntimeError(f"{spec.name} not ready after 300 s; see {log}")
+    raise RuntimeError(f"not ready after {seconds:.0f} s: {why()}")
+
+
+def start(spec: ServerSpec, port: int, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(spec.command(port), stdout=out, stderr=subprocess.STDOUT, env=spec.env)
+    try:
+        wait_ready(proc, f"http://{HOST}:{port}{spec.ready_path}", 300, lambda: log.read_text(errors="replace")[-3000:])
+    except RuntimeError as e:
+        raise RuntimeError(f"{spec.name} {e}") from None
+    return proc
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
