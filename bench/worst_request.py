@@ -3,10 +3,12 @@
 Each case runs on a fresh server (127.0.0.1, default limits, --threads 2) so its peak RSS (VmHWM from /proc) is
 its own; the baseline is the same server's peak after load and warm-up, before the request.
 
-- encoder-bound: one document at the encoder-token limit (late chunking, the default mode)
+- encoder-bound: the largest document the encoder-token limit admits in the default mode (auto), found with the
+  library's own cost (`Embedder.document_call` / `prepare_documents`)
 - output-bound: blend mode (three encoder tokens per text token) with sparse vectors at the smallest allowed
   chunk size, sized to return the most chunks allowed, as float JSON
-- body-bound: a body at the byte cap of one-letter words, refused by the token limit after tokenizing
+- body-bound: a body at the byte cap of one-letter words, refused by the token limit (counted from its characters)
+- one word: a body at the byte cap without whitespace or punctuation (tokenized whole before it is refused)
 
     python bench/worst_request.py bundles/all-MiniLM-L6-v2 [--out bench/out/worst_request.json]
 """
@@ -96,14 +98,19 @@ def run_case(bundle: Path, name: str, body: dict[str, Any], path: str) -> dict[s
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
-    p.add_argument("--cases", default="encoder,output,body")
+    p.add_argument("--cases", default="encoder,output,body,word")
     p.add_argument("--out", type=Path, default=Path("bench/out/worst_request.json"))
     args = p.parse_args()
     s = ServeSettings(model_name="")
     with Embedder.load(args.bundle, threads=2) as emb:
-        plan = emb.plan()
-        # late: the document pass only; the largest n whose windows stay under the encoder-token limit
-        n_late = s.max_request_encoder_tokens // plan.window * plan.stride + plan.content - plan.stride
+        # the server's default call (mode auto: the bundle's mode and stride): the largest document whose cost, as
+        # the library counts it before any work (encoder positions), stays under the encoder-token limit
+        call, lo, hi = emb.document_call(), 1, s.max_request_tokens
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            cost = emb.prepare_documents(call, [text_of_tokens(emb, mid)]).cost
+            lo, hi = (mid, hi) if cost.encoder_tokens <= s.max_request_encoder_tokens else (lo, mid - 1)
+        n_encoder = lo
         # blend: ~3 encoder tokens per text token, chunks of the smallest size allowed, at most max_chunks of them
         n_blend = s.max_chunks * s.min_chunk_tokens
         output = text_of_tokens(emb, n_blend)
@@ -111,7 +118,7 @@ def main() -> None:
             s.max_chunks
         ):  # chunks end at word breaks, so some are shorter than chunk_tokens: trim to the chunk limit
             output = output[: -len(WORDS) * 4]
-        texts = {"encoder": text_of_tokens(emb, n_late), "output": output}
+        texts = {"encoder": text_of_tokens(emb, n_encoder), "output": output}
     cases = {
         "encoder": ("/v1/documents", {"documents": [{"id": "book", "text": texts["encoder"]}]}),
         "output": (
@@ -124,6 +131,8 @@ def main() -> None:
             },
         ),
         "body": ("/v1/embeddings", {"input": "a " * ((s.max_body_bytes - 64) // 2)}),
+        # one word at the byte cap: no whitespace or punctuation to count tokens from, so it is tokenized whole
+        "word": ("/v1/embeddings", {"input": "a" * (s.max_body_bytes - 64)}),
     }
     load = os.getloadavg()
     results = []
