@@ -28,6 +28,7 @@ from longvec.runtime.core.documents import (
     Output,
     PreparedDocuments,
     embed_prepared,
+    model_normalized,
     prepare,
 )
 from longvec.runtime.core.modes import AUTO, TABLE, Mode, lookup, names
@@ -626,8 +627,8 @@ class Embedder:
         return embed_prepared(prepared, self._pipeline, self.sparse, self.dim, used_chunks)
 
     def _finish(self, x: np.ndarray) -> np.ndarray:
-        """The model's own normalization of a pooled vector (tests compare the one-window path with it)."""
-        return l2_normalize(x) if self.manifest.pooling.normalize else np.asarray(x, dtype=np.float32)
+        """The model's own normalization of a pooled vector (bench/overhead.py times it apart)."""
+        return model_normalized(x, self.manifest.pooling.normalize)
 
     def embed_sparse_queries(self, texts: Sequence[str]) -> list[SparseVector]:
         """Query-side sparse vectors (weight 1 per distinct term) matching `embed_documents(sparse=True)`."""

@@ -99,11 +99,11 @@ def make_fake() -> Callable[..., Embedder]:
     return fake_embedder
 
 
-def _load_tiny_models() -> ModuleType:
-    """tests/tiny_models.py, loaded by path: tests/ is not a package under --import-mode=importlib."""
-    name = "longvec_tests_tiny_models"
+def _load(filename: str) -> ModuleType:
+    """A helper module of tests/, loaded by path: tests/ is not a package under --import-mode=importlib."""
+    name = "longvec_tests_" + filename.removesuffix(".py")
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("tiny_models.py"))
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(filename))
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up while the file executes
@@ -113,38 +113,25 @@ def _load_tiny_models() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def tiny_models() -> ModuleType:
-    return _load_tiny_models()
+    return _load("tiny_models.py")
 
 
 @pytest.fixture(scope="session")
 def oracles() -> ModuleType:
     """tests/oracles.py: plain reference implementations (stitching, span means) the runtime is compared with."""
-    name = "longvec_tests_oracles"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("oracles.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return _load("oracles.py")
 
 
 @pytest.fixture(scope="session")
 def fake_gpu() -> ModuleType:
-    """tests/fake_gpu.py (loaded by path, as tiny_models.py): fakes of tensorrt 10/11 and cuda.bindings.runtime."""
-    name = "longvec_tests_fake_gpu"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("fake_gpu.py"))
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """tests/fake_gpu.py: fakes of tensorrt 10/11 and cuda.bindings.runtime."""
+    return _load("fake_gpu.py")
 
 
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path]]:
     """`tiny_export(arch)` -> (model dir, bundle dir) of a tiny random encoder, built and exported once per session."""
-    tiny = _load_tiny_models()
+    tiny = _load("tiny_models.py")
     root = tmp_path_factory.mktemp("tiny")
     done: dict[str, tuple[Path, Path]] = {}
 

@@ -246,7 +246,11 @@ def _doc_job(tok: Tokens, ch: Chunks, head: int) -> TokenSequence:
     return TokenSequence(tok.ids[:head], ch.token_spans[ch.token_spans[:, 1] <= head])
 
 
+def model_normalized(x: np.ndarray, normalize: bool) -> np.ndarray:
+    """The model's own normalization of a pooled vector (sentence-transformers' Normalize module, or none)."""
+    return l2_normalize(x) if normalize else np.asarray(x, dtype=np.float32)
+
+
 def _finish(pipeline: Pipeline) -> Callable[[np.ndarray], np.ndarray]:
-    """The model's own normalization of a pooled vector (sentence-transformers' Normalize module or none)."""
     normalize = pipeline.config.pooling.normalize
-    return lambda x: l2_normalize(x) if normalize else np.asarray(x, dtype=np.float32)
+    return lambda x: model_normalized(x, normalize)

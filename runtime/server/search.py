@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from longvec.runtime.core.budget import Cost, document_cost, embed_cost, packed_lengths
+from longvec.runtime.core.budget import embed_cost
 from longvec.runtime.core.search import Hit
 from longvec.runtime.core.sparse import require_stemmer
 from longvec.runtime.errors import InputError, LimitExceeded, LongvecError
@@ -49,29 +50,28 @@ def admit(adm: Admission, body: SearchRequest) -> Admitted:
     if body.chunk_tokens < s.min_chunk_tokens:
         message = f"chunk_tokens={body.chunk_tokens} is below this server's minimum {s.min_chunk_tokens}"
         raise with_param(LimitExceeded(f"{message} ({flag('min_chunk_tokens')})", "min_chunk_tokens"), "chunk_tokens")
-    mode = emb.defaults.mode  # the search embeds with mode "auto": the bundle's mode and stride
-    plan = emb.plan(None, emb.defaults.stride(emb.plan().content))  # the bundle's default prompt: emb.plan's default
-    asked_plan = emb.plan()
-    prompt_text = emb.resolve_prompt(None, None)  # the documents' prompt in Embedder.search: the bundle's default
-    with adm._kept_on_success(texts, prompt_text):
-        tokens = adm._tokenize(texts, "documents[{i}]", prompt_text)
+    # the documents' call as `Embedder.search` makes it (mode auto, the bundle's default prompt), resolved and
+    # costed by the library, as /v1/documents is; the queries add their own encoder work
+    call = emb.document_call(chunk_tokens=body.chunk_tokens, sparse=body.hybrid, max_chunks=s.max_chunks)
+    query_plan = emb.plan()
+    with adm.in_flight.hold(sum(map(len, texts)) + sum(map(len, queries))), adm._kept_on_success(texts, call.prompt):
+        adm._tokenize(texts, "documents[{i}]", call.prompt)
         query_tokens = [len(t) for t in emb.tokenizer.encode(queries)]
         for i, n in enumerate(query_tokens):
             if n == 0:
                 item = "query" if single else f"query[{i}]"
                 raise with_param(InputError(f"{item} has no tokens for this model's tokenizer"), item)
-        lengths = [packed_lengths(len(t), body.chunk_tokens) for t in tokens]
-        docs = document_cost([len(t) for t in tokens], plan, plan.window - plan.content, mode, lengths)
-        asked = embed_cost(query_tokens, asked_plan, asked_plan.window - asked_plan.content)
-        cost = Cost(
+        docs = emb.prepare_documents(call, texts).cost
+        asked = embed_cost(query_tokens, query_plan, query_plan.window - query_plan.content)
+        cost = replace(
+            docs,
             texts=docs.texts + asked.texts,
             tokens=docs.tokens + asked.tokens,
             encoder_tokens=docs.encoder_tokens + asked.encoder_tokens,
-            chunks=docs.chunks,
         )
         adm._check(cost, "documents")
     options = SearchOptions(tuple(queries), body.top_k, body.hybrid, body.chunk_tokens, s.max_chunks)
-    return Admitted(options, texts, [None] * len(texts), cost, prompt_text)
+    return Admitted(options, texts, [None] * len(texts), cost, call.prompt)
 
 
 def render(results: Sequence[Any], body: SearchRequest, model: str, n_tokens: int) -> bytes:
