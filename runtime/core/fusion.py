@@ -17,6 +17,12 @@ from longvec.runtime.core.sparse import SparseVector
 from longvec.runtime.errors import InputError
 
 
+def bm25_idf(n: int, df: np.ndarray) -> np.ndarray:
+    """BM25's IDF of terms found in `df` of `n` chunks (the +1 form: never negative), float32. Every BM25 score
+    longvec gives (`sparse_scores`, the search's postings, the on-disk index) takes its IDF from here."""
+    return np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+
 def sparse_scores(queries: Sequence[SparseVector], documents: Sequence[SparseVector]) -> np.ndarray:
     """[n_queries, n_documents] BM25 scores, IDF taken over `documents`."""
     n = len(documents)
@@ -27,7 +33,7 @@ def sparse_scores(queries: Sequence[SparseVector], documents: Sequence[SparseVec
     vals = np.concatenate([d.values for d in documents]).astype(np.float32)
     rows = np.repeat(np.arange(n), [len(d) for d in documents])
     terms, inverse, df = np.unique(ids, return_inverse=True, return_counts=True)
-    idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+    idf = bm25_idf(n, df)
     for qi, q in enumerate(queries):
         where = np.searchsorted(terms, q.indices)
         found = (where < terms.size) & (terms[np.minimum(where, terms.size - 1)] == q.indices)

@@ -22,7 +22,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from longvec.runtime.core.fusion import fuse_scores
+from longvec.runtime.core.fusion import bm25_idf, fuse_scores
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector
 from longvec.runtime.errors import InputError
 
@@ -123,7 +123,7 @@ class LexicalIndex:
         self.terms, starts, df = np.unique(ids[order], return_index=True, return_counts=True)
         self.ptr = np.append(starts, ids.size)
         self.rows, self.vals = rows[order], vals[order].astype(np.float32)
-        self.idf = np.log1p((self.n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self.idf = bm25_idf(self.n, df)
 
     def scores(self, queries: Sequence[SparseVector]) -> np.ndarray:
         out = np.zeros((len(queries), self.n), dtype=np.float32)

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from longvec.runtime.core.fusion import bm25_idf
 from longvec.runtime.core.search import DEFAULT_ALPHA, DEFAULT_FUSION, Hit, top_indices
 from longvec.runtime.core.sparse import SparseEncoder, SparseVector
 from longvec.runtime.embedder import Embedder
@@ -245,7 +246,7 @@ class Index:
         self.terms = terms["term"].to_numpy()
         df = terms["df"].to_numpy()
         n = self.info.chunks
-        self.idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        self.idf = bm25_idf(n, df)
         self.sum_w, self.sum_w2 = terms["sum_w"].to_numpy(), terms["sum_w2"].to_numpy()
         moments = conn.open_table("moments").to_arrow()
         dim = moments["sum"].type.list_size
