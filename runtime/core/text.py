@@ -80,15 +80,23 @@ def splits_on_whitespace(tokenizer: Tokenizer) -> bool:
     return any(m.get("type") in _WHITESPACE_SPLITTERS for m in members)
 
 
-def piece_bounds(text: str, piece_chars: int = PIECE_CHARS, cuts: re.Pattern[str] = _CUT) -> list[tuple[int, int]]:
+def piece_bounds(
+    text: str, piece_chars: int = PIECE_CHARS, cuts: re.Pattern[str] = _CUT, whole: Sequence[str] = ()
+) -> list[tuple[int, int]]:
     """Consecutive [start, end) character ranges covering `text`, each ending at a safe cut near `piece_chars`
-    (a text with no safe cut stays one piece: correctness before memory)."""
+    (a text with no safe cut stays one piece: correctness before memory). No cut falls inside an occurrence of a
+    string in `whole` (the tokenizer's added tokens, matched in the raw text: "[SEP]" cut after "[" is 4 tokens)."""
+
+    def safe(cut: int) -> bool:
+        return all(text.find(t, max(0, cut - len(t) + 1), cut + len(t) - 1) < 0 for t in whole)
+
     bounds, start = [], 0
     while len(text) - start > piece_chars:
         target = start + piece_chars
         before = [m.start() for m in cuts.finditer(text, start + max(1, piece_chars // 2), target)]  # never at start
-        after = None if before else cuts.search(text, target)
-        cut = before[-1] if before else (after.start() if after else len(text))
+        cut = next((c for c in reversed(before) if safe(c)), None)
+        if cut is None:
+            cut = next((m.start() for m in cuts.finditer(text, target) if safe(m.start())), len(text))
         bounds.append((start, cut))
         start = cut
     if start < len(text) or not bounds:
@@ -163,6 +171,110 @@ def _members(spec: object) -> list[dict[str, object]]:
     return [spec]
 
 
+# WordPiece gives a word longer than `max_input_chars_per_word` characters one [UNK] spanning the whole word, however
+# long it is; the tokenizer still builds that word's normalized copy with per-byte alignments first (4 MiB of "a":
+# 2.6 s, +333 MB). So the tail of a long run of letters and digits is cut before tokenizing and the offsets after each
+# cut are shifted back: the word is still over the limit, so it is still one [UNK] with the same span. A run's
+# characters are those the tokenizer's own normalizer maps to letters or digits only (so nothing inside a run splits
+# it into words or disappears); `KEEP_FACTOR` leaves room for compositions (Hangul jamo: three characters to one).
+# Each cut is checked after tokenizing (one [UNK] covers what was kept); a text that fails it is tokenized whole.
+_KEEP_FACTOR = 4
+_ALNUM_RUN = r"[^\W_]{%d,}"
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Characters removed from a text before tokenizing: `removed` of them, at `at` in the shortened text."""
+
+    at: int
+    removed: int
+
+
+class LongWords:
+    """Cuts long letter-and-digit runs down to `keep` characters, for WordPiece with a whitespace-and-punctuation
+    pre-tokenizer (see the comment above); `of` gives None for any other tokenizer."""
+
+    def __init__(self, tokenizer: Tokenizer, limit: int, unk_id: int) -> None:
+        self.keep = _KEEP_FACTOR * (limit + 1)
+        self.unk_id = unk_id
+        self._normalizer = tokenizer.normalizer
+        self._run = re.compile(_ALNUM_RUN % self.keep)
+        self._safe: dict[str, bool] = {}
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer, spec: dict[str, object]) -> LongWords | None:
+        model = spec.get("model") or {}
+        if not isinstance(model, dict) or model.get("type") != "WordPiece":
+            return None
+        pre = _members(spec.get("pre_tokenizer") or {})
+        if not pre or any(p.get("type") not in _WHITESPACE_SPLITTERS for p in pre):
+            return None
+        if any(n.get("type") not in _SAFE_NORMALIZERS for n in _members(spec.get("normalizer") or {})):
+            return None
+        # an added token is matched in the raw text: one that could start or end inside a run could split it
+        added = spec.get("added_tokens") or []
+        contents = [a.get("content", "") for a in added if isinstance(a, dict)] if isinstance(added, list) else [""]
+        if any(not c or c[0].isalnum() or c[-1].isalnum() for c in contents):
+            return None
+        limit, unk = model.get("max_input_chars_per_word"), model.get("unk_token")
+        unk_id = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
+        if not isinstance(limit, int) or limit < 1 or unk_id is None:
+            return None
+        return cls(tokenizer, limit, unk_id)
+
+    def _is_safe(self, char: str) -> bool:
+        safe = self._safe.get(char)
+        if safe is None:
+            normalized = self._normalizer.normalize_str(char) if self._normalizer is not None else char
+            safe = self._safe[char] = bool(normalized) and all(c.isalnum() for c in normalized)
+            # the cache is bounded by the alphabet a caller sends; a text of 1M distinct letters is 4 MiB at most
+        return safe
+
+    def shorten(self, text: str) -> tuple[str, list[Cut]]:
+        """`text` with every long run after its first `keep` characters removed, and where each cut is."""
+        if len(text) <= self.keep:
+            return text, []
+        kept: list[str] = []
+        cuts: list[Cut] = []
+        start = removed = 0
+        for m in self._run.finditer(text):
+            unsafe = "".join(re.escape(c) for c in set(m.group()) if not self._is_safe(c))
+            if unsafe:  # only the stretches of safe characters are cut
+                spans = [
+                    (m.start() + r.start(), m.start() + r.end())
+                    for r in re.finditer(f"[^{unsafe}]{{{self.keep},}}", m.group())
+                ]
+            else:
+                spans = [m.span()]
+            for a, b in spans:
+                kept.append(text[start : a + self.keep])
+                cuts.append(Cut(at=a - removed + self.keep, removed=b - a - self.keep))
+                removed += b - a - self.keep
+                start = b
+        if not cuts:
+            return text, []
+        kept.append(text[start:])
+        return "".join(kept), cuts
+
+    def restore(self, tokens: Tokens, cuts: list[Cut]) -> Tokens | None:
+        """Offsets of `tokens` (of the shortened text) moved back onto the original text, or None when a cut did
+        not end up inside one [UNK] (the caller then tokenizes the text whole)."""
+        at = np.array([c.at for c in cuts], dtype=np.int64)
+        shift = np.concatenate([[0], np.cumsum([c.removed for c in cuts], dtype=np.int64)])
+        starts, ends = tokens.offsets[:, 0], tokens.offsets[:, 1]
+        holder = np.searchsorted(ends, at - 1, side="right")  # the token holding each cut's last kept character
+        if (holder >= len(tokens)).any():
+            return None
+        if not (
+            (tokens.ids[holder] == self.unk_id).all()
+            and (starts[holder] <= at - self.keep).all()
+            and (ends[holder] >= at).all()
+        ):
+            return None
+        offsets = tokens.offsets + shift[np.searchsorted(at, tokens.offsets, side="right")]
+        return Tokens(tokens.ids, offsets)
+
+
 class TextTokenizer:
     """A `tokenizers.Tokenizer` with truncation and padding switched off: longvec windows, not the tokenizer."""
 
@@ -175,6 +287,9 @@ class TextTokenizer:
         self._floor = TokenFloor.of(spec)
         bert = any(p.get("type") == "BertPreTokenizer" for p in _members(spec.get("pre_tokenizer") or {}))
         self._cut = _CUT_AFTER_PUNCT if bert else _CUT
+        self._long_words = LongWords.of(tokenizer, spec)
+        added = spec.get("added_tokens") or []
+        self._added = tuple(a["content"] for a in added if len(a.get("content") or "") > 1)
 
     def min_tokens(self, text: str) -> int:
         """A lower bound on `len(encode([text])[0])`, from the characters alone (0 where the tokenizer's rules are
@@ -197,6 +312,17 @@ class TextTokenizer:
 
     def encode(self, texts: Sequence[str]) -> list[Tokens]:
         texts = list(texts)
+        if self._long_words is None:
+            return self._encode(texts)
+        shortened = [self._long_words.shorten(t) for t in texts]
+        out = self._encode([short for short, _ in shortened])
+        for i, (_, cuts) in enumerate(shortened):
+            if cuts:
+                restored = self._long_words.restore(out[i], cuts)
+                out[i] = restored if restored is not None else self._encode([texts[i]])[0]
+        return out
+
+    def _encode(self, texts: list[str]) -> list[Tokens]:
         out: list[Tokens | None] = [None] * len(texts)
         limit = self.piece_chars
         short = [i for i, t in enumerate(texts) if limit is None or len(t) <= limit]
@@ -208,7 +334,7 @@ class TextTokenizer:
         return [t for t in out if t is not None]
 
     def _encode_long(self, text: str) -> Tokens:
-        bounds = piece_bounds(text, self.piece_chars or len(text), self._cut)
+        bounds = piece_bounds(text, self.piece_chars or len(text), self._cut, self._added)
         ids: list[np.ndarray] = []
         offsets: list[np.ndarray] = []
         for k in range(0, len(bounds), _PIECES_PER_CALL):

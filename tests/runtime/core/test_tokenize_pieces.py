@@ -126,3 +126,12 @@ def test_the_character_floor_holds_for_other_tokenizer_families(make: object) ->
         assert tok.min_tokens(text) <= len(tok.encode([text])[0])
 
     check()
+
+
+def test_no_piece_cut_falls_inside_an_added_token(tokenizers: dict[str, Tokenizer]) -> None:
+    # "[SEP]" is matched in the raw text as one token; a cut after its "[" (punctuation) made it 4 tokens
+    tok = tokenizers["wordpiece"]
+    text = "a[SEP]b " * 40 + "[MASK]!" * 40
+    for piece_chars in range(1, 12):
+        pieces = TextTokenizer(tok, piece_chars=piece_chars).encode([text])[0]
+        assert pieces.ids.tolist() == tok.encode(text, add_special_tokens=False).ids
