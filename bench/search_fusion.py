@@ -28,10 +28,10 @@ from pathlib import Path
 
 import data as evaldata
 import numpy as np
+from harness.machine import machine
 from quality import MemoBackend, _commit
 
 from longvec.runtime import Embedder, Hit
-from longvec.runtime.bench.machine import machine
 
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 FUSIONS = ("minmax", "zscore", "rrf")

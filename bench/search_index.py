@@ -23,10 +23,10 @@ from pathlib import Path
 
 import data as evaldata
 import numpy as np
+from harness.machine import machine
 from search_fusion import first_hit
 
 from longvec.runtime import Embedder
-from longvec.runtime.bench.machine import machine
 from longvec.runtime.jobs.lance_index import SHARDS, Index
 
 
