@@ -441,7 +441,9 @@ def run_compare(args: Any) -> dict[str, Any]:
         infinity_spec(args.infinity_venv, args.model_dir, args.threads, engine, args.infinity_batch_size)
         for engine in args.infinity_engines
     ]
-    workloads = build_workloads(args)
+    # --workloads queries,documents (load.py's names) picks the query and the doc-Nk workloads
+    prefixes = tuple({"queries": "query", "documents": "doc-"}.get(w, w) for w in args.workloads)
+    workloads = [w for w in build_workloads(args) if w.name.startswith(prefixes)]
     levels: list[Level] = []
     library: dict[str, list[float]] = {w.name: [] for w in workloads}
     library_cpu: dict[str, list[float]] = {w.name: [] for w in workloads}
