@@ -173,33 +173,42 @@ def _members(spec: object) -> list[dict[str, object]]:
 
 # WordPiece gives a word longer than `max_input_chars_per_word` characters one [UNK] spanning the whole word, however
 # long it is; the tokenizer still builds that word's normalized copy with per-byte alignments first (4 MiB of "a":
-# 2.6 s, +333 MB). So the tail of a long run of letters and digits is cut before tokenizing and the offsets after each
-# cut are shifted back: the word is still over the limit, so it is still one [UNK] with the same span. A run's
-# characters are those the tokenizer's own normalizer maps to letters or digits only (so nothing inside a run splits
-# it into words or disappears); `KEEP_FACTOR` leaves room for compositions (Hangul jamo: three characters to one).
-# Each cut is checked after tokenizing (one [UNK] covers what was kept); a text that fails it is tokenized whole.
-_KEEP_FACTOR = 4
-_ALNUM_RUN = r"[^\W_]{%d,}"
+# 2.6 s and +333 MB; "e" + a combining accent, or "a" + a zero-width space, repeated to 4 MiB: 40-100 s). So a long
+# word is cut to a few hundred characters before tokenizing and the offsets after each cut are shifted back: the
+# word is still over the limit, so it is still one [UNK] with the same span.
+# What makes this exact: the normalizers allowed here act on each character alone (no composition), and the
+# pre-tokenizers split at single characters (whitespace, punctuation), so each character is classified once with the
+# tokenizer's own normalizer and pre-tokenizer: it splits a word, or it adds `weight` characters to it (0 for one the
+# normalizer removes: combining accents, zero-width and control characters). A cut keeps `keep` weighted characters
+# and removes the rest of the word up to its last weighted character, so what follows the cut is aligned as before.
+# Each cut is still checked after tokenizing (one [UNK] covers it); a text that fails is tokenized whole.
+_PER_CHARACTER_NORMALIZERS = {"BertNormalizer", "NFD", "NFKD", "Lowercase", "StripAccents"}
+_PER_CHARACTER_SPLITTERS = {"BertPreTokenizer", "WhitespaceSplit"}
+# a superset of the characters that can end a word (whitespace, ASCII punctuation); the rest are classified
+_CANDIDATE = r"[^\s!-/:-@\[-`{-~]{%d,}"
 
 
 @dataclass(frozen=True)
 class Cut:
-    """Characters removed from a text before tokenizing: `removed` of them, at `at` in the shortened text."""
+    """Characters removed from a text before tokenizing: `removed` of them, at `at` in the shortened text, from a
+    word that starts at `word` there."""
 
     at: int
     removed: int
+    word: int
 
 
 class LongWords:
-    """Cuts long letter-and-digit runs down to `keep` characters, for WordPiece with a whitespace-and-punctuation
-    pre-tokenizer (see the comment above); `of` gives None for any other tokenizer."""
+    """Cuts words far over WordPiece's length limit before tokenizing (see the comment above); `of` gives None for
+    a tokenizer whose rules do not make that exact."""
 
     def __init__(self, tokenizer: Tokenizer, limit: int, unk_id: int) -> None:
-        self.keep = _KEEP_FACTOR * (limit + 1)
+        self.keep = 2 * (limit + 1)
         self.unk_id = unk_id
         self._normalizer = tokenizer.normalizer
-        self._run = re.compile(_ALNUM_RUN % self.keep)
-        self._safe: dict[str, bool] = {}
+        self._pre_tokenizer = tokenizer.pre_tokenizer
+        self._candidate = re.compile(_CANDIDATE % (2 * self.keep))
+        self._weights: dict[str, int] = {}  # -1: splits a word
 
     @classmethod
     def of(cls, tokenizer: Tokenizer, spec: dict[str, object]) -> LongWords | None:
@@ -207,14 +216,14 @@ class LongWords:
         if not isinstance(model, dict) or model.get("type") != "WordPiece":
             return None
         pre = _members(spec.get("pre_tokenizer") or {})
-        if not pre or any(p.get("type") not in _WHITESPACE_SPLITTERS for p in pre):
+        if not pre or any(p.get("type") not in _PER_CHARACTER_SPLITTERS for p in pre):
             return None
-        if any(n.get("type") not in _SAFE_NORMALIZERS for n in _members(spec.get("normalizer") or {})):
+        if any(n.get("type") not in _PER_CHARACTER_NORMALIZERS for n in _members(spec.get("normalizer") or {})):
             return None
-        # an added token is matched in the raw text: one that could start or end inside a run could split it
+        # an added token is matched in the raw text: one that could start or end inside a word could split it
         added = spec.get("added_tokens") or []
         contents = [a.get("content", "") for a in added if isinstance(a, dict)] if isinstance(added, list) else [""]
-        if any(not c or c[0].isalnum() or c[-1].isalnum() for c in contents):
+        if any(not c or not _splits_words(c[0]) or not _splits_words(c[-1]) for c in contents):  # [UNK], [SEP]
             return None
         limit, unk = model.get("max_input_chars_per_word"), model.get("unk_token")
         unk_id = tokenizer.token_to_id(unk) if isinstance(unk, str) else None
@@ -222,57 +231,104 @@ class LongWords:
             return None
         return cls(tokenizer, limit, unk_id)
 
-    def _is_safe(self, char: str) -> bool:
-        safe = self._safe.get(char)
-        if safe is None:
+    def _weight(self, char: str) -> int:
+        weight = self._weights.get(char)
+        if weight is None:
             normalized = self._normalizer.normalize_str(char) if self._normalizer is not None else char
-            safe = self._safe[char] = bool(normalized) and all(c.isalnum() for c in normalized)
-            # the cache is bounded by the alphabet a caller sends; a text of 1M distinct letters is 4 MiB at most
-        return safe
+            word = "a" + normalized + "a"
+            alone = self._pre_tokenizer is None or len(self._pre_tokenizer.pre_tokenize_str(word)) == 1
+            weight = self._weights[char] = len(normalized) if alone else -1
+        return weight
 
     def shorten(self, text: str) -> tuple[str, list[Cut]]:
-        """`text` with every long run after its first `keep` characters removed, and where each cut is."""
-        if len(text) <= self.keep:
+        """`text` with every long word cut after its first `keep` weighted characters, and where each cut is."""
+        if len(text) <= 2 * self.keep:
             return text, []
         kept: list[str] = []
         cuts: list[Cut] = []
         start = removed = 0
-        for m in self._run.finditer(text):
-            unsafe = "".join(re.escape(c) for c in set(m.group()) if not self._is_safe(c))
-            if unsafe:  # only the stretches of safe characters are cut
-                spans = [
-                    (m.start() + r.start(), m.start() + r.end())
-                    for r in re.finditer(f"[^{unsafe}]{{{self.keep},}}", m.group())
-                ]
-            else:
-                spans = [m.span()]
-            for a, b in spans:
-                kept.append(text[start : a + self.keep])
-                cuts.append(Cut(at=a - removed + self.keep, removed=b - a - self.keep))
-                removed += b - a - self.keep
-                start = b
+        for m in self._candidate.finditer(text):
+            for a, b in self._words(m.group(), m.start()):
+                word = text[a:b]
+                points = np.frombuffer(word.encode("utf-32-le"), np.uint32)
+                table = np.zeros(int(points.max()) + 1, np.int8)  # weights are 0-18 (NFKD of one character)
+                for c in set(word):
+                    table[ord(c)] = self._weight(c)
+                weights = table[points]
+                if int(weights.sum(dtype=np.int64)) < 2 * self.keep:
+                    continue
+                first = a + _first_weighted(weights)  # where the [UNK] will start
+                p = a + _after_weight(weights, self.keep)  # just after the keep-th weighted character
+                q = a + _after_last_weighted(weights)
+                kept.append(text[start:p])
+                cuts.append(Cut(at=p - removed, removed=q - p, word=first - removed))
+                removed += q - p
+                start = q
         if not cuts:
             return text, []
         kept.append(text[start:])
         return "".join(kept), cuts
 
+    def _words(self, run: str, offset: int) -> list[tuple[int, int]]:
+        """The [start, end) ranges of a candidate run between the characters that split words."""
+        splitters = "".join(re.escape(c) for c in set(run) if self._weight(c) < 0)
+        if not splitters:
+            return [(offset, offset + len(run))]
+        found = re.finditer(f"[^{splitters}]{{{2 * self.keep},}}", run)
+        return [(offset + w.start(), offset + w.end()) for w in found]
+
     def restore(self, tokens: Tokens, cuts: list[Cut]) -> Tokens | None:
         """Offsets of `tokens` (of the shortened text) moved back onto the original text, or None when a cut did
         not end up inside one [UNK] (the caller then tokenizes the text whole)."""
         at = np.array([c.at for c in cuts], dtype=np.int64)
+        word = np.array([c.word for c in cuts], dtype=np.int64)
         shift = np.concatenate([[0], np.cumsum([c.removed for c in cuts], dtype=np.int64)])
         starts, ends = tokens.offsets[:, 0], tokens.offsets[:, 1]
         holder = np.searchsorted(ends, at - 1, side="right")  # the token holding each cut's last kept character
         if (holder >= len(tokens)).any():
             return None
         if not (
-            (tokens.ids[holder] == self.unk_id).all()
-            and (starts[holder] <= at - self.keep).all()
-            and (ends[holder] >= at).all()
+            (tokens.ids[holder] == self.unk_id).all() and (starts[holder] <= word).all() and (ends[holder] >= at).all()
         ):
             return None
         offsets = tokens.offsets + shift[np.searchsorted(at, tokens.offsets, side="right")]
         return Tokens(tokens.ids, offsets)
+
+
+# the word scans below run over blocks, so a 4 MiB word needs no array wider than its int8 weights
+_BLOCK = 1 << 16
+
+
+def _first_weighted(weights: np.ndarray) -> int:
+    for s in range(0, len(weights), _BLOCK):
+        found = np.flatnonzero(weights[s : s + _BLOCK])
+        if found.size:
+            return s + int(found[0])
+    raise ValueError("no weighted character")
+
+
+def _after_weight(weights: np.ndarray, n: int) -> int:
+    """The index just after the character where the running weight reaches `n`."""
+    done = 0
+    for s in range(0, len(weights), _BLOCK):
+        total = np.cumsum(weights[s : s + _BLOCK], dtype=np.int64) + done
+        if total[-1] >= n:
+            return s + int(np.searchsorted(total, n)) + 1
+        done = int(total[-1])
+    raise ValueError(f"the weights sum to less than {n}")
+
+
+def _after_last_weighted(weights: np.ndarray) -> int:
+    for e in range(len(weights), 0, -_BLOCK):
+        found = np.flatnonzero(weights[max(0, e - _BLOCK) : e])
+        if found.size:
+            return max(0, e - _BLOCK) + int(found[-1]) + 1
+    raise ValueError("no weighted character")
+
+
+def _splits_words(char: str) -> bool:
+    """Whitespace and ASCII punctuation end a word for every pre-tokenizer allowed there."""
+    return char.isspace() or char in _ASCII_PUNCT
 
 
 class TextTokenizer:
