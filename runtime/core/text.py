@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,10 +69,27 @@ def require_tokens(tokens: Sequence[Tokens]) -> None:
 PIECE_CHARS = 1 << 16
 _PIECES_PER_CALL = 4  # pieces per encode_batch call: parallel in Rust, still bounded memory
 _CUT = re.compile(r"[ \t\n](?=\S)")
-# BertPreTokenizer also isolates every ASCII punctuation character, so a cut right after one is as safe: a run
-# without whitespace ("!!!!…", "a!a!…") is then cut into pieces too instead of being tokenized whole
-_CUT_AFTER_PUNCT = re.compile(r"[ \t\n](?=\S)|(?<=[!-/:-@\[-`{-~])(?=\S)")
+# BertPreTokenizer also isolates every punctuation character, so a cut right after one is as safe: a run without
+# whitespace ("!!!!…", "a!a!…", "««««…") is then cut into pieces too instead of being tokenized whole
+# (TextTokenizer._cut).
 _WHITESPACE_SPLITTERS = {"BertPreTokenizer", "Whitespace", "WhitespaceSplit"}
+
+
+@functools.cache
+def _bmp_categories() -> tuple[str, str]:
+    """Regex class bodies of the non-ASCII characters of the basic plane that are punctuation (category P*), and of
+    those that are marks or format/control characters (M*, C*: a normalizer may drop or attach them). Built once
+    per process (~10 ms), on the first long text or admission count, not at import."""
+    punct, attached = [], []
+    for code in range(0x80, 0x10000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        kind = unicodedata.category(chr(code))[0]
+        if kind == "P":
+            punct.append(re.escape(chr(code)))
+        elif kind in "MC":
+            attached.append(re.escape(chr(code)))
+    return "".join(punct), "".join(attached)
 
 
 def splits_on_whitespace(tokenizer: Tokenizer) -> bool:
@@ -341,8 +360,7 @@ class TextTokenizer:
         self.piece_chars = piece_chars if splits_on_whitespace(tokenizer) else None
         spec = json.loads(tokenizer.to_str())
         self._floor = TokenFloor.of(spec)
-        bert = any(p.get("type") == "BertPreTokenizer" for p in _members(spec.get("pre_tokenizer") or {}))
-        self._cut = _CUT_AFTER_PUNCT if bert else _CUT
+        self._bert = any(p.get("type") == "BertPreTokenizer" for p in _members(spec.get("pre_tokenizer") or {}))
         self._long_words = LongWords.of(tokenizer, spec)
         added = spec.get("added_tokens") or []
         self._added = tuple(a["content"] for a in added if len(a.get("content") or "") > 1)
@@ -350,7 +368,36 @@ class TextTokenizer:
     def min_tokens(self, text: str) -> int:
         """A lower bound on `len(encode([text])[0])`, from the characters alone (0 where the tokenizer's rules are
         not known to keep one): cheap enough to refuse a text before tokenizing it."""
-        return 0 if self._floor is None else self._floor(text)
+        if self._floor is None:
+            return 0
+        unicode_punct = self._isolated.subn("", text)[1] if self._floor.punctuation and self._isolated else 0
+        return self._floor(text) + unicode_punct
+
+    @functools.cached_property
+    def _isolated(self) -> re.Pattern[str] | None:
+        """The non-ASCII punctuation this tokenizer makes a pre-token of its own (4 MiB of "«" is 2.1M tokens):
+        each character checked with the tokenizer's own normalizer and pre-tokenizer. None: there is none."""
+        normalizer, pre = self._tok.normalizer, self._tok.pre_tokenizer
+        if not self._bert or pre is None:
+            return None
+        found = []
+        for escaped in re.findall(r"\\?.", _bmp_categories()[0], flags=re.S):
+            char = escaped[-1]
+            normalized = normalizer.normalize_str(char) if normalizer is not None else char
+            if normalized and len(pre.pre_tokenize_str("a" + normalized + "a")) >= 3:
+                found.append(escaped)
+        return re.compile(f"[{''.join(found)}]") if found else None
+
+    @functools.cached_property
+    def _cut(self) -> re.Pattern[str]:
+        """Where a long text may be cut into pieces: before whitespace followed by a word, and, with BERT's
+        pre-tokenizer, after a punctuation character it isolates, unless a mark or a format character follows
+        (the normalizer may drop it into the character before)."""
+        if not self._bert:
+            return _CUT
+        extra = self._isolated.pattern[1:-1] if self._isolated is not None else ""
+        attached = _bmp_categories()[1]
+        return re.compile(rf"[ \t\n](?=\S)|(?<=[!-/:-@\[-`{{-~{extra}])(?=[^\s{attached}])")
 
     @classmethod
     def from_file(cls, path: Path) -> TextTokenizer:

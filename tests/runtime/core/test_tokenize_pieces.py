@@ -17,7 +17,7 @@ PIECES = [
     "word", "Lighthouse", "keeper's", " 's", "don't", "3.14", "e-mail", "東京", "は", "。", "🚢", "👩‍👩‍👧",
     "e\u0301", "שלום", "مرحبا", "\u200f", "Ünïcödé", "ﬁ", "İ",
     " ", "  ", "   ", "\t", "\n", "\n\n", " \n", "\u3000", "\u00a0", "\u2028", "\r\n", "\x1c", "\x85",
-    ".", "!", "?", ",", "(", '"',
+    ".", "!", "?", ",", "(", '"', "«", "—", "¿", "\u0301", "\u200d",
 ]  # fmt: skip
 texts = st.one_of(
     st.lists(st.sampled_from(PIECES), min_size=1, max_size=150).map("".join),
@@ -135,3 +135,17 @@ def test_no_piece_cut_falls_inside_an_added_token(tokenizers: dict[str, Tokenize
     for piece_chars in range(1, 12):
         pieces = TextTokenizer(tok, piece_chars=piece_chars).encode([text])[0]
         assert pieces.ids.tolist() == tok.encode(text, add_special_tokens=False).ids
+
+
+def test_unicode_punctuation_counts_before_tokenizing_and_is_cut_into_pieces(tokenizers: dict[str, Tokenizer]) -> None:
+    # 4 MiB of "«" is 2.1M tokens: the floor counted none of them (only ASCII punctuation), and with no whitespace
+    # or ASCII punctuation to cut at, the text was tokenized whole (+1.3 GB)
+    tok = TextTokenizer(tokenizers["wordpiece"])
+    text = "«—¿。" * 2000
+    assert tok.min_tokens(text) == len(tok.encode([text])[0]) == 8000
+    assert len(piece_bounds(text, 100, tok._cut)) > 1
+    small = TextTokenizer(tokenizers["wordpiece"], piece_chars=7)
+    for text in ["«a«\u0301b»" * 30, "x—y " * 50]:
+        got = small.encode([text])[0]
+        whole = tokenizers["wordpiece"].encode(text, add_special_tokens=False)
+        assert got.ids.tolist() == whole.ids and got.offsets.tolist() == [list(o) for o in whole.offsets]
