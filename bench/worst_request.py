@@ -8,7 +8,9 @@ its own; the baseline is the same server's peak after load and warm-up, before t
 - output-bound: blend mode (three encoder tokens per text token) with sparse vectors at the smallest allowed
   chunk size, sized to return the most chunks allowed, as float JSON
 - body-bound: a body at the byte cap of one-letter words, refused by the token limit (counted from its characters)
-- one word: a body at the byte cap without whitespace or punctuation (tokenized whole before it is refused)
+- one word: a body at the byte cap without whitespace or punctuation (a long word is cut before tokenizing)
+- marks: one word of letters and combining accents at the byte cap (the normalizer drops the accents)
+- punct: non-ASCII punctuation at the byte cap (one token per character, counted before tokenizing)
 
     python bench/worst_request.py bundles/all-MiniLM-L6-v2 [--out bench/out/worst_request.json]
 """
@@ -95,6 +97,11 @@ def run_case(bundle: Path, name: str, body: dict[str, Any], path: str) -> dict[s
         proc.wait(60)
 
 
+def at_cap(unit: str, max_body_bytes: int) -> str:
+    """`unit` repeated to fill a JSON body of `max_body_bytes` (as json.dumps escapes it)."""
+    return unit * ((max_body_bytes - 64) // (len(json.dumps(unit)) - 2))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
@@ -131,8 +138,12 @@ def main() -> None:
             },
         ),
         "body": ("/v1/embeddings", {"input": "a " * ((s.max_body_bytes - 64) // 2)}),
-        # one word at the byte cap: no whitespace or punctuation to count tokens from, so it is tokenized whole
+        # one word at the byte cap: no whitespace or punctuation to count tokens from (cut before tokenizing)
         "word": ("/v1/embeddings", {"input": "a" * (s.max_body_bytes - 64)}),
+        # one word of letters with combining accents the normalizer drops (cut before tokenizing too)
+        "marks": ("/v1/embeddings", {"input": at_cap("e\u0301", s.max_body_bytes)}),
+        # non-ASCII punctuation, one token per character (counted before tokenizing)
+        "punct": ("/v1/embeddings", {"input": at_cap("«", s.max_body_bytes)}),
     }
     load = os.getloadavg()
     results = []
