@@ -25,6 +25,7 @@ from pathlib import Path
 import data as evaldata
 import numpy as np
 from harness.machine import machine
+from load_compare import tree_rss_mb
 
 from longvec.runtime import Embedder
 from longvec.runtime.jobs.lance_index import SHARDS, Index
@@ -54,27 +55,6 @@ def corpus(root: Path, n: int, out: Path, seed: int = 0) -> dict[str, float]:
     return {"documents": n, "sentences_in_pool": len(sentences), "mean_chars": round(chars / n, 1)}
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (the index job forks no workers locally, but be exact)."""
-    total = 0
-    for p in [pid, *_children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-    return kids + [g for k in kids for g in _children(k)]
-
-
 def build(bundle: Path, corpus_path: Path, db: Path, threads: int) -> dict[str, object]:
     cli = Path(sys.executable).with_name("longvec")
     cmd = [str(cli), "index", str(bundle), str(corpus_path), str(db), "--threads", str(threads)]
@@ -83,7 +63,7 @@ def build(bundle: Path, corpus_path: Path, db: Path, threads: int) -> dict[str, 
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     samples: list[tuple[float, float]] = []
     while child.poll() is None:
-        samples.append((time.perf_counter() - t0, rss_mb(child.pid)))
+        samples.append((time.perf_counter() - t0, tree_rss_mb(child.pid)))
         time.sleep(0.5)
     seconds = time.perf_counter() - t0
     if child.returncode != 0:
