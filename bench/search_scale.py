@@ -26,15 +26,12 @@ import data as evaldata
 import numpy as np
 from harness.machine import machine
 from load_compare import tree_rss_mb
+from search_index import du
 
 from longvec.runtime import Embedder
 from longvec.runtime.jobs.lance_index import SHARDS, Index
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-
-
-def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def corpus(root: Path, n: int, out: Path, seed: int = 0) -> dict[str, float]:

@@ -8,24 +8,15 @@ from pathlib import Path
 from longvec.runtime.backends.options import DEVICES
 from longvec.runtime.cli.command import Command
 from longvec.runtime.cli.options import LOAD_DEFAULTS, add
-from longvec.runtime.cli.search import print_hit, queries_from
+from longvec.runtime.cli.search import add_query_args, print_hit, queries_from
 from longvec.runtime.errors import InputError
 from longvec.runtime.jobs.lance_index import Index
 
 
 def _query_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("db", type=Path, help="an index built by `longvec index`")
-    p.add_argument("query", nargs="*", help="one or more questions or phrases to look for")
-    p.add_argument(
-        "--queries", type=Path, default=None, help="a file of queries, one per line; - reads stdin (default: none)"
-    )
+    add_query_args(p, '"query", "id", "start", "end"')
     p.add_argument("--top-k", type=int, default=10, help="hits per query (default: 10)")
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help='one JSON line per hit: {"query", "id", "start", "end", ...} (default: text)',
-    )
-    p.add_argument("--dense-only", action="store_true", help="rank by the dense vectors alone (default: off: hybrid)")
     p.add_argument(
         "--bundle",
         type=Path,

@@ -42,18 +42,21 @@ def print_hit(hit: Hit, rank: int, row: dict[str, object] | None, lead: str) -> 
     print(f"{rank}. {lead}chars {hit.start}-{hit.end}\n   {snippet[:300]}{'…' if len(snippet) > 300 else ''}")
 
 
-def _search_args(p: argparse.ArgumentParser) -> None:
-    add_bundle_arg(p)
-    p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
+def add_query_args(p: argparse.ArgumentParser, json_fields: str) -> None:
+    """The queries and how hits are ranked and printed: the same for `search` (one file) and `query` (an index)."""
     p.add_argument("query", nargs="*", help="one or more questions or phrases to look for")
     p.add_argument(
         "--queries", type=Path, default=None, help="a file of queries, one per line; - reads stdin (default: none)"
     )
-    p.add_argument("--top", type=int, default=3, help="how many chunks to print per query (default: 3)")
-    p.add_argument(
-        "--json", action="store_true", help='one JSON line per hit: {"query", "start", "end", ...} (default: text)'
-    )
+    p.add_argument("--json", action="store_true", help=f"one JSON line per hit: {{{json_fields}, ...}} (default: text)")
     p.add_argument("--dense-only", action="store_true", help="rank by the dense vectors alone (default: off: hybrid)")
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    add_bundle_arg(p)
+    p.add_argument("file", type=Path, help="a UTF-8 text file of any length")
+    add_query_args(p, '"query", "start", "end"')
+    p.add_argument("--top", type=int, default=3, help="how many chunks to print per query (default: 3)")
     add_load_args(p)
     add_document_args(p)
     add(p, "--query-prompt-name", "a prompt of the bundle for the queries only, e.g. query", shown="as --prompt-name")
