@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
+from harness.http1 import Http1Pool
 from harness.machine import machine
 from harness.markdown import replace_section, table
 
@@ -79,7 +79,7 @@ def start_server(bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[
 
 
 async def run_level(
-    http: httpx.AsyncClient,
+    http: Http1Pool,
     workload: str,
     path: str,
     body: Callable[[], dict[str, Any]],
@@ -99,7 +99,7 @@ async def run_level(
         while issued < max_requests and time.perf_counter() < deadline:
             issued += 1
             t0 = time.perf_counter()
-            r = await http.post(path, json=body())
+            r = await http.post_json(path, body())
             latencies.append(time.perf_counter() - t0)
             statuses[r.status_code] += 1
 
@@ -139,12 +139,11 @@ async def main_async(args: argparse.Namespace) -> list[Level]:
     documents = [text_of(rng, args.doc_tokens) for _ in range(8)]  # about one token per word
     results: list[Level] = []
     try:
-        limits = httpx.Limits(max_connections=max(args.levels), max_keepalive_connections=max(args.levels))
-        async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=None, limits=limits) as http:
+        async with Http1Pool(HOST, port) as http:
             # warm the connections and both code paths; the server's own token counts size the tokens/s column
-            usage = (await http.post("/v1/embeddings", json={"input": queries})).json()["usage"]
+            usage = (await http.post_json("/v1/embeddings", {"input": queries})).json()["usage"]
             query_tokens = usage["prompt_tokens"] / len(queries)
-            usage = (await http.post("/v1/documents", json={"documents": [{"id": "d", "text": documents[0]}]})).json()
+            usage = (await http.post_json("/v1/documents", {"documents": [{"id": "d", "text": documents[0]}]})).json()
             doc_tokens = usage["usage"]["prompt_tokens"]
             for clients in args.levels if "queries" in args.workloads else []:
                 level = await run_level(
@@ -204,9 +203,9 @@ def section(results: list[Level], args: argparse.Namespace, load_avg: tuple[floa
     return f"""{SECTION}
 
 `python bench/load.py {args.bundle} --write-results bench/RESULTS.md`: a `longvec serve` subprocess on 127.0.0.1
-(default settings, all cores) and async httpx clients on the same machine; raw numbers in
-`{args.out}`. Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} cores, load average
-{load_avg[0]:.1f} at the start{busy}.
+(default settings, all cores) and lean async HTTP/1.1 clients (bench/harness/http1.py) on the same machine; raw
+numbers in `{args.out}`. Measured {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())} on {os.cpu_count()} cores, load
+average {load_avg[0]:.1f} at the start{busy}.
 
 Short queries: 4-16 words (about 10 tokens) per request to `/v1/embeddings`. Documents: one {args.doc_tokens}-word
 text (its token count in the row) per request to `/v1/documents` (late chunking, 128-token chunks). A level stops

@@ -1,6 +1,7 @@
 """`longvec serve` against a peer server (infinity) under the same load, and against longvec's own library.
 
-Both servers run on 127.0.0.1, serve the same model and are driven by the same async httpx clients; each server is
+Both servers run on 127.0.0.1, serve the same model and are driven by the same lean async HTTP/1.1 clients
+(harness/http1.py: httpx cost more CPU per request than the server it measured); each server is
 alone on the machine while it is measured (started, warmed, measured, stopped), and repeats alternate the order.
 Workloads:
 - `query`: one search query (~10 tokens) per request;
@@ -31,8 +32,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx  # readiness polls only; the load itself goes through harness.http1
 import numpy as np
+from harness.http1 import Http1Error, Http1Pool
 
 HOST = "127.0.0.1"  # never anything else
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,10 +197,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def run_level(
-    http: httpx.AsyncClient,
+    http: Http1Pool,
     spec: ServerSpec,
     pid: int,
-    bodies: list[dict[str, Any]],
+    bodies: list[bytes],
     texts_per_request: int,
     tokens_per_request: float,
     mode: tuple[str, float],
@@ -217,9 +219,9 @@ async def run_level(
     async def one(scheduled: float) -> None:
         body = bodies[len(latencies) % len(bodies)]
         try:
-            r = await http.post(spec.embed_path, json=body)
+            r = await http.post(spec.embed_path, body)
             status = str(r.status_code)
-        except httpx.HTTPError as e:
+        except (OSError, EOFError, asyncio.LimitOverrunError, Http1Error) as e:
             status = type(e).__name__
         if status == "200":
             latencies.append(time.perf_counter() - scheduled)
@@ -290,12 +292,14 @@ async def measure_server(
     proc = start(spec, port, log_dir / f"{spec.name.split()[0]}-{repeat}.log")
     levels = []
     try:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-        async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=None, limits=limits) as http:
+        async with Http1Pool(HOST, port) as http:
             for w in workloads:
-                bodies = [spec.body([t] if spec.whole_documents else ws) for t, ws in zip(w.texts, w.windows)]
+                bodies = [
+                    json.dumps(spec.body([t] if spec.whole_documents else ws)).encode()
+                    for t, ws in zip(w.texts, w.windows)
+                ]
                 for body in bodies[:4]:  # warm up: connections, the model's first batches
-                    r = await http.post(spec.embed_path, json=body)
+                    r = await http.post(spec.embed_path, body)
                     r.raise_for_status()
                 for mode in modes:
                     got = await run_level(
@@ -323,21 +327,35 @@ from longvec.runtime import Embedder
 texts = json.loads(open(sys.argv[3]).read())
 e = Embedder.load(sys.argv[1], threads=int(sys.argv[2]))
 e.embed(texts[:8])
-t0, c0 = time.perf_counter(), time.process_time()
-e.embed(texts)
-print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}))
+got = {}
+for group in [int(g) for g in sys.argv[4].split(",")]:
+    group = group or len(texts)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(0, len(texts), group):
+        e.embed(texts[i : i + group])
+    got[group] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
+print(json.dumps(got))
 """
 
 
-def library_rate(bundle: Path, threads: int, texts: list[str], folder: Path) -> tuple[float, float]:
-    """Texts per second and CPU ms per text of one `Embedder.embed` call on all the texts, in a fresh process (the
-    library's own batching: every request merged)."""
+def library_rates(
+    bundle: Path, threads: int, texts: list[str], groups: list[int], folder: Path
+) -> dict[int, tuple[float, float]]:
+    """Per group size: texts per second and CPU ms per text of `Embedder.embed` on the texts in calls of that many
+    (0: one call on all of them, every request merged), in a fresh process. A server with c clients can merge at
+    most c requests into one call: calls of c texts are the library doing the server's work without HTTP."""
     path = folder / "library_texts.json"
     path.write_text(json.dumps(texts))
-    cmd = [sys.executable, "-c", LIBRARY, str(bundle), str(threads), str(path)]
+    cmd = [sys.executable, "-c", LIBRARY, str(bundle), str(threads), str(path), ",".join(map(str, groups))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    return len(texts) / got["seconds"], 1000 * got["cpu_seconds"] / len(texts)
+    return {
+        group: (
+            len(texts) / got[str(group or len(texts))]["seconds"],
+            1000 * got[str(group or len(texts))]["cpu_seconds"] / len(texts),
+        )
+        for group in groups
+    }
 
 
 def _free_port() -> int:
@@ -380,6 +398,11 @@ def summarize(levels: list[Level], library: dict[str, list[float]]) -> dict[str,
                 ratios[f"{workload} {mode}: longvec server / library texts/s"] = mine["texts_per_s"] / float(
                     np.median(lib)
                 )
+            same_merge = library.get(f"{workload} in calls of {mode.removeprefix('c=')}")
+            if mine and same_merge and mode.startswith("c="):
+                ratios[f"{workload} {mode}: longvec server / library in calls of as many texts"] = mine[
+                    "texts_per_s"
+                ] / float(np.median(same_merge))
     return {"rows": rows, "ratios": ratios, "library_texts_per_s": {k: float(np.median(v)) for k, v in library.items()}}
 
 
@@ -398,7 +421,7 @@ def markdown(summary: dict[str, Any]) -> str:
         )
     lines += ["", "| ratio | value |", "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in summary["ratios"].items()]
-    lines += ["", "Library (one embed call, every request merged), texts/s: "]
+    lines += ["", "Library (one embed call, every request merged; or in calls of c texts), texts/s: "]
     lines[-1] += ", ".join(f"{k} {v:.1f}" for k, v in summary["library_texts_per_s"].items())
     if "library_cpu_ms_per_text" in summary:
         lines[-1] += "; CPU ms per text: "
@@ -445,8 +468,8 @@ def run_compare(args: Any) -> dict[str, Any]:
     prefixes = tuple({"queries": "query", "documents": "doc-"}.get(w, w) for w in args.workloads)
     workloads = [w for w in build_workloads(args) if w.name.startswith(prefixes)]
     levels: list[Level] = []
-    library: dict[str, list[float]] = {w.name: [] for w in workloads}
-    library_cpu: dict[str, list[float]] = {w.name: [] for w in workloads}
+    library: dict[str, list[float]] = {}  # "query" (all merged), "query in calls of 32", ...
+    library_cpu: dict[str, list[float]] = {}
     per_repeat = []
     for r in range(args.repeats):
         shift = r % len(specs)
@@ -458,9 +481,11 @@ def run_compare(args: Any) -> dict[str, Any]:
                 sub = type(args)(**{**vars(args), "seconds": seconds})
                 levels += asyncio.run(measure_server(spec, [w], modes, r, sub, out / "logs"))
         for w in workloads:
-            rate, cpu_ms = library_rate(args.bundle, args.threads, w.texts, out)
-            library[w.name].append(rate)
-            library_cpu[w.name].append(cpu_ms)
+            groups = [0, *args.concurrency]
+            for group, (rate, cpu_ms) in library_rates(args.bundle, args.threads, w.texts, groups, out).items():
+                key = w.name if group == 0 else f"{w.name} in calls of {group}"
+                library.setdefault(key, []).append(rate)
+                library_cpu.setdefault(key, []).append(cpu_ms)
         per_repeat.append(os.getloadavg()[0])
     summary = summarize(levels, library)
     result = {

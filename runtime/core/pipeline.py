@@ -42,6 +42,9 @@ class Encoded:
 class Batching:
     max_tokens: int = 8192  # padded tokens per encoder call
     max_batch: int = 64
+    # an encoder call's fixed cost in padded tokens, where batches of unequal lengths are cut
+    # (batching.pack_by_length): ~20 for MiniLM under onnxruntime on this 2-core CPU (bench/batch_cost.py)
+    call_tokens: int = 20
 
     @classmethod
     def for_backend(cls, capabilities: Capabilities, max_tokens: int | None = None) -> Batching:
@@ -58,8 +61,9 @@ class Batching:
 
 
 # A GPU wants far larger batches than a CPU: FINDINGS' H100 figures were measured at 256 windows x 512 tokens.
-# NOT YET TUNED ON A GPU: 256 windows of 256 tokens per call, a starting point until a GPU run measures it.
-GPU_BATCHING = Batching(max_tokens=65536, max_batch=GPU_MAX_BATCH)
+# NOT YET TUNED ON A GPU: 256 windows of 256 tokens per call, a starting point until a GPU run measures it; a
+# call's fixed cost is far more tokens there (a GPU runs a small batch in about the time of its launch overhead).
+GPU_BATCHING = Batching(max_tokens=65536, max_batch=GPU_MAX_BATCH, call_tokens=1024)
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ class Pipeline:
         ]
         short = [i for i, s in enumerate(seqs) if len(s.ids) <= plan.content]
         lengths = [len(seqs[i].ids) + len(prefix) + len(suffix) for i in short]
-        for batch in pack_by_length(lengths, batching.max_tokens, batching.max_batch):
+        for batch in pack_by_length(lengths, batching.max_tokens, batching.max_batch, batching.call_tokens):
             rows = [short[b] for b in batch.tolist()]
             framed = [np.concatenate((prefix, seqs[r].ids, suffix)) for r in rows]
             self._run(framed, [(sums[r], 0) for r in rows])

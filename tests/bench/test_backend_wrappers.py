@@ -3,6 +3,8 @@ cancellable backend and the bench's timed one alike, so a wrapper never changes 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from harness.wrappers import TimedBackend, with_backend
@@ -31,8 +33,8 @@ def test_wrappers_forward_every_capability(wrap: type[BackendWrapper]) -> None:
 
 def test_the_batching_policy_reads_capabilities_only() -> None:
     caps = GpuPlan().capabilities
-    assert Batching.for_backend(caps) == Batching(max_tokens=GPU_BATCHING.max_tokens, max_batch=8)
-    assert Batching.for_backend(caps, 1024) == Batching(max_tokens=1024, max_batch=8)
+    assert Batching.for_backend(caps) == replace(GPU_BATCHING, max_batch=8)
+    assert Batching.for_backend(caps, 1024) == replace(GPU_BATCHING, max_tokens=1024, max_batch=8)
     assert Batching.for_backend(Capabilities("cpu")) == Batching()
     assert Batching.for_backend(Capabilities("gpu", on_gpu=True)) == GPU_BATCHING
 

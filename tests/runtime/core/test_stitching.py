@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import replace
+from itertools import pairwise
 from types import ModuleType
 
 import numpy as np
@@ -169,11 +171,12 @@ def test_real_model_short_document_late_chunks_equal_one_onnx_pass(embedder: Emb
 
 @pytest.mark.parametrize("max_tokens", [1, 17, 64, 1000])
 @pytest.mark.parametrize("max_batch", [1, 3, 64])
-def test_pack_by_length_respects_the_budget_and_sorts(max_tokens: int, max_batch: int) -> None:
+@pytest.mark.parametrize("call_tokens", [0, 20])
+def test_pack_by_length_respects_the_budget_and_sorts(max_tokens: int, max_batch: int, call_tokens: int) -> None:
     rng = np.random.default_rng(max_tokens * 100 + max_batch)
     for size in (0, 1, 5, 200):
         lengths = rng.integers(1, 70, size).tolist()
-        batches = [b.tolist() for b in pack_by_length(lengths, max_tokens, max_batch)]
+        batches = [b.tolist() for b in pack_by_length(lengths, max_tokens, max_batch, call_tokens)]
         flat = [i for b in batches for i in b]
         assert sorted(flat) == list(range(size)), "every item exactly once"
         assert [lengths[i] for i in flat] == sorted(lengths), "packed in length order"
@@ -182,6 +185,63 @@ def test_pack_by_length_respects_the_budget_and_sorts(max_tokens: int, max_batch
             assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens, "over the token budget"
         if size > 1 and max_batch > 1 and max_tokens >= 2 * 70:
             assert len(batches) < size  # the budget allowed packing, and it packed
+
+
+def _cost(lengths: list[int], batches: list[list[int]], call_tokens: int) -> int:
+    return sum(call_tokens + len(b) * max(lengths[i] for i in b) for b in batches)
+
+
+def _least_cost(ascending: list[int], max_tokens: int, max_batch: int, call_tokens: int) -> int:
+    """Every way to cut the sorted lengths into contiguous batches that fit, tried: the cheapest total."""
+    n = len(ascending)
+    best = min(
+        (
+            _cost(ascending, batches, call_tokens)
+            for mask in range(2 ** max(n - 1, 0))
+            for cuts in ([0, *[k + 1 for k in range(n - 1) if mask >> k & 1], n],)
+            for batches in ([list(range(a, b)) for a, b in pairwise(cuts)],)
+            if all(len(b) == 1 or (len(b) <= max_batch and len(b) * ascending[b[-1]] <= max_tokens) for b in batches)
+        ),
+        default=0,
+    )
+    return best
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pack_by_length_cuts_at_the_least_padded_tokens_plus_calls(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 40, int(rng.integers(1, 10))).tolist()
+    max_tokens, max_batch, call_tokens = int(rng.integers(30, 200)), int(rng.integers(1, 6)), int(rng.integers(1, 30))
+    batches = [b.tolist() for b in pack_by_length(lengths, max_tokens, max_batch, call_tokens)]
+    assert [lengths[i] for b in batches for i in b] == sorted(lengths)
+    least = _least_cost(sorted(lengths), max_tokens, max_batch, call_tokens)
+    assert _cost(lengths, batches, call_tokens) == least
+
+
+def test_queries_of_two_lengths_go_in_two_batches_not_one_padded() -> None:
+    lengths = [30, 8] * 16  # padded together: 32 x 30 = 960 tokens for 608 real ones
+    cut = [b.tolist() for b in pack_by_length(lengths, 8192, 64, call_tokens=20)]
+    assert sorted(len(b) for b in cut) == [16, 16] and all(len({lengths[i] for i in b}) == 1 for b in cut)
+    assert [len(b) for b in pack_by_length(lengths, 8192, 64, call_tokens=0)] == [32]  # the budget alone: one
+    assert [len(b) for b in pack_by_length([8] * 40, 8192, 64, call_tokens=20)] == [40]  # equal lengths: one
+
+
+def test_cutting_batches_by_cost_leaves_every_vector_as_it_was(
+    make_fake: Callable[..., Embedder], text_of: Callable[..., str]
+) -> None:
+    emb = make_fake(window=40)
+    budget_only = Embedder(emb.backend, emb.tokenizer, emb.manifest, emb.window, replace(emb.batching, call_tokens=0))
+    texts = [text_of(n, seed) for seed, n in enumerate([3, 30, 4, 29, 5, 31, 2, 28, 90, 6] * 3)]
+    assert emb.batching.call_tokens > 0
+    calls: list[int] = []
+    run = emb.backend.run
+    emb.backend.run = lambda ids, mask: calls.append(ids.shape[0]) or run(ids, mask)  # type: ignore[method-assign]
+    vectors = emb.embed(texts)
+    del emb.backend.run
+    assert len(calls) > 2  # the short and the long texts were cut apart
+    np.testing.assert_allclose(vectors, budget_only.embed(texts), rtol=1e-5, atol=1e-6)
+    for a, b in zip(emb.embed_documents(texts, chunk_tokens=7), budget_only.embed_documents(texts, chunk_tokens=7)):
+        np.testing.assert_allclose(a.chunk_vectors, b.chunk_vectors, rtol=1e-5, atol=1e-6)
 
 
 def test_results_come_back_in_the_callers_order(
