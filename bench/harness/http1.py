@@ -6,7 +6,8 @@ client process at 0.7 of a core), so the benchmark measured the client, and the 
 client spends ~0.3 ms per request (the same run: 231 requests/s). Both servers of a comparison get the same client.
 
 It speaks only what the benchmark needs: POST and GET with a body of bytes, responses with Content-Length or
-chunked bodies, `Connection: close` honoured. A connection that fails is dropped, never reused.
+chunked bodies, `Connection: close` honoured. A connection that fails is dropped, never reused; one the
+server closed while it sat idle is replaced, and a request that met such a close is sent again on a fresh one.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from typing import Any
 
 class Http1Error(Exception):
     """The server closed the connection or sent something that is not an HTTP/1.1 response."""
+
+
+class _ClosedBeforeAnswer(Exception):
+    """The connection ended before any byte of a response: on a kept-alive connection, the server closed it."""
 
 
 class Response:
@@ -39,7 +44,14 @@ class _Connection:
     async def exchange(self, request: bytes) -> tuple[Response, bool]:
         """(response, whether the connection may be reused)."""
         self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                raise
+            raise _ClosedBeforeAnswer() from e
+        except ConnectionResetError as e:
+            raise _ClosedBeforeAnswer() from e
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
@@ -83,9 +95,27 @@ class Http1Pool:
     async def request(
         self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
     ) -> Response:
-        conn = self._idle.pop() if self._idle else _Connection(*await asyncio.open_connection(self.host, self.port))
+        request = self._request(method, path, body, content_type)
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.reader.at_eof():  # closed by the server while idle (its keep-alive timeout): never reused
+                conn.close()
+                continue
+            try:
+                return await self._exchange(conn, request)
+            except _ClosedBeforeAnswer:
+                # it closed the connection as the request went out (the race of every keep-alive client): as
+                # httpx and urllib3 do, send it again on another connection; the server never answered it
+                continue
+        conn = _Connection(*await asyncio.open_connection(self.host, self.port))
         try:
-            response, reusable = await conn.exchange(self._request(method, path, body, content_type))
+            return await self._exchange(conn, request)
+        except _ClosedBeforeAnswer as e:  # a fresh connection closed unanswered: the server's doing
+            raise Http1Error("the server closed a new connection without answering") from e
+
+    async def _exchange(self, conn: _Connection, request: bytes) -> Response:
+        try:
+            response, reusable = await conn.exchange(request)
         except BaseException:
             conn.close()
             raise

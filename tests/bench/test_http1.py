@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from harness.http1 import Http1Pool
+from harness.http1 import Http1Error, Http1Pool
 
 ANSWERS = {
     b"/length": b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world",
@@ -15,6 +15,8 @@ ANSWERS = {
     b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n",
     b"/close": b"HTTP/1.1 503 Busy\r\nconnection: close\r\ncontent-length: 4\r\n\r\nbusy",
     b"/cut": b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part",
+    b"/then-idle-close": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",  # then closes, saying nothing
+    b"/then-drop-next": b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",  # the next request: closed unread
 }
 
 
@@ -33,9 +35,14 @@ async def _scripted(seen: list[tuple[int, bytes, bytes]]) -> tuple[asyncio.base_
                     (int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0
                 )
                 seen.append((me, path, await reader.readexactly(length)))
+                if path == b"/never":  # a server that closes every new connection unanswered
+                    break
                 writer.write(ANSWERS[path])
                 await writer.drain()
-                if path in (b"/close", b"/cut"):
+                if path in (b"/close", b"/cut", b"/then-idle-close"):
+                    break
+                if path == b"/then-drop-next":
+                    await reader.readuntil(b"\r\n\r\n")  # a keep-alive timeout racing the client's next request
                     break
         except asyncio.IncompleteReadError:
             pass
@@ -82,5 +89,29 @@ def test_concurrent_requests_each_get_their_own_connection() -> None:
             assert all(r.content == b"hello world" for r in got)
         assert sorted(b for _, _, b in seen) == sorted(str(i).encode() for i in range(8))
         assert len({c for c, _, _ in seen}) == 8
+
+    asyncio.run(scenario())
+
+
+def test_connections_the_server_closed_while_idle_are_replaced_and_the_request_sent_once() -> None:
+    async def scenario() -> None:
+        seen: list[tuple[int, bytes, bytes]] = []
+        server, port = await _scripted(seen)
+        async with server, Http1Pool("127.0.0.1", port) as pool:
+            assert (await pool.get("/then-idle-close")).content == b"ok"
+            await asyncio.sleep(0.05)  # the close arrives while the connection sits idle
+            assert (await pool.get("/length")).content == b"hello world"
+            assert (await pool.get("/then-drop-next")).content == b"ok"
+            assert (await pool.post("/length", b"again")).content == b"hello world"  # met the close: sent again
+            with pytest.raises(Http1Error):  # closed unanswered on a kept-alive connection, then on a new one
+                await pool.get("/never")
+        assert [(c, p) for c, p, _ in seen] == [
+            (1, b"/then-idle-close"),
+            (2, b"/length"),
+            (2, b"/then-drop-next"),
+            (3, b"/length"),
+            (3, b"/never"),  # looks like the keep-alive race: sent again once
+            (4, b"/never"),
+        ]
 
     asyncio.run(scenario())
