@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from harness.machine import machine
 from harness.workloads import read_queries
+from timing import median_seconds, timing_args
 
 from longvec.runtime import Embedder
 from longvec.runtime.backends import pools_on_device
@@ -41,13 +42,7 @@ def call_ms(emb: Embedder, rows: int, width: int, repeats: int) -> float:
         else:
             backend.run(ids, mask)
 
-    once()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+    return 1000 * median_seconds(once, repeats)
 
 
 def fit(grid: dict[tuple[int, int], float]) -> tuple[float, float]:
@@ -72,8 +67,7 @@ def main() -> None:
     data = Path(os.environ.get("LONGVEC_DATA", root.parent / "shared" / "data")) / "squad-longdoc-dev"
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    timing_args(p, repeats=5)
     p.add_argument("--queries", type=Path, default=data / "queries.jsonl")
     p.add_argument("--n-queries", type=int, default=320)
     p.add_argument("--groups", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 14, 32, 0])

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx  # readiness polls only; the load itself goes through harness.http1
 import numpy as np
-from harness.http1 import Http1Error, Http1Pool
+from harness.http1 import FAILURES, Http1Pool
 
 HOST = "127.0.0.1"  # never anything else
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,7 +221,7 @@ async def run_level(
         try:
             r = await http.post(spec.embed_path, body)
             status = str(r.status_code)
-        except (OSError, EOFError, asyncio.LimitOverrunError, Http1Error) as e:
+        except FAILURES as e:
             status = type(e).__name__
         if status == "200":
             latencies.append(time.perf_counter() - scheduled)
@@ -328,11 +328,11 @@ texts = json.loads(open(sys.argv[3]).read())
 e = Embedder.load(sys.argv[1], threads=int(sys.argv[2]))
 e.embed(texts[:8])
 got = {}
-for group in [int(g) for g in sys.argv[4].split(",")]:
-    group = group or len(texts)
+for group in sys.argv[4].split(","):
+    size = int(group) or len(texts)
     t0, c0 = time.perf_counter(), time.process_time()
-    for i in range(0, len(texts), group):
-        e.embed(texts[i : i + group])
+    for i in range(0, len(texts), size):
+        e.embed(texts[i : i + size])
     got[group] = {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 print(json.dumps(got))
 """
@@ -349,13 +349,8 @@ def library_rates(
     cmd = [sys.executable, "-c", LIBRARY, str(bundle), str(threads), str(path), ",".join(map(str, groups))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     got = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
-        group: (
-            len(texts) / got[str(group or len(texts))]["seconds"],
-            1000 * got[str(group or len(texts))]["cpu_seconds"] / len(texts),
-        )
-        for group in groups
-    }
+    timed = {int(group): t for group, t in got.items()}
+    return {g: (len(texts) / t["seconds"], 1000 * t["cpu_seconds"] / len(texts)) for g, t in timed.items()}
 
 
 def _free_port() -> int:

@@ -21,6 +21,11 @@ class Http1Error(Exception):
     """The server closed the connection or sent something that is not an HTTP/1.1 response."""
 
 
+# what a request can raise when the server fails it: a connection error, a cut response (IncompleteReadError is an
+# EOFError), a header block over the stream's limit, or a response that is not HTTP/1.1
+FAILURES = (OSError, EOFError, asyncio.LimitOverrunError, Http1Error)
+
+
 class _ClosedBeforeAnswer(Exception):
     """The connection ended before any byte of a response: on a kept-alive connection, the server closed it."""
 
